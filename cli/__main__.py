@@ -1,0 +1,3 @@
+from cosnet_index.cli import main
+
+main()
