@@ -1,0 +1,214 @@
+"""Result tables (Parquet, documented schema) and RELION STAR export.
+
+Classification table (``cosnet-index classify --out result.parquet``), one row per subtomogram:
+
+=================  =======  ==================================================================
+column             type     meaning
+=================  =======  ==================================================================
+subtomogram_id     int64    id in the store (= FAISS id)
+tomogram           string   tomogram name (``rlnTomoName`` or the MRC file's stem)
+x, y, z            float64  particle centre in voxels of that tomogram, as indexed
+class              string   best class, or ``unknown`` when ``probability < min_prob``
+probability        float32  best class probability through the head
+margin             float32  best minus second-best class probability (= best with 1 class)
+p_<class>          float32  probability against each class, one column per class
+=================  =======  ==================================================================
+
+Search table (``cosnet-index search --out hits.parquet``): ``rank`` (int64, 1 = best),
+``subtomogram_id``, ``tomogram``, ``x``, ``y``, ``z``, ``class`` (the searched class),
+``probability``, ``distance`` (float32 L1 distance to the nearest shot; NaN with ``mean``).
+
+Both files carry the query's provenance as JSON in the Parquet key-value metadata under
+``cosnet_index`` (kind, model hash, classes, min_prob, reduce, created).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cosnet_index._query_scores import UNKNOWN, Classification
+from cosnet_index._query_search import Hits
+from cosnet_index.errors import InputError
+
+__all__ = [
+    "META_KEY",
+    "PROB_PREFIX",
+    "classification_table",
+    "export_star",
+    "hits_table",
+    "read_table",
+    "write_table",
+]
+
+META_KEY = b"cosnet_index"
+PROB_PREFIX = "p_"
+_LOCATION = ["tomogram", "x", "y", "z"]
+
+
+def _locations(ids: np.ndarray, locations: pd.DataFrame | None) -> pd.DataFrame:
+    """tomogram, x, y, z of ``ids`` from a table with columns id, tomogram, x, y, z."""
+    if locations is None:
+        return pd.DataFrame(
+            {
+                "tomogram": pd.Series([None] * len(ids), dtype="string"),
+                **{c: np.full(len(ids), np.nan) for c in "xyz"},
+            }
+        )
+    loc = locations.set_index("id")[_LOCATION]
+    missing = ~pd.Index(ids).isin(loc.index)
+    if missing.any():
+        raise InputError(
+            f"{int(missing.sum())} ids have no location (first {ids[missing][:3].tolist()}); "
+            "run `cosnet-index check` on the store"
+        )
+    out = loc.loc[ids].reset_index(drop=True)
+    out["tomogram"] = out["tomogram"].astype("string")
+    return out.astype({c: "float64" for c in "xyz"})
+
+
+def classification_table(
+    result: Classification, ids: np.ndarray, locations: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The classification table (schema in this module's docstring) for vectors ``ids``."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) != len(result.labels):
+        raise InputError(f"{len(ids)} ids for {len(result.labels)} classified vectors")
+    df = pd.DataFrame({"subtomogram_id": ids})
+    df = pd.concat([df, _locations(ids, locations)], axis=1)
+    df["class"] = pd.Series(result.labels, dtype="string")
+    df["probability"] = result.probability.astype(np.float32)
+    df["margin"] = result.margin.astype(np.float32)
+    for j, name in enumerate(result.class_names):
+        df[PROB_PREFIX + name] = result.scores[:, j].astype(np.float32)
+    return df
+
+
+def hits_table(hits: Hits, class_name: str, locations: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The search table (schema in this module's docstring)."""
+    df = pd.DataFrame(
+        {"rank": np.arange(1, len(hits) + 1, dtype=np.int64), "subtomogram_id": hits.ids}
+    )
+    df = pd.concat([df, _locations(hits.ids, locations)], axis=1)
+    df["class"] = pd.Series([class_name] * len(hits), dtype="string")
+    df["probability"] = hits.probability.astype(np.float32)
+    df["distance"] = hits.distance.astype(np.float32)
+    return df
+
+
+def write_table(df: pd.DataFrame, path: str | Path, metadata: Mapping[str, Any]) -> Path:
+    """Write ``df`` to Parquet with ``metadata`` (JSON) attached; atomic (temp file + rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix != ".parquet":
+        raise InputError(f"result file {path} must end in .parquet; rename it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[META_KEY] = json.dumps(dict(metadata), sort_keys=True, default=str).encode()
+    table = table.replace_schema_metadata(meta)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A result table and its provenance metadata (empty dict if none)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"result file {path} not found; write one with `cosnet-index classify`")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise InputError(
+            f"cannot read {path} as Parquet ({exc}); give a classify/search result"
+        ) from exc
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    return table.to_pandas(), (json.loads(raw) if raw else {})
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def export_star(
+    result: pd.DataFrame,
+    out_dir: str | Path,
+    classes: Sequence[str] | None = None,
+    min_prob: float | None = None,
+    include_unknown: bool = False,
+    overwrite: bool = False,
+) -> list[Path]:
+    """One RELION particle STAR file per class from a classify or search table.
+
+    Each file ``<out_dir>/<class>.star`` has a ``particles`` block with ``rlnTomoName``,
+    ``rlnCoordinateX/Y/Z`` (voxels of the named tomogram, RELION 4 / Warp convention),
+    ``rlnClassNumber`` (1-based, in the order of ``classes`` or of first appearance) and
+    ``rlnAutopickFigureOfMerit`` (the class probability).
+
+    Args:
+        result: a table with columns tomogram, x, y, z, class, probability.
+        out_dir: folder to write into (created).
+        classes: only these classes (default: every class present).
+        min_prob: only rows with at least this probability.
+        include_unknown: also write ``unknown.star``.
+        overwrite: replace existing files (default: refuse).
+
+    Returns:
+        The written paths.
+
+    Raises:
+        InputError: missing columns, no location, or an existing file without ``overwrite``.
+    """
+    import starfile
+
+    need = {"tomogram", "x", "y", "z", "class", "probability"}
+    if not need <= set(result.columns):
+        raise InputError(
+            f"result table lacks columns {sorted(need - set(result.columns))}; "
+            "give a table written by `cosnet-index classify` or `search`"
+        )
+    if result["tomogram"].isna().any():
+        raise InputError("some rows have no tomogram name; classify through a store to get them")
+    df = result if min_prob is None else result[result["probability"] >= min_prob]
+    names = list(classes) if classes is not None else list(pd.unique(result["class"].astype(str)))
+    if not include_unknown:
+        names = [c for c in names if c != UNKNOWN]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, name in enumerate(names, start=1):
+        rows = df[df["class"] == name]
+        path = out_dir / f"{_SAFE.sub('_', name)}.star"
+        if path.exists() and not overwrite:
+            raise InputError(f"{path} exists; pass --overwrite or choose another --out folder")
+        block = pd.DataFrame(
+            {
+                "rlnTomoName": rows["tomogram"].astype(str).to_numpy(),
+                "rlnCoordinateX": rows["x"].to_numpy(np.float64),
+                "rlnCoordinateY": rows["y"].to_numpy(np.float64),
+                "rlnCoordinateZ": rows["z"].to_numpy(np.float64),
+                "rlnClassNumber": np.full(len(rows), number, dtype=np.int64),
+                "rlnAutopickFigureOfMerit": rows["probability"].to_numpy(np.float64),
+            }
+        )
+        starfile.write({"particles": block}, path, float_format="%.6f")
+        paths.append(path)
+    return paths

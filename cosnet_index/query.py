@@ -1,0 +1,69 @@
+"""Queries of the embedding store: classify, search, open set, discover, export.
+
+Every query works on the stored, scaled vectors ``g(f)`` and never calls the network: for a
+FAISS L1 distance ``d`` between a stored vector and a support vector, the head's match
+probability is ``sigmoid(b - d)`` (``b`` = ``model.head_bias``). A class with K support
+vectors (shots) scores a vector by the best shot (``reduce="max"``, default) or the mean
+of the K probabilities (``reduce="mean"``).
+
+Array level (no store needed): :func:`class_scores`, :func:`classify`, :func:`search_class`,
+:func:`search_vectors`, :func:`discover`, :func:`match_probability`. Tables:
+:func:`classification_table`, :func:`hits_table`, :func:`write_table`, :func:`read_table`,
+:func:`export_star` (schemas in ``docs/queries.md``).
+"""
+
+from __future__ import annotations
+
+from cosnet_index._query_discover import Discovery, discover, match_distance
+from cosnet_index._query_scores import (
+    DEFAULT_BATCH,
+    UNKNOWN,
+    Classification,
+    class_scores,
+    classify,
+    classify_scores,
+    l1_distances,
+    match_probability,
+    stack_prototypes,
+)
+from cosnet_index._query_search import Hits, search_class, search_vectors
+from cosnet_index._query_tables import (
+    PROB_PREFIX,
+    classification_table,
+    export_star,
+    hits_table,
+    read_table,
+    write_table,
+)
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_MIN_PROB",
+    "DEFAULT_REDUCE",
+    "PROB_PREFIX",
+    "UNKNOWN",
+    "Classification",
+    "Discovery",
+    "Hits",
+    "class_scores",
+    "classification_table",
+    "classify",
+    "classify_scores",
+    "discover",
+    "export_star",
+    "hits_table",
+    "l1_distances",
+    "match_distance",
+    "match_probability",
+    "read_table",
+    "search_class",
+    "search_vectors",
+    "stack_prototypes",
+    "write_table",
+]
+
+DEFAULT_MIN_PROB = 0.5
+"""Open-set threshold used when none is given (provisional; measured in docs/queries.md)."""
+
+DEFAULT_REDUCE = "max"
+"""How K shots combine (provisional; measured in docs/queries.md)."""
