@@ -101,6 +101,8 @@ def stack_prototypes(prototypes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.n
 
 def _reduce_shots(d: np.ndarray, offsets: np.ndarray, bias: float, reduce: Reduce) -> np.ndarray:
     """(rows, n_support) distances -> (rows, n_classes) probabilities."""
+    if len(offsets) == d.shape[1]:  # one shot per class: nothing to reduce
+        return match_probability(d, bias)
     if reduce == "max":
         # the best shot is the nearest one: sigmoid is monotone, so reduce the distances first
         return match_probability(np.minimum.reduceat(d, offsets, axis=1), bias)

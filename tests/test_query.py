@@ -40,15 +40,19 @@ def test_probability_from_faiss_distance_equals_model_head():
 
     torch.manual_seed(0)
     model = CosNet(CosNetConfig(widths=(4, 8, 8))).eval()
-    with torch.no_grad():  # a head far from its initial value, with distances of order b
-        noise = torch.randn(model.head_v.shape, generator=torch.Generator().manual_seed(1))
-        model.head_v.copy_(200.0 + 50.0 * noise)  # |w| = softplus(v) ~ 200 +- 50
-        model.head_b.fill_(3.0)
     g = torch.Generator().manual_seed(2)
     support, target = (
         torch.randn(6, 32, 32, 32, generator=g),
         torch.randn(6, 32, 32, 32, generator=g),
     )
+    with torch.no_grad():  # a head far from its initial value, with distances of order b
+        f = [model.forward_embedding(model.forward_features(model._prepare(v)))
+             for v in (support, target)]  # fmt: skip
+        unscaled = float((f[0] - f[1]).abs().sum(dim=1).mean())
+        noise = torch.rand(model.head_v.shape, generator=torch.Generator().manual_seed(1))
+        scale = 3.0 / unscaled * (0.5 + noise)  # |w| per dimension, scaled L1 ~ 3 +- spread
+        model.head_v.copy_(torch.log(torch.expm1(scale)))  # softplus(v) = scale
+        model.head_b.fill_(3.0)
     with torch.no_grad():
         p_head = model(support, target)["p"].numpy()  # the network's own head on raw boxes
     xs, xt = model.embed(support).numpy(), model.embed(target).numpy()
