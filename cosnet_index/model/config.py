@@ -29,6 +29,8 @@ class CosNetConfig:
         use_decoder: build the mask decoder (ablation switch).
         use_duse: a DuSE block after every encoder/decoder level (ablation switch).
         duse_reduction: channel reduction ratio of the channel-SE branch.
+        mask_upsample: 1 = the decoder's last level works at full resolution; 2 = it works at
+            half resolution and the mask logits are trilinearly upsampled to the box (faster).
         duse_combine: how the channel-SE and spatial-SE branches are merged: ``"max"`` (the
             authors' code, Roy et al.'s best) or ``"add"`` (the paper's text).
     """
@@ -43,7 +45,8 @@ class CosNetConfig:
     use_decoder: bool = True
     use_duse: bool = True
     duse_reduction: int = 2
-    duse_combine: str = "max"
+    duse_combine: str = "add"
+    mask_upsample: int = 2
 
     def __post_init__(self) -> None:
         if len(self.widths) != 3 or any(int(w) < 1 for w in self.widths):
@@ -60,6 +63,8 @@ class CosNetConfig:
                 f"feature_pool {self.feature_pool} must divide the bottleneck side "
                 f"{self.box // down}"
             )
+        if self.mask_upsample not in (1, 2) or (self.mask_upsample == 2 and 2 not in self.strides):
+            raise ValueError("mask_upsample must be 1, or 2 with at least one stride-2 level")
         if self.duse_combine not in ("max", "add"):
             raise ValueError(f"duse_combine must be 'max' or 'add', got {self.duse_combine!r}")
         # tuples even when built from JSON lists

@@ -77,9 +77,15 @@ class CosNet(nn.Module):
         self.mask_head: nn.Module | None = None
         if config.use_decoder:
             dec = []
-            outs = [widths[1], widths[0], widths[0]]  # mirror: w3 -> w2 -> w1 -> w1
+            # mirror the encoder: w3 -> w2 -> w1 -> w1/2; with mask_upsample=2 the last
+            # upsampling is done by trilinear interpolation of the mask logits (the 32^3 level
+            # dominated the training cost; masks of 4 nm-resolution data are smooth)
+            outs = [widths[1], widths[0], max(1, widths[0] // 2)]
+            ups = list(reversed(strides))
+            if config.mask_upsample == 2:
+                ups[len(ups) - 1 - ups[::-1].index(2)] = 1
             cin = widths[2]
-            for width, stride in zip(outs, reversed(strides), strict=True):
+            for width, stride in zip(outs, ups, strict=True):
                 if stride == 2:
                     up: nn.Module = nn.ConvTranspose3d(cin, width, 2, stride=2, bias=False)
                 else:
@@ -121,7 +127,12 @@ class CosNet(nn.Module):
         x = features
         for level in self.decoder:
             x = level(x)
-        return self.mask_head(x)[:, 0]
+        logits = self.mask_head(x)
+        if logits.shape[-1] != self.config.box:
+            logits = F.interpolate(
+                logits, size=(self.config.box,) * 3, mode="trilinear", align_corners=False
+            )
+        return logits[:, 0]
 
     def forward_head(self, f_support: Tensor, f_target: Tensor) -> Tensor:
         """Match logit ``b + w . |fs - ft|`` for unscaled embeddings, shape ``(n,)``."""
