@@ -1,0 +1,129 @@
+"""Exact Gaussian filtering inside a box, the building blocks of the dense CRF.
+
+Everything here filters a batch of volumes ``(..., d, h, w)`` with a Gaussian whose support is the
+box itself (no padding: voxels outside the box do not exist, as in the dense CRF of Kraehenbuehl &
+Koltun, where the lattice only holds the box's own voxels).
+
+- Spatial kernels ``exp(-|p_i - p_j|^2 / (2 theta^2))`` are separable: one small matrix per axis
+  ``G[i, j] = exp(-(i - j)^2 / (2 theta^2))`` applied as a matrix product along that axis. When
+  ``theta`` is large, ``G`` is numerically low-rank and is applied through ``r`` eigenvectors
+  (``32 -> r -> 32``), which is what makes a box-wide bilateral kernel cheap.
+- The range part of a bilateral kernel ``exp(-(I_i - I_j)^2 / (2 beta^2))`` is factorised by
+  quadrature: a Gaussian of std ``beta`` is the convolution of two Gaussians of std
+  ``beta/sqrt(2)``, so ``k(a, b) ~ C * sum_l phi_l(a) phi_l(b)`` with
+  ``phi_l(x) = exp(-(x - c_l)^2 / beta^2)`` on evenly spaced levels ``c_l``. The trapezoid rule
+  on a Gaussian converges super-exponentially: the integrand ``phi_l(a) phi_l(b)`` has std
+  ``beta/2`` in ``c``, and a spacing of ``beta`` leaves a relative ripple of
+  ``2 exp(-pi^2 / 2) = 1.4%`` (a spacing of ``beta/sqrt(2)``: 1e-4). That is far closer to the
+  true Gaussian than a permutohedral lattice (or a bilateral grid with linear splatting, which
+  measured 5-10% here), at a cost linear in the number of levels. The constant ``C`` cancels in
+  the CRF's symmetric normalisation and is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "axis_factors",
+    "bilateral_levels",
+    "separable_filter",
+]
+
+# Keep eigenpairs of a 1-D Gaussian matrix down to this fraction of the largest eigenvalue.
+_EIG_TOL = 1e-5
+# Above this rank, a plain (n, n) matrix product is cheaper than two low-rank products.
+_MAX_LOW_RANK = 12
+
+
+def gaussian_matrix(
+    n: int, theta: torch.Tensor | float, *, device=None, dtype=None
+) -> torch.Tensor:
+    """``(n, n)`` matrix ``exp(-(i - j)^2 / (2 theta^2))`` (differentiable in ``theta``)."""
+    idx = torch.arange(n, device=device, dtype=dtype or torch.float32)
+    diff2 = (idx[:, None] - idx[None, :]) ** 2  # (n, n)
+    theta = torch.as_tensor(theta, device=idx.device, dtype=idx.dtype)
+    return torch.exp(-diff2 / (2 * theta**2))
+
+
+def axis_factors(
+    n: int, theta: torch.Tensor | float, *, low_rank: bool = True, device=None, dtype=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors ``(down, up)`` with ``G ~ up @ down`` for the 1-D Gaussian matrix of one axis.
+
+    ``down`` is ``(r, n)`` and ``up`` is ``(n, r)``. With ``low_rank`` and a wide Gaussian, ``r`` is
+    the numerical rank (eigenvalues above ``1e-5`` of the largest); otherwise ``down = G`` and
+    ``up`` is ``None``-like identity (returned as an empty tensor) so that a single product is done.
+    The low-rank path uses ``eigh`` and is meant for inference (no gradient through it).
+    """
+    g = gaussian_matrix(n, theta, device=device, dtype=dtype)  # (n, n)
+    if low_rank:
+        with torch.no_grad():
+            evals, evecs = torch.linalg.eigh(g.double())  # ascending
+            keep = evals > _EIG_TOL * evals[-1]
+            rank = int(keep.sum())
+        if rank <= _MAX_LOW_RANK:
+            a = (evecs[:, keep] * evals[keep].clamp_min(0).sqrt()).to(g.dtype)  # (n, r)
+            return a.T.contiguous(), a.contiguous()
+    return g, torch.empty(0, device=g.device, dtype=g.dtype)
+
+
+def _apply_axes(x: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Multiply ``x (..., d, h, w)`` by ``mats[k] (m_k, n_k)`` along the last three axes."""
+    lead = x.shape[:-3]
+    for mat in reversed(mats):  # w, then h, then d; each round rotates the axes once
+        d, h, w = x.shape[-3:]
+        x = (x.reshape(-1, w) @ mat.T).reshape(*lead, d, h, mat.shape[0])
+        x = x.permute(*range(len(lead)), -1, -3, -2)  # (..., w', d, h)
+    return x.contiguous()
+
+
+def separable_filter(
+    x: torch.Tensor, factors: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """Gaussian-filter ``x (..., d, h, w)`` with one ``(down, up)`` pair per axis (d, h, w)."""
+    downs = [f[0] for f in factors]
+    x = _apply_axes(x, downs)
+    ups = [f[1] for f in factors]
+    if all(u.numel() > 0 for u in ups):
+        x = _apply_axes(x, ups)
+    elif any(u.numel() > 0 for u in ups):
+        # mixed: expand only the axes that were reduced
+        eye = [
+            u if u.numel() > 0 else torch.eye(d.shape[0], device=x.device, dtype=x.dtype)
+            for u, d in zip(ups, downs, strict=True)
+        ]
+        x = _apply_axes(x, eye)
+    return x
+
+
+def bilateral_levels(
+    intensity: torch.Tensor,
+    theta_beta: torch.Tensor | float,
+    *,
+    spacing: float = 1.0,
+    max_levels: int = 64,
+) -> torch.Tensor:
+    """Quadrature weights ``phi (b, L, d, h, w)`` of the range kernel at ``(b, d, h, w)`` values.
+
+    Levels are evenly spaced, ``spacing * beta`` apart (at most ``max_levels``; the spacing widens
+    when the intensity range would need more), from each box's lowest intensity minus
+    ``1.5 beta`` (three standard deviations of the quadrature's integrand) up to past its highest
+    plus ``1.5 beta``; all boxes get the number of levels of the widest (extra levels far above a
+    box's range only add terms below 1e-4).
+    """
+    beta = torch.as_tensor(theta_beta, device=intensity.device, dtype=intensity.dtype)
+    b = intensity.shape[0]
+    with torch.no_grad():
+        flat = intensity.reshape(b, -1)
+        lo = flat.min(dim=1).values - 1.5 * float(beta)  # (b,)
+        span = flat.max(dim=1).values + 1.5 * float(beta) - lo
+        step = max(spacing * float(beta), float(span.max()) / (max_levels - 1))
+        n_levels = max(2, math.ceil(float(span.max()) / step) + 1)
+        offsets = step * torch.arange(n_levels, device=intensity.device, dtype=intensity.dtype)
+        centres = lo[:, None] + offsets[None, :]  # (b, L): a box's levels ignore its batch-mates
+    diff = intensity.unsqueeze(1) - centres.view(b, n_levels, 1, 1, 1)  # (b, L, d, h, w)
+    return torch.exp(-(diff**2) / beta**2)
