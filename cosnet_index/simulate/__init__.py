@@ -1,0 +1,41 @@
+"""Simulated cryo-ET data: class density maps, subtomograms, tomograms and datasets.
+
+See ``docs/simulation.md`` for the physics and every parameter.
+"""
+
+from cosnet_index.simulate.config import SimulationConfig
+from cosnet_index.simulate.maps import (
+    REAL_CLASSES,
+    ClassMap,
+    class_info,
+    class_map,
+    is_class_name,
+    procedural_map,
+    procedural_name,
+    real_map,
+)
+from cosnet_index.simulate.split import ClassSplit, default_split
+from cosnet_index.simulate.subtomograms import (
+    SubtomogramBatch,
+    SubtomogramTensors,
+    simulate_subtomograms,
+    simulate_subtomograms_torch,
+)
+
+__all__ = [
+    "REAL_CLASSES",
+    "ClassMap",
+    "ClassSplit",
+    "SimulationConfig",
+    "SubtomogramBatch",
+    "SubtomogramTensors",
+    "class_info",
+    "class_map",
+    "default_split",
+    "is_class_name",
+    "procedural_map",
+    "procedural_name",
+    "real_map",
+    "simulate_subtomograms",
+    "simulate_subtomograms_torch",
+]

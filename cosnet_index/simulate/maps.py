@@ -1,0 +1,84 @@
+"""Class density maps by name: real (shipped PDB-derived maps) and procedural (``proc-00042``)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from cosnet_index.errors import InputError
+from cosnet_index.simulate._density import ClassMap
+from cosnet_index.simulate._procedural import load_procedural
+from cosnet_index.simulate._real import REAL_CLASSES, load_real
+
+__all__ = [
+    "REAL_CLASSES",
+    "ClassMap",
+    "class_info",
+    "class_map",
+    "is_class_name",
+    "procedural_map",
+    "procedural_name",
+    "real_map",
+]
+
+_PROC = re.compile(r"^proc-(\d+)$")
+DEFAULT_RESOLUTION_NM = 4.0
+
+
+def procedural_name(class_id: int) -> str:
+    """The class name of procedural class ``class_id``: ``proc-00042``."""
+    if class_id < 0:
+        raise InputError(f"procedural class ids are >= 0, got {class_id}")
+    return f"proc-{int(class_id):05d}"
+
+
+def is_class_name(name: str) -> bool:
+    """True for a real class stem or a procedural name ``proc-<digits>``."""
+    return name in REAL_CLASSES or _PROC.match(name) is not None
+
+
+def class_info(
+    name: str, voxel_size_nm: float = 1.0, resolution_nm: float = DEFAULT_RESOLUTION_NM
+) -> ClassMap:
+    """The cached :class:`ClassMap` (density, mask threshold, radius, mass) of a class.
+
+    Raises:
+        InputError: ``name`` is neither a real class nor ``proc-<id>``.
+    """
+    voxel_size_nm, resolution_nm = float(voxel_size_nm), float(resolution_nm)
+    if voxel_size_nm <= 0:
+        raise InputError(f"voxel_size_nm must be > 0, got {voxel_size_nm}")
+    if name in REAL_CLASSES:
+        return load_real(name, voxel_size_nm, resolution_nm)
+    match = _PROC.match(name)
+    if match is None:
+        raise InputError(
+            f"unknown class {name!r}: use a real class ({', '.join(REAL_CLASSES)}) "
+            "or a procedural one like 'proc-00042'"
+        )
+    return load_procedural(int(match.group(1)), voxel_size_nm, resolution_nm)
+
+
+def real_map(name: str, voxel_size_nm: float = 1.0) -> np.ndarray:
+    """A shipped real map at ``voxel_size_nm``: (d, d, d) float32, molecule positive.
+
+    Resampled with an anti-alias low-pass, low-passed to 4 nm, centre of mass on voxel ``d // 2``,
+    scaled to mean 1 inside the molecular volume. Cached; the returned array is a copy.
+
+    Raises:
+        InputError: unknown name.
+    """
+    if name not in REAL_CLASSES:
+        raise InputError(f"unknown real class {name!r}; choose one of {', '.join(REAL_CLASSES)}")
+    return class_info(name, voxel_size_nm).density.copy()
+
+
+def procedural_map(class_id: int, voxel_size_nm: float = 1.0) -> np.ndarray:
+    """Procedural class ``class_id`` (seeded, distinct per id): (d, d, d) float32, positive."""
+    return class_info(procedural_name(class_id), voxel_size_nm).density.copy()
+
+
+def class_map(name: str, voxel_size_nm: float = 1.0) -> np.ndarray:
+    """The map of a real class stem or of ``proc-<id>``: (d, d, d) float32, positive."""
+    return class_info(name, voxel_size_nm).density.copy()

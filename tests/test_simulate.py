@@ -1,0 +1,201 @@
+"""Simulator: maps, subtomogram physics (SNR, wedge, centring, masks), determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cosnet_index.errors import InputError
+from cosnet_index.simulate import (
+    REAL_CLASSES,
+    SimulationConfig,
+    class_info,
+    class_map,
+    default_split,
+    procedural_map,
+    real_map,
+    simulate_subtomograms,
+    simulate_subtomograms_torch,
+)
+from cosnet_index.simulate._pose import pose_map, random_rotations
+
+NAMES = ("apoferritin_6z6u", "ribosome70S_4v5d", "proc-00003", "proc-00007")
+
+
+def test_real_maps_are_positive_centred_and_cached() -> None:
+    assert len(REAL_CLASSES) == 10
+    for name in REAL_CLASSES:
+        density = real_map(name)
+        assert density.dtype == np.float32 and density.ndim == 3
+        assert len(set(density.shape)) == 1
+        centre = density.shape[0] // 2
+        positive = np.clip(density, 0, None)
+        com = np.indices(density.shape).reshape(3, -1) @ positive.ravel() / positive.sum()
+        np.testing.assert_allclose(com, centre, atol=0.5)
+        assert density.max() > 1.0 > abs(density.min())
+    assert class_info("apoferritin_6z6u") is class_info("apoferritin_6z6u")
+
+
+def test_real_map_voxel_size_scales_the_map() -> None:
+    fine, coarse = real_map("apoferritin_6z6u", 0.5), real_map("apoferritin_6z6u", 1.0)
+    assert fine.shape[0] > 1.6 * coarse.shape[0]
+    info = class_info("apoferritin_6z6u", 1.0)
+    # 483 kDa at 810 Da/nm^3 -> ~596 voxels of 1 nm^3 in the mask
+    assert abs((info.density > info.threshold).sum() - 596) <= 2
+
+
+def test_unknown_class_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="proc-00042"):
+        class_map("ribosome")
+
+
+def test_default_split_is_disjoint_and_as_documented() -> None:
+    split = default_split(40, 6)
+    assert not set(split.train) & set(split.heldout)
+    assert "apoferritin_6z6u" in split.heldout and "ribosome70S_4v5d" in split.train
+    assert split.heldout[-1] == "proc-100005" and split.train[-1] == "proc-00039"
+    assert len(split.train) == 45 and len(split.heldout) == 11
+
+
+def _centred_similarity(a, b) -> tuple[float, float]:
+    """Correlation of two centred maps and the Jaccard index of their masks."""
+    size = max(a.density.shape[0], b.density.shape[0])
+    x, y = (np.pad(v.density, (size - v.density.shape[0]) // 2) for v in (a, b))
+    mx, my = (np.pad(v.density > v.threshold, (size - v.density.shape[0]) // 2) for v in (a, b))
+    correlation = float(np.corrcoef(x.ravel(), y.ravel())[0, 1])
+    return correlation, float((mx & my).sum() / (mx | my).sum())
+
+
+def test_procedural_classes_are_distinct_and_size_matched_pairs_exist() -> None:
+    ids = range(100_000, 100_024)
+    infos = [class_info(f"proc-{i:05d}") for i in ids]
+    maps = [info.density for info in infos]
+    assert np.array_equal(procedural_map(100_000), maps[0])
+    masses = np.array([info.mass_da for info in infos])
+    radii = np.array([info.radius_voxels for info in infos])
+    size_matched = 0
+    for i in range(len(maps)):
+        for j in range(i + 1, len(maps)):
+            correlation, jaccard = _centred_similarity(infos[i], infos[j])
+            assert correlation < 0.98 and jaccard < 0.8, (i, j, correlation, jaccard)
+            if abs(masses[i] / masses[j] - 1) < 0.15 and abs(radii[i] - radii[j]) < 1.5:
+                size_matched += 1
+    assert size_matched >= 3
+    assert radii.min() * 2 < 14 and radii.max() * 2 > 20  # ~8 to ~28 nm
+
+
+@pytest.mark.parametrize("snr", [1000.0, 0.5, 0.1])
+def test_measured_snr_matches_request(snr: float) -> None:
+    batch = simulate_subtomograms(NAMES * 2, snr, seed=3, return_clean=True)
+    noise = batch.volumes - batch.clean
+    measured = batch.clean.var(axis=(1, 2, 3)) / noise.var(axis=(1, 2, 3))
+    np.testing.assert_allclose(measured, snr, rtol=0.10)
+
+
+def test_snr_inf_has_no_noise_and_shares_the_clean_part() -> None:
+    clean = simulate_subtomograms(NAMES, float("inf"), seed=5)
+    noisy = simulate_subtomograms(NAMES, 0.5, seed=5, return_clean=True)
+    np.testing.assert_allclose(clean.volumes, noisy.clean, atol=1e-6)
+    assert not np.allclose(noisy.volumes, noisy.clean)
+
+
+def test_missing_wedge_region_is_empty() -> None:
+    config = SimulationConfig()
+    batch = simulate_subtomograms(NAMES, 0.1, seed=11, config=config)
+    spectrum = np.abs(np.fft.fftn(batch.volumes, axes=(1, 2, 3))) ** 2
+    box = config.box
+    kz = np.abs(np.fft.fftfreq(box))[:, None, None]
+    kx = np.abs(np.fft.fftfreq(box))[None, None, :]
+    inside = kz > np.tan(np.radians(config.tilt_max_deg)) * kx + 1e-9  # (z, 1, x)
+    inside = np.broadcast_to(inside, (box, box, box))
+    assert inside.mean() > 0.1
+    wedge_power = spectrum[:, inside].sum(axis=1)
+    total_power = spectrum.sum(axis=(1, 2, 3))
+    assert (wedge_power / total_power < 1e-10).all()
+    # and the sampled region is not empty
+    assert (spectrum[:, ~inside].sum(axis=1) / total_power > 0.99).all()
+
+
+def test_centred_molecule_stays_centred_under_random_rotations() -> None:
+    density = torch.from_numpy(class_map("apoferritin_6z6u"))
+    rotations = torch.as_tensor(
+        random_rotations(np.random.default_rng(0), 100), dtype=torch.float32
+    )
+    posed = pose_map(density, rotations, torch.zeros(100, 3), box=32).clamp_min(0).numpy()
+    grid = np.indices((32, 32, 32)).reshape(3, -1)
+    weights = posed.reshape(100, -1)
+    centroids = weights @ grid.T / weights.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(centroids, 16.0, atol=0.25)
+
+
+def test_shift_and_rotation_convention() -> None:
+    # a point at offset q from the reference centre lands at box centre + R q + s (x, y, z)
+    density = torch.zeros(15, 15, 15)
+    density[7, 7, 11] = 1.0  # z, y, x: offset q = (4, 0, 0) in x
+    rotation = torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])  # x -> y
+    posed = pose_map(density, rotation, torch.tensor([[0.0, 0.0, 2.0]]), box=32)[0]
+    assert tuple(int(i) for i in np.unravel_index(int(posed.argmax()), posed.shape)) == (18, 20, 16)
+
+
+def test_masks_overlap_the_noise_free_density_support() -> None:
+    batch = simulate_subtomograms(NAMES * 2, float("inf"), seed=2, config=SimulationConfig())
+    for i, name in enumerate(batch.names):
+        mask = batch.masks[i]
+        info = class_info(name)
+        expected = (info.density > info.threshold).sum()
+        assert 0.6 * expected < mask.sum() <= 1.2 * expected
+        # the molecule is dark: the imaged volume is lower inside its mask than outside
+        assert batch.volumes[i][mask].mean() < batch.volumes[i][~mask].mean()
+
+
+def test_masks_are_inside_the_posed_density_support() -> None:
+    names = ("proc-00001", "glua3_3o21")
+    out = simulate_subtomograms_torch(names, float("inf"), seed=4)
+    rot, shift = out.rotations.float(), out.shifts.float()
+    for i, name in enumerate(names):
+        posed = pose_map(torch.from_numpy(class_map(name)), rot[i : i + 1], shift[i : i + 1], 32)[0]
+        support = posed > 0.05 * posed.max()
+        mask = out.masks[i]
+        assert bool(mask.any()) and bool(support[mask].all())
+
+
+def test_same_seed_same_bytes_and_different_seed_differs() -> None:
+    a = simulate_subtomograms(NAMES, 0.5, seed=9, crowding=True)
+    b = simulate_subtomograms(NAMES, 0.5, seed=9, crowding=True)
+    c = simulate_subtomograms(NAMES, 0.5, seed=10, crowding=True)
+    assert a.volumes.tobytes() == b.volumes.tobytes()
+    assert a.masks.tobytes() == b.masks.tobytes()
+    assert a.volumes.tobytes() != c.volumes.tobytes()
+
+
+def test_crowding_adds_density_outside_the_mask_only() -> None:
+    alone = simulate_subtomograms(NAMES * 4, float("inf"), seed=1, crowding=False)
+    crowded = simulate_subtomograms(NAMES * 4, float("inf"), seed=1, crowding=True)
+    np.testing.assert_array_equal(alone.masks, crowded.masks)
+    assert not np.allclose(alone.volumes, crowded.volumes)
+
+
+def test_shapes_dtypes_and_shift_range() -> None:
+    config = SimulationConfig(box=24, max_shift_fraction=0.1)
+    batch = simulate_subtomograms(["enolase_3enl"] * 20, [0.5] * 20, seed=0, config=config)
+    assert batch.volumes.shape == (20, 24, 24, 24) and batch.volumes.dtype == np.float32
+    assert batch.masks.dtype == bool and batch.rotations.shape == (20, 3, 3)
+    assert np.abs(batch.shifts).max() <= 2.4
+    np.testing.assert_allclose(
+        batch.rotations @ batch.rotations.transpose(0, 2, 1),
+        np.eye(3)[None].repeat(20, 0),
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(np.linalg.det(batch.rotations), 1.0)
+
+
+def test_bad_arguments_raise_input_errors() -> None:
+    with pytest.raises(InputError):
+        simulate_subtomograms([], 1.0, seed=0)
+    with pytest.raises(InputError):
+        simulate_subtomograms(["enolase_3enl"], [1.0, 2.0], seed=0)
+    with pytest.raises(InputError):
+        simulate_subtomograms(["enolase_3enl"], -1.0, seed=0)
+    with pytest.raises(InputError):
+        SimulationConfig(box=31)
