@@ -1,0 +1,50 @@
+"""The command line as a whole: every command has help text, --version, errors without tracebacks."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cosnet_index import __version__
+from cosnet_index.cli._app import cli
+
+
+def _all_commands(group: click.Group, ctx: click.Context, prefix: tuple[str, ...] = ()):
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, f"{name} is listed but cannot be loaded"
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, ctx, (*prefix, name))
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_root_help_lists_commands() -> None:
+    result = CliRunner().invoke(cli, ["-h"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_every_command_has_help_text() -> None:
+    ctx = click.Context(cli)
+    commands = list(_all_commands(cli, ctx))
+    assert commands, "no commands registered"
+    runner = CliRunner()
+    for path, command in commands:
+        assert command.help and command.help.strip(), f"`{' '.join(path)}` has no help text"
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize("args", [["no-such-command"]])
+def test_unknown_command_fails_cleanly(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
