@@ -1,0 +1,34 @@
+"""Reading tomograms (memory-mapped MRC), coordinate tables (STAR, CSV, Parquet) and boxes."""
+
+from __future__ import annotations
+
+from cosnet_index.io.boxes import (
+    EDGE_POLICIES,
+    BoxPlan,
+    extract_boxes,
+    fourier_resample,
+    plan_boxes,
+)
+from cosnet_index.io.coordinates import (
+    ParsedCoordinates,
+    TomogramGeometry,
+    parse_coordinates,
+    read_coordinates,
+)
+from cosnet_index.io.mrc import Tomogram, check_finite, open_tomogram, tomogram_name
+
+__all__ = [
+    "EDGE_POLICIES",
+    "BoxPlan",
+    "ParsedCoordinates",
+    "Tomogram",
+    "TomogramGeometry",
+    "check_finite",
+    "extract_boxes",
+    "fourier_resample",
+    "open_tomogram",
+    "parse_coordinates",
+    "plan_boxes",
+    "read_coordinates",
+    "tomogram_name",
+]

@@ -1,0 +1,295 @@
+"""Store commands: `init`, `db upgrade|current|downgrade`, `index`, `reindex`, `check`, `stats`."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+__all__ = ["check", "db", "index", "init", "reindex", "stats"]
+
+
+def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--store PATH`` (env ``COSNET_STORE``) and ``--db-url URL`` (env ``COSNET_DB_URL``)."""
+
+    @click.option(
+        "--store",
+        "store_path",
+        envvar="COSNET_STORE",
+        required=True,
+        type=click.Path(file_okay=False),
+        help="Store directory (default: $COSNET_STORE).",
+    )
+    @click.option(
+        "--db-url",
+        envvar="COSNET_DB_URL",
+        default=None,
+        help="SQLAlchemy URL of the catalog, e.g. postgresql+psycopg://user@host/db "
+        "(default: STORE/catalog.sqlite; env COSNET_DB_URL).",
+    )
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _size(n_bytes: int) -> str:
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+@click.command("init")
+@store_options
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Checkpoint whose vectors the store holds (default: the shipped weights).",
+)
+def init(store_path: str, db_url: str | None, model_path: str | None) -> None:
+    """Create a new, empty store at the newest schema.
+
+    The checkpoint is copied into the store; every vector will record its weights hash.
+
+    Examples:
+
+        cosnet-index init --store ./store
+
+        cosnet-index init --store ./store --model runs/a/cosnet.pt
+
+        cosnet-index init --store ./store --db-url postgresql+psycopg://me@db/cosnet
+    """
+    from cosnet_index.store import Store
+
+    with Store.create(store_path, model_path=model_path, db_url=db_url) as store:
+        click.echo(f"created store {store.path} (model {store.model_hash[:12]})")
+
+
+@click.group("db")
+def db() -> None:
+    """Inspect and migrate the catalog schema (Alembic).
+
+    Examples:
+
+        cosnet-index db current --store ./store
+
+        cosnet-index db upgrade --store ./store
+    """
+
+
+@db.command("current")
+@store_options
+def db_current(store_path: str, db_url: str | None) -> None:
+    """Print the catalog's schema revision and this version's newest.
+
+    Examples:
+
+        cosnet-index db current --store ./store
+    """
+    from cosnet_index.store import Store, schema
+
+    with Store.open_unchecked(store_path, db_url=db_url, readonly=True) as store:
+        current = schema.current_revision(store.engine)
+    head = schema.head_revision()
+    state = "up to date" if current == head else "run `cosnet-index db upgrade`"
+    click.echo(f"current: {current or '(empty)'}  head: {head}  ({state})")
+
+
+@db.command("upgrade")
+@store_options
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def db_upgrade(store_path: str, db_url: str | None, revision: str) -> None:
+    """Migrate the catalog up to the newest schema (or --revision).
+
+    Examples:
+
+        cosnet-index db upgrade --store ./store
+    """
+    from cosnet_index.store import Store, schema
+
+    with Store.open_unchecked(store_path, db_url=db_url) as store, store.write_lock():
+        before = schema.current_revision(store.engine)
+        schema.upgrade(store.engine, revision)
+        after = schema.current_revision(store.engine)
+    click.echo(f"schema {before or '(empty)'} -> {after}")
+
+
+@db.command("downgrade")
+@store_options
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) -> None:
+    """Migrate the catalog down to REVISION (e.g. 0001, -1, or base: drops every table).
+
+    Examples:
+
+        cosnet-index db downgrade --store ./store -1 --yes
+    """
+    from cosnet_index.store import Store, schema
+
+    if not yes:
+        click.confirm(f"downgrade the catalog of {store_path} to {revision}?", abort=True)
+    with Store.open_unchecked(store_path, db_url=db_url) as store, store.write_lock():
+        before = schema.current_revision(store.engine)
+        schema.downgrade(store.engine, revision)
+        after = schema.current_revision(store.engine)
+    click.echo(f"schema {before or '(empty)'} -> {after or '(empty)'}")
+
+
+@click.command("index")
+@store_options
+@click.argument("tomograms", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--coords",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Coordinates: RELION 3.1/4/5 or Warp STAR, CSV (x,y,z[,tomogram]) or Parquet.",
+)
+@click.option(
+    "--voxel-size",
+    type=float,
+    default=None,
+    help="Voxel size in angstrom for every tomogram (overrides the MRC headers).",
+)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Boxes per batch.")
+@click.option("--invert-contrast", is_flag=True, help="Tomograms have bright molecules: negate.")
+@click.option(
+    "--edge",
+    type=click.Choice(["skip", "pad"]),
+    default="skip",
+    show_default=True,
+    help="Boxes crossing the volume edge: skip them, or pad with the box's mean.",
+)
+@click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def index(
+    store_path: str,
+    db_url: str | None,
+    tomograms: tuple[str, ...],
+    coords: str,
+    voxel_size: float | None,
+    batch_size: int,
+    invert_contrast: bool,
+    edge: str,
+    device: str | None,
+    no_progress: bool,
+) -> None:
+    """Embed every subtomogram listed in --coords from the TOMOGRAMS (MRC) into the store.
+
+    Tomograms are matched to coordinate rows by name (rlnTomoName, rlnMicrographName or a
+    'tomogram' column; the MRC file's stem). Each tomogram is committed atomically; running the
+    same command again skips what is done.
+
+    Examples:
+
+        cosnet-index index --store ./store tomos/*.mrc --coords particles.star
+
+        cosnet-index index --store ./store TS_01.mrc --coords picks.csv --voxel-size 10
+    """
+    from cosnet_index.store import Store, index_tomograms
+
+    with Store.open(store_path, db_url=db_url) as store:
+        summary = index_tomograms(
+            store,
+            list(tomograms),
+            coords,
+            voxel_size_angstrom=voxel_size,
+            batch_size=batch_size,
+            invert_contrast=invert_contrast,
+            edge=edge,
+            progress=not no_progress,
+            device=device,
+        )
+    for line in summary.lines():
+        click.echo(line)
+
+
+@click.command("reindex")
+@store_options
+@click.option(
+    "--index-type",
+    type=click.Choice(["flat", "ivf"]),
+    default="flat",
+    show_default=True,
+    help="flat: exact L1; ivf: inverted lists for collections past a few million vectors.",
+)
+@click.option("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(n)).")
+def reindex(store_path: str, db_url: str | None, index_type: str, nlist: int | None) -> None:
+    """Rebuild the FAISS index from the Parquet shards (the shards are the truth).
+
+    Examples:
+
+        cosnet-index reindex --store ./store
+
+        cosnet-index reindex --store ./store --index-type ivf
+    """
+    from cosnet_index.store import Store
+    from cosnet_index.store import reindex as rebuild
+
+    with Store.open(store_path, db_url=db_url) as store:
+        n = rebuild(store, index_type=index_type, nlist=nlist)
+    click.echo(f"rebuilt the {index_type} index: {n} vectors")
+
+
+@click.command("check")
+@store_options
+def check(store_path: str, db_url: str | None) -> None:
+    """Verify that catalog rows, Parquet shards and the FAISS index agree (exit 1 if not).
+
+    Examples:
+
+        cosnet-index check --store ./store
+    """
+    from cosnet_index.store import Store, check_store
+
+    with Store.open(store_path, db_url=db_url, readonly=True) as store:
+        report = check_store(store)
+    for model, counts in report.counts.items():
+        click.echo(
+            f"model {model[:12]}: {counts['rows']} rows, {counts['shard_rows']} shard rows, "
+            f"{counts['index_ntotal']} in the index"
+        )
+    if report.ok:
+        click.echo("ok: catalog, shards and index agree")
+        return
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    raise SystemExit(1)
+
+
+@click.command("stats")
+@store_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(store_path: str, db_url: str | None, as_json: bool) -> None:
+    """Tomograms, subtomograms, models, classes and size of a store.
+
+    Examples:
+
+        cosnet-index stats --store ./store
+
+        cosnet-index stats --store ./store --json
+    """
+    from cosnet_index.store import Store, store_stats
+
+    with Store.open(store_path, db_url=db_url, readonly=True) as store:
+        info = store_stats(store)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"store          {info['store']}")
+    click.echo(f"schema         {info['schema_revision']}")
+    click.echo(f"model          {info['model_hash'][:12]}")
+    click.echo(f"tomograms      {info['tomograms']}")
+    click.echo(f"subtomograms   {info['subtomograms']}")
+    click.echo(f"models         {info['models']}")
+    click.echo(f"classes        {info['classes']}")
+    click.echo(f"size           {_size(info['size_bytes'])}")

@@ -1,0 +1,138 @@
+"""Every geometric conversion of cosnet-index, in one place.
+
+Conventions (see ``docs/store.md``):
+
+- **Arrays are (z, y, x)**, as :mod:`mrcfile` returns them. **Tables are x, y, z** in voxels of the
+  tomogram they name, as RELION and Warp STAR files give them. :func:`xyz_to_zyx` and
+  :func:`zyx_to_xyz` are the only places that swap the axes.
+- A voxel coordinate ``c`` names the *centre* of voxel ``c`` (0-based array index). A box of side
+  ``b`` is centred on the rounded coordinate ``r = floor(c + 0.5)`` and spans
+  ``[r - b // 2, r - b // 2 + b)`` on each axis (:func:`box_bounds`).
+- Lengths in angstrom are converted with the voxel size of the tomogram in angstrom per voxel
+  (:func:`angstrom_to_voxels`, :func:`voxels_to_angstrom`).
+- RELION origin shifts (``rlnOriginX/Y/ZAngst`` in angstrom, or the older ``rlnOriginX/Y/Z`` in
+  pixels) are *subtracted*: the particle centre is ``coordinate - origin``
+  (:func:`table_to_voxels`).
+- RELION 5 ``rlnCenteredCoordinateX/Y/ZAngst`` are angstrom from the tomogram centre, which is
+  ``shape / 2`` voxels on each axis (float division, as RELION 5 computes it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "angstrom_to_voxels",
+    "box_bounds",
+    "centre_voxels",
+    "resampled_box_size",
+    "round_half_up",
+    "table_to_voxels",
+    "voxels_to_angstrom",
+    "xyz_to_zyx",
+    "zyx_to_xyz",
+]
+
+
+def xyz_to_zyx(xyz: np.ndarray) -> np.ndarray:
+    """Reverse the last axis: ``(..., 3)`` x, y, z -> z, y, x (array index order)."""
+    xyz = np.asarray(xyz)
+    return xyz[..., ::-1].copy()
+
+
+def zyx_to_xyz(zyx: np.ndarray) -> np.ndarray:
+    """Reverse the last axis: ``(..., 3)`` z, y, x (array index order) -> x, y, z."""
+    zyx = np.asarray(zyx)
+    return zyx[..., ::-1].copy()
+
+
+def angstrom_to_voxels(values_angstrom: np.ndarray, voxel_size_angstrom: float) -> np.ndarray:
+    """Lengths or positions in angstrom -> voxels of size ``voxel_size_angstrom``."""
+    return np.asarray(values_angstrom, dtype=np.float64) / float(voxel_size_angstrom)
+
+
+def voxels_to_angstrom(values_voxels: np.ndarray, voxel_size_angstrom: float) -> np.ndarray:
+    """Lengths or positions in voxels of size ``voxel_size_angstrom`` -> angstrom."""
+    return np.asarray(values_voxels, dtype=np.float64) * float(voxel_size_angstrom)
+
+
+def centre_voxels(shape_zyx: tuple[int, int, int]) -> np.ndarray:
+    """The tomogram centre as x, y, z voxels: ``shape / 2`` (RELION 5's convention)."""
+    return zyx_to_xyz(np.asarray(shape_zyx, dtype=np.float64) / 2.0)
+
+
+def table_to_voxels(
+    xyz: np.ndarray,
+    *,
+    voxel_size_angstrom: float,
+    coordinate_pixel_size_angstrom: float | np.ndarray | None = None,
+    shift_pixels_xyz: np.ndarray | None = None,
+    shift_angstrom_xyz: np.ndarray | None = None,
+    centred_angstrom: bool = False,
+    shape_zyx: tuple[int, int, int] | None = None,
+) -> np.ndarray:
+    """Particle centres of a coordinate table -> x, y, z voxels of the tomogram.
+
+    Args:
+        xyz: ``(n, 3)`` coordinates as the table gives them: pixels (``rlnCoordinateX``...)
+            or, with ``centred_angstrom``, angstrom from the tomogram centre
+            (``rlnCenteredCoordinateXAngst``...).
+        voxel_size_angstrom: voxel size of the tomogram the coordinates refer to.
+        coordinate_pixel_size_angstrom: pixel size the pixel coordinates are given at when it
+            differs from the tomogram's (RELION 4 tilt-series pixels); None = tomogram voxels.
+        shift_pixels_xyz: ``(n, 3)`` origin shifts in coordinate pixels (``rlnOriginX``),
+            subtracted.
+        shift_angstrom_xyz: ``(n, 3)`` origin shifts in angstrom (``rlnOriginXAngst``), subtracted.
+        centred_angstrom: coordinates are angstrom from the centre (RELION 5 tomography).
+        shape_zyx: tomogram shape; required with ``centred_angstrom``.
+
+    Returns:
+        ``(n, 3)`` float64 x, y, z in voxels of the tomogram.
+    """
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    n = xyz.shape[0]
+    shift_px = np.zeros((n, 3)) if shift_pixels_xyz is None else np.asarray(shift_pixels_xyz)
+    shift_a = np.zeros((n, 3)) if shift_angstrom_xyz is None else np.asarray(shift_angstrom_xyz)
+    if centred_angstrom:
+        if shape_zyx is None:
+            raise ValueError("centred_angstrom coordinates need the tomogram shape")
+        position_angstrom = xyz - shift_px * voxel_size_angstrom - shift_a
+        return angstrom_to_voxels(position_angstrom, voxel_size_angstrom) + centre_voxels(shape_zyx)
+    pixel = (
+        voxel_size_angstrom
+        if coordinate_pixel_size_angstrom is None
+        else np.asarray(coordinate_pixel_size_angstrom, dtype=np.float64)
+    )
+    position_angstrom = (xyz - shift_px) * pixel - shift_a
+    return angstrom_to_voxels(position_angstrom, voxel_size_angstrom)
+
+
+def round_half_up(values: np.ndarray) -> np.ndarray:
+    """``floor(v + 0.5)`` as int64: the voxel a coordinate falls in (12.5 -> 13, -0.5 -> 0)."""
+    return np.floor(np.asarray(values, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def box_bounds(xyz_voxels: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start (inclusive) and stop (exclusive) array indices of boxes centred on coordinates.
+
+    Args:
+        xyz_voxels: ``(n, 3)`` x, y, z voxel coordinates.
+        box: box side in voxels.
+
+    Returns:
+        ``(start_zyx, stop_zyx)``, each ``(n, 3)`` int64 in array (z, y, x) order.
+    """
+    centre_zyx = xyz_to_zyx(round_half_up(np.asarray(xyz_voxels).reshape(-1, 3)))
+    start = centre_zyx - box // 2
+    return start, start + box
+
+
+def resampled_box_size(
+    box: int, voxel_size_angstrom: float, model_voxel_size_angstrom: float
+) -> int:
+    """Side (in tomogram voxels) of the region that resamples to ``box`` model voxels.
+
+    ``round(box * model / tomogram)``, at least 1: a tomogram at 5 A for a 10 A model reads 64^3
+    voxels and Fourier-crops them to 32^3.
+    """
+    return max(1, round(box * model_voxel_size_angstrom / voxel_size_angstrom))

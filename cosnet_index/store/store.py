@@ -1,0 +1,550 @@
+"""A store: a directory with a SQL catalog, Parquet embedding shards and a FAISS index.
+
+Layout (``docs/store.md``)::
+
+    STORE/
+      store.json              format marker: format version, where the catalog is
+      catalog.sqlite          the SQL catalog (unless --db-url points elsewhere), WAL mode
+      models/<hash16>.pt      a copy of every checkpoint whose vectors the store holds
+      shards/<hash16>/<tomogram>-<id>.parquet   embedding shards, one per tomogram and model
+      index/<hash16>.faiss    the FAISS index of one model's vectors (derived from the shards)
+      store.lock              writers hold an exclusive flock on it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from cosnet_index import __version__
+from cosnet_index.errors import SchemaError, StoreError
+from cosnet_index.store import schema
+from cosnet_index.store._engine import make_engine, public_url
+from cosnet_index.store._files import writer_lock
+from cosnet_index.store.shards import read_shard_vectors
+from cosnet_index.store.tables import ModelRecord, ShardRecord, Subtomogram, TomogramRecord
+from cosnet_index.store.vectors import (
+    index_ids,
+    new_index,
+    read_index,
+    search_index,
+    to_gpu,
+    write_index,
+)
+
+__all__ = ["STORE_FORMAT", "STORE_FORMAT_VERSION", "Store"]
+
+logger = logging.getLogger(__name__)
+
+STORE_FORMAT = "cosnet-index-store"
+STORE_FORMAT_VERSION = 1
+MANIFEST = "store.json"
+CATALOG = "catalog.sqlite"
+LOCK = "store.lock"
+
+
+def _hash16(weights_hash: str) -> str:
+    return weights_hash[:16]
+
+
+class Store:
+    """An open store. Make one with :meth:`create`, open one with :meth:`open`.
+
+    Attributes:
+        path: the store directory.
+        engine: the catalog's SQLAlchemy engine.
+        readonly: opened for reading only (writes raise :class:`StoreError`).
+    """
+
+    def __init__(self, path: Path, engine: Engine, *, readonly: bool = False) -> None:
+        self.path = path
+        self.engine = engine
+        self.readonly = readonly
+        self._model: Any = None
+        self._index_cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
+        self._file_ntotal: dict[str, int] = {}
+        self._lock_depth = 0
+        self._thread_lock = threading.RLock()
+
+    # -- creating and opening --------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        db_url: str | None = None,
+    ) -> Store:
+        """Create a store at the newest schema, initialised with a model checkpoint.
+
+        Args:
+            path: a new (or empty) directory.
+            model_path: checkpoint whose vectors the store will hold (default: the shipped one);
+                it is copied into the store.
+            db_url: a SQLAlchemy URL for the catalog (default ``sqlite:///PATH/catalog.sqlite``).
+
+        Raises:
+            StoreError: the path holds something else, or the database already has a catalog.
+            CheckpointError: the checkpoint cannot be loaded.
+        """
+        from cosnet_index.model import default_checkpoint_path, load_checkpoint
+
+        path = Path(path).expanduser().resolve()
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise StoreError(
+                f"{path} already exists and is not an empty directory; open it, or choose a new "
+                "path for the store"
+            )
+        source = (
+            Path(model_path).expanduser().resolve() if model_path else default_checkpoint_path()
+        )
+        model, info = load_checkpoint(source)
+        staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        engine = None
+        try:
+            (staging / "shards").mkdir()
+            (staging / "index").mkdir()
+            (staging / "models").mkdir()
+            (staging / LOCK).touch()
+            checkpoint = Path("models") / f"{_hash16(info.hash)}.pt"
+            shutil.copyfile(source, staging / checkpoint)
+            catalog: dict[str, str] = {"kind": "sqlite", "file": CATALOG}
+            if db_url:
+                catalog = {"kind": "url", "url": public_url(db_url)}
+            engine = make_engine(db_url or f"sqlite:///{staging / CATALOG}")
+            if schema.current_revision(engine) is not None:
+                raise StoreError(
+                    f"the database {public_url(db_url or '')} already holds a cosnet-index "
+                    "catalog; use an empty database for a new store"
+                )
+            schema.upgrade(engine, "head")
+            with Session(engine) as session, session.begin():
+                session.add(
+                    ModelRecord(
+                        weights_hash=info.hash,
+                        config=info.config.to_dict(),
+                        checkpoint=checkpoint.as_posix(),
+                        source_path=str(source),
+                        active=True,
+                    )
+                )
+            engine.dispose()
+            engine = None
+            manifest = {
+                "format": STORE_FORMAT,
+                "format_version": STORE_FORMAT_VERSION,
+                "created_by": f"cosnet-index {__version__}",
+                "catalog": catalog,
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            if path.exists():
+                path.rmdir()
+            os.replace(staging, path)
+        except BaseException:
+            if engine is not None:
+                engine.dispose()
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        logger.info("created store %s with model %s", path, info.hash[:12])
+        del model
+        return cls.open(path, db_url=db_url)
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, db_url: str | None = None, readonly: bool = False
+    ) -> Store:
+        """Open an existing store and check its schema.
+
+        Raises:
+            StoreError: no store at ``path``, or its catalog is elsewhere and no ``db_url`` given.
+            SchemaError: the catalog is behind (run ``cosnet-index db upgrade``) or ahead
+                (upgrade cosnet-index).
+        """
+        store = cls.open_unchecked(path, db_url=db_url, readonly=readonly)
+        try:
+            schema.check_schema(store.engine, store.path)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_unchecked(
+        cls, path: str | os.PathLike[str], *, db_url: str | None = None, readonly: bool = False
+    ) -> Store:
+        """Open without the schema check (for ``cosnet-index db`` commands)."""
+        path = Path(path).expanduser().resolve()
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise StoreError(
+                f"no cosnet-index store at {path}; create one with "
+                f"`cosnet-index init --store {path}`"
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(
+                f"{manifest_path} is unreadable ({exc}); the store is damaged"
+            ) from None
+        if manifest.get("format") != STORE_FORMAT:
+            raise StoreError(f"{path} is not a cosnet-index store ({MANIFEST} has another format)")
+        if int(manifest.get("format_version", 0)) > STORE_FORMAT_VERSION:
+            raise SchemaError(
+                f"the store at {path} has format version {manifest['format_version']}, newer than "
+                "this cosnet-index; upgrade cosnet-index to open it"
+            )
+        catalog = manifest.get("catalog", {})
+        if db_url is None:
+            if catalog.get("kind") == "url":
+                raise StoreError(
+                    f"the catalog of the store at {path} is in an external database "
+                    f"({catalog.get('url')}); pass its URL with --db-url"
+                )
+            db_file = path / catalog.get("file", CATALOG)
+            if not db_file.is_file():
+                raise StoreError(f"the catalog {db_file} is missing; the store is damaged")
+            db_url = f"sqlite:///{db_file}"
+        engine = make_engine(db_url, readonly=readonly)
+        return cls(path, engine, readonly=readonly)
+
+    def close(self) -> None:
+        """Dispose of the database connections and cached indexes."""
+        self._index_cache.clear()
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- catalog ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A SQLAlchemy session; committed on normal exit, rolled back on an exception."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                if not self.readonly:
+                    session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Hold the store's inter-process writer lock (re-entrant within this object).
+
+        Raises:
+            StoreLockedError: another process is writing.
+            StoreError: the store was opened read-only or its directory is not writable.
+        """
+        if self.readonly:
+            raise StoreError(f"the store at {self.path} was opened read-only; it cannot be written")
+        with self._thread_lock:
+            if self._lock_depth:
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+                return
+            with writer_lock(self.path / LOCK, self.path):
+                self._lock_depth = 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth = 0
+
+    def active_model_record(self) -> ModelRecord:
+        """The catalog row of the model new vectors are made with."""
+        with self.session() as session:
+            record = session.scalars(select(ModelRecord).where(ModelRecord.active)).first()
+        if record is None:
+            raise StoreError(f"the store at {self.path} has no active model; the store is damaged")
+        return record
+
+    @property
+    def model_hash(self) -> str:
+        """Weights hash of the store's model."""
+        return self.active_model_record().weights_hash
+
+    def model(self) -> Any:
+        """The store's :class:`~cosnet_index.model.CosNet` (loaded once, hash verified).
+
+        Raises:
+            CheckpointError: the stored checkpoint is damaged.
+            StoreError: its hash is not the one the store recorded.
+        """
+        if self._model is None:
+            from cosnet_index.model import load_checkpoint
+
+            record = self.active_model_record()
+            model, info = load_checkpoint(self.path / record.checkpoint)
+            if info.hash != record.weights_hash:
+                raise StoreError(
+                    f"the store's checkpoint {record.checkpoint} has hash {info.hash[:12]}, not "
+                    f"the recorded {record.weights_hash[:12]}; restore the original checkpoint"
+                )
+            self._model = model
+        return self._model
+
+    def _model_id(self, model_hash: str | None) -> tuple[int, str]:
+        with self.session() as session:
+            if model_hash is None:
+                record = session.scalars(select(ModelRecord).where(ModelRecord.active)).first()
+            else:
+                record = session.scalars(
+                    select(ModelRecord).where(ModelRecord.weights_hash == model_hash)
+                ).first()
+        if record is None:
+            raise StoreError(
+                f"the store at {self.path} holds no vectors of model {model_hash}; "
+                "use the model the store was initialised with"
+            )
+        return record.id, record.weights_hash
+
+    def index_path(self, model_hash: str | None = None) -> Path:
+        """The FAISS index file of a model (default: the store's model)."""
+        return self.path / "index" / f"{_hash16(model_hash or self.model_hash)}.faiss"
+
+    def shard_dir(self, model_hash: str) -> Path:
+        """Folder of a model's shards."""
+        return self.path / "shards" / _hash16(model_hash)
+
+    # -- vectors ---------------------------------------------------------------------------------
+
+    def load_vectors(
+        self, ids: np.ndarray | None = None, *, model_hash: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors read from the Parquet shards (the truth, not the FAISS index).
+
+        Args:
+            ids: ``(n,)`` subtomogram ids, or None for every vector of the model.
+            model_hash: the model the vectors must come from (default: the store's model).
+
+        Returns:
+            ``(ids (n,) int64, xb (n, dim) float32)``, in the order of ``ids`` when given.
+
+        Raises:
+            StoreError: unknown ids, or ids embedded by another model (never mixed).
+        """
+        model_id, model_hash = self._model_id(model_hash)
+        with self.session() as session:
+            if ids is None:
+                shards = session.execute(
+                    select(ShardRecord.path)
+                    .where(ShardRecord.model_id == model_id)
+                    .order_by(ShardRecord.id)
+                ).all()
+                parts = [read_shard_vectors(self.path / p) for (p,) in shards]
+                dim = int(self._model_config(model_hash).get("embed_dim", 512))
+                if not parts:
+                    return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+                return (
+                    np.concatenate([p[0] for p in parts]),
+                    np.concatenate([p[1] for p in parts]),
+                )
+            ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+            rows = pd.DataFrame(
+                session.execute(
+                    select(Subtomogram.id, Subtomogram.model_id, Subtomogram.row, ShardRecord.path)
+                    .join(ShardRecord, Subtomogram.shard_id == ShardRecord.id)
+                    .where(Subtomogram.id.in_([int(i) for i in np.unique(ids)]))
+                ).all(),
+                columns=["id", "model_id", "row", "path"],
+            )
+        missing = np.setdiff1d(ids, rows["id"].to_numpy(dtype=np.int64))
+        if len(missing):
+            raise StoreError(
+                f"unknown subtomogram ids {missing[:5].tolist()}"
+                f"{' ...' if len(missing) > 5 else ''}; use ids listed by the store"
+            )
+        other = rows.loc[rows["model_id"] != model_id, "id"].to_numpy()
+        if len(other):
+            raise StoreError(
+                f"subtomograms {other[:5].tolist()} were embedded by another model than "
+                f"{model_hash[:12]}; queries never mix vectors of different models"
+            )
+        dim = int(self._model_config(model_hash).get("embed_dim", 512))
+        xb = np.empty((len(ids), dim), dtype=np.float32)
+        position = {int(i): k for k, i in enumerate(rows["id"])}
+        out_rows = np.array([position[int(i)] for i in ids], dtype=np.int64)
+        vectors_of_rows = np.empty((len(rows), dim), dtype=np.float32)
+        for path, group in rows.groupby("path").indices.items():
+            _, part = read_shard_vectors(self.path / path, rows["row"].to_numpy()[group])
+            vectors_of_rows[group] = part
+        xb[:] = vectors_of_rows[out_rows]
+        return ids, xb
+
+    def _model_config(self, model_hash: str) -> dict[str, Any]:
+        with self.session() as session:
+            record = session.scalars(
+                select(ModelRecord).where(ModelRecord.weights_hash == model_hash)
+            ).one()
+            return dict(record.config)
+
+    def _count_vectors(self, model_id: int) -> int:
+        with self.session() as session:
+            return int(
+                session.scalar(
+                    select(func.count(Subtomogram.id)).where(Subtomogram.model_id == model_id)
+                )
+                or 0
+            )
+
+    def cpu_index(self, *, model_hash: str | None = None) -> Any:
+        """The CPU FAISS index of a model, brought up to date with the catalog in memory.
+
+        The file holds a committed prefix of the catalog (it is written after the rows); vectors
+        committed since are added from the shards here (and persisted by the next writer).
+        """
+        model_id, model_hash = self._model_id(model_hash)
+        path = self.index_path(model_hash)
+        n_db = self._count_vectors(model_id)
+        stat = path.stat() if path.exists() else None
+        key = (stat.st_mtime_ns, stat.st_size, n_db) if stat else (0, 0, n_db)
+        cached = self._index_cache.get(model_hash)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        dim = int(self._model_config(model_hash).get("embed_dim", 512))
+        index = read_index(path) if stat else new_index(dim)
+        self._file_ntotal[model_hash] = int(index.ntotal) if stat else -1
+        if index.ntotal != n_db:
+            index = self._catch_up(index, model_id, model_hash, dim)
+        self._index_cache[model_hash] = (key, index)
+        return index
+
+    def _catch_up(self, index: Any, model_id: int, model_hash: str, dim: int) -> Any:
+        have = index_ids(index)
+        with self.session() as session:
+            db_ids = np.asarray(
+                session.scalars(
+                    select(Subtomogram.id).where(Subtomogram.model_id == model_id)
+                ).all(),
+                dtype=np.int64,
+            )
+        if len(np.setdiff1d(have, db_ids)):
+            logger.warning("vector index of %s holds ids the catalog lacks: rebuilding", model_hash)
+            index = new_index(dim)
+            have = np.zeros(0, np.int64)
+        missing = np.setdiff1d(db_ids, have)
+        if len(missing):
+            ids, xb = self.load_vectors(missing, model_hash=model_hash)
+            index.add_with_ids(xb, ids)
+            logger.info("added %d committed vectors missing from the index file", len(ids))
+        return index
+
+    def index_file_ntotal(self, model_hash: str | None = None) -> int:
+        """Vectors in the index file as last read by :meth:`cpu_index` (-1: no file)."""
+        _, model_hash = self._model_id(model_hash)
+        if model_hash not in self._file_ntotal:
+            self.cpu_index(model_hash=model_hash)
+        return self._file_ntotal[model_hash]
+
+    def persist_index(self, index: Any, model_hash: str | None = None) -> None:
+        """Replace a model's index file atomically with ``index`` (writer lock required)."""
+        if not self._lock_depth:
+            raise StoreError("internal error: the index file is written only under the writer lock")
+        _, model_hash = self._model_id(model_hash)
+        path = self.index_path(model_hash)
+        write_index(index, path)
+        self._file_ntotal[model_hash] = int(index.ntotal)
+        self._index_cache.pop(model_hash, None)
+
+    def vector_index(self, *, gpu: bool | None = None, model_hash: str | None = None) -> Any:
+        """The FAISS index to search: the CPU index, or its GPU copy when a GPU exists.
+
+        Args:
+            gpu: force (True) or forbid (False) the GPU; default: use one when present.
+        """
+        index = self.cpu_index(model_hash=model_hash)
+        if gpu is None:
+            import faiss
+
+            gpu = faiss.get_num_gpus() > 0
+        return to_gpu(index) if gpu else index
+
+    def search(
+        self, xq: np.ndarray, k: int, *, gpu: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``D, I``: L1 distances and subtomogram ids of the ``k`` nearest stored vectors.
+
+        Raises:
+            InputError: malformed queries (see :func:`~cosnet_index.store.vectors.search_index`).
+        """
+        return search_index(self.vector_index(gpu=gpu), xq, k)
+
+    # -- tables ----------------------------------------------------------------------------------
+
+    def subtomogram_table(self, ids: np.ndarray | None = None) -> pd.DataFrame:
+        """One row per subtomogram: ``id, tomogram, tomogram_path, x, y, z,
+        voxel_size_angstrom, model_hash, shard, row`` (``x, y, z`` voxels of that tomogram).
+
+        Raises:
+            StoreError: unknown ids.
+        """
+        query = (
+            select(
+                Subtomogram.id,
+                TomogramRecord.name.label("tomogram"),
+                TomogramRecord.path.label("tomogram_path"),
+                Subtomogram.x,
+                Subtomogram.y,
+                Subtomogram.z,
+                TomogramRecord.voxel_size_angstrom,
+                ModelRecord.weights_hash.label("model_hash"),
+                ShardRecord.path.label("shard"),
+                Subtomogram.row,
+            )
+            .join(TomogramRecord, Subtomogram.tomogram_id == TomogramRecord.id)
+            .join(ModelRecord, Subtomogram.model_id == ModelRecord.id)
+            .join(ShardRecord, Subtomogram.shard_id == ShardRecord.id)
+            .order_by(Subtomogram.id)
+        )
+        if ids is not None:
+            wanted = np.unique(np.asarray(ids, dtype=np.int64))
+            query = query.where(Subtomogram.id.in_([int(i) for i in wanted]))
+        with self.session() as session:
+            frame = pd.DataFrame(
+                session.execute(query).all(),
+                columns=[
+                    "id",
+                    "tomogram",
+                    "tomogram_path",
+                    "x",
+                    "y",
+                    "z",
+                    "voxel_size_angstrom",
+                    "model_hash",
+                    "shard",
+                    "row",
+                ],
+            )
+        frame["id"] = frame["id"].astype(np.int64)
+        if ids is not None:
+            missing = np.setdiff1d(np.asarray(ids, dtype=np.int64), frame["id"].to_numpy())
+            if len(missing):
+                raise StoreError(f"unknown subtomogram ids {missing[:5].tolist()}")
+            frame = frame.set_index("id").loc[np.asarray(ids, dtype=np.int64)].reset_index()
+        return frame
+
+    def size_bytes(self) -> int:
+        """Bytes of every file in the store directory."""
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())

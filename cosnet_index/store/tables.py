@@ -1,0 +1,106 @@
+"""The catalog's tables (SQLAlchemy 2 ORM). Migrations in ``migrations/versions`` create them.
+
+``subtomograms.id`` is the FAISS id of the subtomogram's vector. A row of ``shards`` exists only
+once its Parquet file is complete and renamed into place, and is committed in the same transaction
+as its subtomogram rows: a shard row is the "tomogram done for this model" marker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "ModelRecord", "ShardRecord", "Subtomogram", "TomogramRecord"]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every cosnet-index table (``Base.metadata`` is Alembic's target)."""
+
+
+class ModelRecord(Base):
+    """A model whose vectors the store holds (``weights_hash`` = ``CosNet.weights_hash``)."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    weights_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    config: Mapped[dict] = mapped_column(JSON)
+    checkpoint: Mapped[str] = mapped_column(Text)  # path relative to the store directory
+    source_path: Mapped[str] = mapped_column(Text)  # where it was copied from at `init`
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class TomogramRecord(Base):
+    """A tomogram (by name: ``rlnTomoName`` or the MRC file's stem)."""
+
+    __tablename__ = "tomograms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    shape_z: Mapped[int] = mapped_column(Integer)
+    shape_y: Mapped[int] = mapped_column(Integer)
+    shape_x: Mapped[int] = mapped_column(Integer)
+    voxel_size_angstrom: Mapped[float] = mapped_column(Float)
+    header_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class ShardRecord(Base):
+    """One Parquet embedding shard: the vectors of one tomogram by one model."""
+
+    __tablename__ = "shards"
+    __table_args__ = (UniqueConstraint("tomogram_id", "model_id", name="uq_shards_tomogram_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tomogram_id: Mapped[int] = mapped_column(ForeignKey("tomograms.id"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    path: Mapped[str] = mapped_column(Text)  # relative to the store directory
+    n_rows: Mapped[int] = mapped_column(Integer)
+    n_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[dict] = mapped_column(JSON, default=dict)  # reason -> count
+    edge: Mapped[str] = mapped_column(String(16))
+    resampled_from_angstrom: Mapped[float | None] = mapped_column(Float, nullable=True)
+    invert_contrast: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class Subtomogram(Base):
+    """One embedded subtomogram; ``id`` is its FAISS id, ``x, y, z`` voxels of its tomogram."""
+
+    __tablename__ = "subtomograms"
+    __table_args__ = (
+        UniqueConstraint("shard_id", "row", name="uq_subtomograms_shard_row"),
+        Index("ix_subtomograms_tomogram", "tomogram_id"),
+        Index("ix_subtomograms_model", "model_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    tomogram_id: Mapped[int] = mapped_column(ForeignKey("tomograms.id"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id"))
+    row: Mapped[int] = mapped_column(Integer)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    z: Mapped[float] = mapped_column(Float)

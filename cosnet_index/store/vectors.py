@@ -1,0 +1,138 @@
+"""The FAISS side of a store: exact L1 (default) or IVF indexes, persisted atomically.
+
+The CPU index file is the persisted truth for search; it is derived from the Parquet shards and
+can always be rebuilt from them (``cosnet-index reindex``). A GPU copy is made for searching when
+``faiss.get_num_gpus() > 0``; brute-force L1 on the GPU gives the same neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosnet_index.errors import InputError, StoreError
+from cosnet_index.store._files import atomic_replace, tmp_path_for
+
+__all__ = [
+    "INDEX_TYPES",
+    "index_ids",
+    "new_index",
+    "read_index",
+    "search_index",
+    "to_gpu",
+    "write_index",
+]
+
+logger = logging.getLogger(__name__)
+
+INDEX_TYPES = ("flat", "ivf")
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def new_index(
+    dim: int,
+    index_type: str = "flat",
+    *,
+    train_vectors: np.ndarray | None = None,
+    nlist: int | None = None,
+    seed: int = 0,
+) -> Any:
+    """An empty ``IndexIDMap2`` over an L1 ``IndexFlat`` or a trained L1 ``IndexIVFFlat``.
+
+    Args:
+        dim: vector size (512).
+        index_type: ``"flat"`` (exact) or ``"ivf"`` (inverted lists; needs ``train_vectors``).
+        train_vectors: ``(n, dim)`` sample to train the IVF coarse quantiser on.
+        nlist: IVF lists (default ``4 * sqrt(n)``, between 1 and ``n // 39``).
+        seed: k-means seed.
+
+    Raises:
+        InputError: unknown index type, or IVF without enough training vectors.
+    """
+    faiss = _faiss()
+    if index_type == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlat(dim, faiss.METRIC_L1))
+    if index_type != "ivf":
+        raise InputError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
+    if train_vectors is None or len(train_vectors) < 39:
+        raise InputError(
+            "an IVF index needs at least 39 stored vectors to train on; use the flat index "
+            "(--index-type flat) for small stores"
+        )
+    n = len(train_vectors)
+    if nlist is None:
+        nlist = int(4 * math.sqrt(n))
+    nlist = int(max(1, min(nlist, n // 39)))
+    quantizer = faiss.IndexFlat(dim, faiss.METRIC_L1)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L1)
+    ivf.cp.seed = seed
+    ivf.train(np.ascontiguousarray(train_vectors, dtype=np.float32))
+    ivf.nprobe = min(nlist, 32)
+    return faiss.IndexIDMap2(ivf)  # the Python wrappers keep quantizer and ivf alive
+
+
+def index_ids(index: Any) -> np.ndarray:
+    """The ids an ``IndexIDMap2`` holds, ``(ntotal,)`` int64, in insertion order."""
+    return _faiss().vector_to_array(index.id_map).astype(np.int64, copy=False)
+
+
+def read_index(path: Path) -> Any:
+    """Load a persisted index.
+
+    Raises:
+        StoreError: unreadable or corrupt file (``cosnet-index reindex`` rebuilds it).
+    """
+    try:
+        return _faiss().read_index(str(path))
+    except RuntimeError as exc:
+        raise StoreError(
+            f"the vector index {path} cannot be read ({str(exc).splitlines()[0]}); rebuild it from "
+            "the shards with `cosnet-index reindex`"
+        ) from None
+
+
+def write_index(index: Any, path: Path) -> None:
+    """Write ``index`` to ``path`` atomically (temporary file, fsync, rename)."""
+    if hasattr(index, "index") and type(index).__name__.startswith("Gpu"):
+        index = _faiss().index_gpu_to_cpu(index)
+    tmp = tmp_path_for(path)
+    try:
+        _faiss().write_index(index, str(tmp))
+        atomic_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def to_gpu(index: Any) -> Any:
+    """A GPU copy of a CPU index on every visible GPU (the CPU index stays the truth)."""
+    faiss = _faiss()
+    return faiss.index_cpu_to_all_gpus(index)
+
+
+def search_index(index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``D, I = index.search(xq, k)`` with input checks; ``I`` are subtomogram ids (-1 = none).
+
+    Raises:
+        InputError: ``xq`` not ``(n, d)`` finite, or ``k < 1``.
+    """
+    xq = np.ascontiguousarray(np.asarray(xq, dtype=np.float32))
+    if xq.ndim == 1:
+        xq = xq[None, :]
+    if xq.ndim != 2 or xq.shape[1] != index.d:
+        raise InputError(f"query vectors must have shape (n, {index.d}), got {xq.shape}")
+    if not np.isfinite(xq).all():
+        raise InputError("query vectors contain NaN or infinite values")
+    if int(k) < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    D, I = index.search(xq, int(k))  # noqa: E741 (faiss names)
+    return D, I

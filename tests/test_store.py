@@ -1,0 +1,255 @@
+"""The store: create/open, index two tomograms from a STAR file, check, resume, FAISS == NumPy."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cosnet_index.errors import (
+    CoordinateError,
+    InputError,
+    SchemaError,
+    StoreError,
+    StoreLockedError,
+)
+from cosnet_index.io import plan_boxes
+from cosnet_index.store import Store, check_store, index_tomograms, reindex, store_stats
+from cosnet_index.store import schema as store_schema
+from tests._store_util import (
+    SHAPE_ZYX,
+    particle_table,
+    tiny_checkpoint,
+    write_star_relion31,
+    write_tomogram,
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path, _ = tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+    return path
+
+
+@pytest.fixture
+def collection(tmp_path) -> dict:
+    """Two 10 A tomograms and a RELION 3.1 STAR file naming them."""
+    table = particle_table(n_per_tomogram=6)
+    paths = []
+    for k, name in enumerate(("TS_01", "TS_02")):
+        rows = table[table["tomogram"] == name]
+        paths.append(
+            write_tomogram(
+                tmp_path / f"{name}.mrc", seed=k, centres_xyz=rows[["x", "y", "z"]].to_numpy()
+            )
+        )
+    star = write_star_relion31(tmp_path / "particles.star", table)
+    return {"table": table, "tomograms": paths, "star": star}
+
+
+@pytest.fixture
+def store(tmp_path, checkpoint) -> Store:
+    with Store.create(tmp_path / "store", model_path=checkpoint) as opened:
+        yield opened
+
+
+def _inside(table: pd.DataFrame, box: int = 32) -> int:
+    return int(
+        sum(
+            plan_boxes(SHAPE_ZYX, group[["x", "y", "z"]].to_numpy(), box, "skip").keep.sum()
+            for _, group in table.groupby("tomogram")
+        )
+    )
+
+
+def test_index_two_tomograms_then_check_and_resume(store, collection) -> None:
+    summary = index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
+    expected = _inside(collection["table"])
+    assert expected == 12
+    assert summary.subtomograms_indexed == expected
+    assert summary.subtomograms_skipped == {"edge": 2, "outside": 2}
+    assert summary.tomograms_indexed == ("TS_01", "TS_02")
+
+    report = check_store(store)
+    assert report.ok, report.problems
+    (counts,) = report.counts.values()
+    assert counts == {"rows": expected, "shard_rows": expected, "index_ntotal": expected}
+
+    again = index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
+    assert again.subtomograms_indexed == 0
+    assert set(again.tomograms_skipped) == {"TS_01", "TS_02"}
+    assert check_store(store).counts == report.counts
+
+    table = store.subtomogram_table()
+    assert len(table) == expected and table["id"].is_unique
+    assert (table["model_hash"] == store.model_hash).all()
+    stats = store_stats(store)
+    assert (stats["tomograms"], stats["subtomograms"], stats["models"]) == (2, expected, 1)
+    # the stored coordinates are the STAR file's, origin shifts applied
+    ts01 = collection["table"].query("tomogram == 'TS_01'")
+    stored = table.query("tomogram == 'TS_01'")[["x", "y", "z"]].to_numpy()
+    truth = ts01[["x", "y", "z"]].to_numpy()
+    assert all(np.abs(truth - p).sum(1).min() < 1e-4 for p in stored)  # STAR text precision
+
+
+def test_faiss_l1_equals_numpy_brute_force(store, collection) -> None:
+    index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
+    ids, xb = store.load_vectors()
+    xq = xb[::3] + np.random.default_rng(0).normal(0, 1e-3, xb[::3].shape).astype(np.float32)
+    k = 5
+    D, I = store.search(xq, k, gpu=False)  # noqa: E741 (faiss names)
+    l1 = np.abs(xq[:, None, :].astype(np.float64) - xb[None].astype(np.float64)).sum(-1)
+    order = np.argsort(l1, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(I, ids[order])
+    np.testing.assert_allclose(D, np.take_along_axis(l1, order, 1), rtol=1e-4)
+    # the vectors are the model's embeddings of the boxes
+    sub_ids, sub_xb = store.load_vectors(ids[[3, 0]])
+    np.testing.assert_array_equal(sub_ids, ids[[3, 0]])
+    np.testing.assert_array_equal(sub_xb, xb[[3, 0]])
+
+
+def test_reindex_and_ivf(store, collection) -> None:
+    index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
+    _, xb = store.load_vectors()
+    before = store.search(xb, 3, gpu=False)
+    store.index_path().unlink()
+    assert not check_store(store).ok
+    assert reindex(store) == len(xb)
+    assert check_store(store).ok
+    after = store.search(xb, 3, gpu=False)
+    np.testing.assert_array_equal(before[1], after[1])
+    with pytest.raises(InputError, match="IVF"):
+        reindex(store, index_type="ivf")  # 12 vectors: too few to train
+
+
+def test_resampled_tomogram_says_so(store, tmp_path, caplog) -> None:
+    # a 5 A tomogram: coordinates in its own (finer) voxels, boxes read 64^3 and cropped to 32^3
+    shape = (80, 96, 96)
+    xyz = np.array([[48.0, 48.0, 40.0], [40.0, 52.0, 38.0]])
+    path = write_tomogram(
+        tmp_path / "fine.mrc", shape_zyx=shape, voxel_size_angstrom=5.0, centres_xyz=xyz
+    )
+    coords = tmp_path / "fine.csv"
+    pd.DataFrame({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}).to_csv(coords, index=False)
+    with caplog.at_level(logging.WARNING, logger="cosnet_index"):
+        summary = index_tomograms(store, [path], coords, progress=False)
+    assert summary.resampled == {"fine": (5.0, 10.0)}
+    assert summary.subtomograms_indexed == 2
+    assert any("resampling fine from 5 A" in r.getMessage() for r in caplog.records)
+    assert any("resampled fine from 5 A" in line for line in summary.lines())
+    assert check_store(store).ok
+
+
+def test_edge_pad_keeps_edge_boxes(store, collection) -> None:
+    summary = index_tomograms(
+        store, collection["tomograms"], collection["star"], edge="pad", progress=False
+    )
+    assert summary.subtomograms_indexed == 14
+    assert summary.subtomograms_skipped == {"outside": 2}
+
+
+def test_bad_input_leaves_the_store_unchanged(store, collection, tmp_path) -> None:
+    def snapshot() -> dict[str, bytes]:
+        return {str(p): p.read_bytes() for p in sorted(store.path.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    far = tmp_path / "far.csv"
+    pd.DataFrame({"x": [1000.0], "y": [1000.0], "z": [1000.0]}).to_csv(far, index=False)
+    with pytest.raises(CoordinateError, match="outside its volume"):
+        index_tomograms(store, collection["tomograms"][:1], far, progress=False)
+    with pytest.raises(InputError, match="batch-size"):
+        index_tomograms(store, collection["tomograms"], collection["star"], batch_size=0)
+    with pytest.raises(CoordinateError, match="not given"):
+        index_tomograms(store, collection["tomograms"][:1], collection["star"], progress=False)
+    assert snapshot() == before
+
+
+def test_same_name_from_another_file_is_refused(store, collection, tmp_path) -> None:
+    index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    clash = write_tomogram(other / "TS_01.mrc", seed=99, voxel_size_angstrom=10.5)
+    with pytest.raises(StoreError, match="another file"):
+        index_tomograms(
+            store, [clash, collection["tomograms"][1]], collection["star"], progress=False
+        )
+
+
+def test_queries_refuse_to_mix_models(store, collection, tmp_path) -> None:
+    index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
+    ids, _ = store.load_vectors()
+    with pytest.raises(StoreError, match="no vectors of model"):
+        store.load_vectors(ids, model_hash="0" * 64)
+    with pytest.raises(StoreError, match="unknown subtomogram ids"):
+        store.load_vectors(np.array([10_000]))
+    # a second model's vectors (as a later `init`-time model would add) are refused when mixed
+    from cosnet_index.store.tables import ModelRecord, Subtomogram
+
+    with store.session() as session:
+        session.add(
+            ModelRecord(
+                weights_hash="f" * 64, config={}, checkpoint="-", source_path="-", active=False
+            )
+        )
+        session.flush()
+        other = session.query(ModelRecord).filter_by(weights_hash="f" * 64).one()
+        session.query(Subtomogram).filter(Subtomogram.id == int(ids[0])).update(
+            {"model_id": other.id}
+        )
+    with pytest.raises(StoreError, match="never mix"):
+        store.load_vectors(ids[:3])
+
+
+def _hold_lock(path: str, ready, release) -> None:
+    with Store.open(path) as store, store.write_lock():
+        ready.set()
+        release.wait(30)
+
+
+def test_second_writer_gets_a_clear_lock_error(store) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(store.path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(StoreLockedError, match="another cosnet-index process"):
+            with store.write_lock():
+                pass
+    finally:
+        release.set()
+        holder.join(30)
+    with store.write_lock():  # free again
+        pass
+
+
+def test_open_errors(tmp_path, store) -> None:
+    with pytest.raises(StoreError, match="cosnet-index init"):
+        Store.open(tmp_path / "nowhere")
+    with pytest.raises(StoreError, match="not an empty directory"):
+        Store.create(store.path)
+    store_schema.downgrade(store.engine, "base")
+    with pytest.raises(SchemaError, match="db upgrade"):
+        Store.open(store.path)
+    store_schema.upgrade(store.engine, "0001")
+    if store_schema.head_revision() != "0001":
+        with pytest.raises(SchemaError, match="db upgrade"):
+            Store.open(store.path)
+    store_schema.upgrade(store.engine)
+    with store.engine.begin() as connection:
+        from sqlalchemy import text
+
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match="upgrade cosnet-index"):
+        Store.open(store.path)
+
+
+def test_readonly_store_refuses_writes(store, collection) -> None:
+    with Store.open(store.path, readonly=True) as readonly:
+        assert readonly.model_hash == store.model_hash
+        with pytest.raises(StoreError, match="read-only"):
+            index_tomograms(readonly, collection["tomograms"], collection["star"], progress=False)

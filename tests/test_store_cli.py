@@ -1,0 +1,87 @@
+"""The store commands through click's CliRunner: init, db, index, check, stats, reindex."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from cosnet_index.cli._app import cli
+
+from tests._store_util import particle_table, tiny_checkpoint, write_star_relion5, write_tomogram
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    checkpoint, _ = tiny_checkpoint(tmp_path / "tiny.pt")
+    table = particle_table(n_per_tomogram=4)
+    tomograms = [
+        write_tomogram(tmp_path / f"{n}.mrc", seed=k) for k, n in enumerate(("TS_01", "TS_02"))
+    ]
+    star = write_star_relion5(tmp_path / "particles.star", table)
+    store = tmp_path / "store"
+    monkeypatch.setenv("COSNET_STORE", str(store))
+    return {
+        "checkpoint": checkpoint,
+        "tomograms": [str(t) for t in tomograms],
+        "star": str(star),
+        "store": store,
+    }
+
+
+def _run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_init_index_check_stats_reindex(setup) -> None:
+    result = _run("init", "--model", str(setup["checkpoint"]))
+    assert result.exit_code == 0, result.output
+    assert "created store" in result.output
+
+    result = _run("db", "current")
+    assert result.exit_code == 0 and "up to date" in result.output
+
+    result = _run("index", *setup["tomograms"], "--coords", setup["star"], "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "indexed 8 subtomograms from 2 tomograms" in result.output
+    assert "skipped 2 coordinates: box crosses the volume edge" in result.output
+
+    result = _run("index", *setup["tomograms"], "--coords", setup["star"], "--no-progress")
+    assert "indexed 0 subtomograms" in result.output and "already indexed" in result.output
+
+    result = _run("check")
+    assert result.exit_code == 0, result.output
+    assert "8 rows, 8 shard rows, 8 in the index" in result.output
+
+    result = _run("stats", "--json")
+    info = json.loads(result.output)
+    assert (info["tomograms"], info["subtomograms"], info["classes"]) == (2, 8, 0)
+
+    (setup["store"] / "index").joinpath(next((setup["store"] / "index").iterdir()).name).unlink()
+    result = _run("check")
+    assert result.exit_code == 1
+    assert "reindex" in result.output
+    result = _run("reindex")
+    assert result.exit_code == 0 and "8 vectors" in result.output
+    assert _run("check").exit_code == 0
+
+
+def test_errors_are_one_line_without_traceback(setup, tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["check", "--store", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "Error: no cosnet-index store" in result.output and "Traceback" not in result.output
+    assert _run("init", "--model", str(setup["checkpoint"])).exit_code == 0
+    result = CliRunner().invoke(
+        cli, ["index", *setup["tomograms"], "--coords", setup["star"], "--batch-size", "0"]
+    )
+    assert result.exit_code == 1 and "batch-size" in result.output
+
+
+def test_db_downgrade_and_upgrade(setup) -> None:
+    assert _run("init", "--model", str(setup["checkpoint"])).exit_code == 0
+    result = _run("db", "downgrade", "base", "--yes")
+    assert result.exit_code == 0 and "(empty)" in result.output
+    result = CliRunner().invoke(cli, ["stats"])
+    assert result.exit_code == 1 and "db upgrade" in result.output
+    result = _run("db", "upgrade")
+    assert result.exit_code == 0 and "(empty) ->" in result.output
