@@ -61,7 +61,9 @@ class TrainConfig:
     crowding_fraction: float = 0.25
     checkpoint_every: int = 50
     keep_every: int = 500
-    max_minutes: float = 0.0  # 0 = no wall-time limit; else stop (and save) after this long
+    # 0 = no wall-time limit; else the run ends after this long (total over resumes), and the
+    # cosine schedule follows whichever of step/steps and time/max_minutes is further along
+    max_minutes: float = 0.0
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
@@ -132,12 +134,31 @@ def episode_loss(
     }
 
 
-def _lr_factor(step: int, config: TrainConfig) -> float:
+def _progress(step: int, wall_s: float, config: TrainConfig) -> float:
+    """Fraction of the run done: by steps, or by wall time when ``max_minutes`` is set."""
+    t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    if config.max_minutes:
+        t = max(t, wall_s / (60 * config.max_minutes))
+    return min(1.0, max(0.0, t))
+
+
+def _lr_factor(step: int, config: TrainConfig, wall_s: float = 0.0) -> float:
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
-    t = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    t = _progress(step, wall_s, config)
     low = config.lr_final_fraction
     return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _simulator_source_hash() -> str:
+    """sha256 of the simulator's source files: which data the model was trained on."""
+    import hashlib
+
+    root = pathlib.Path(__file__).resolve().parent / "simulate"
+    digest = hashlib.sha256()
+    for path in sorted(root.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _atomic_torch_save(obj: Any, path: pathlib.Path) -> None:
@@ -244,9 +265,13 @@ def train(
         "train_config": config.to_dict(),
         "classes": len(class_names),
         "device": str(dev),
+        "torch": str(torch.__version__),
+        "simulator_source_sha256": _simulator_source_hash(),
     }
-    if simulation_config is not None and hasattr(simulation_config, "to_dict"):
-        metadata["simulation_config"] = simulation_config.to_dict()
+    if simulate is None:
+        from cosnet_index.simulate import SimulationConfig
+
+        metadata["simulation_config"] = (simulation_config or SimulationConfig()).to_dict()
 
     metrics_path = out / "metrics.csv"
     new_file = not metrics_path.exists() or not resume
@@ -280,7 +305,8 @@ def train(
             episodes = future.result()
             future = pool.submit(draw, step + 1) if step + 1 < config.steps else None
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * _lr_factor(step, config)
+                wall = elapsed_before + time.perf_counter() - t0
+                group["lr"] = config.lr * _lr_factor(step, config, wall)
             parts = episode_loss(model, episodes, config.dice_weight)
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
@@ -298,8 +324,8 @@ def train(
                 on_step(row)
             bar.update(1)
             bar.set_postfix(loss=row["loss"], acc=row["acc"], dice=row["dice"])
-            out_of_time = config.max_minutes and (
-                time.perf_counter() - t0 > 60 * config.max_minutes
+            out_of_time = bool(config.max_minutes) and (
+                elapsed_before + time.perf_counter() - t0 > 60 * config.max_minutes
             )
             if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
                 save(step)

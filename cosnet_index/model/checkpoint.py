@@ -73,8 +73,9 @@ def save_checkpoint(model: CosNet, path: str | os.PathLike, **metadata: Any) -> 
         CheckpointError: metadata that is not JSON-compatible.
     """
     try:
-        json.dumps(metadata)
-    except TypeError as exc:
+        # a JSON round trip leaves only plain types, which weights_only loading accepts
+        metadata = json.loads(json.dumps(metadata))
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint metadata must be JSON-compatible (str, numbers, lists, dicts): {exc}"
         ) from None
