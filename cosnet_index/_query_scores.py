@@ -19,6 +19,9 @@ from scipy.special import expit
 from cosnet_index.errors import ClassError, InputError
 
 __all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_MIN_PROB",
+    "DEFAULT_REDUCE",
     "UNKNOWN",
     "Classification",
     "class_scores",
@@ -35,6 +38,12 @@ UNKNOWN = "unknown"
 """The label of a vector whose best class probability is below the threshold (open set)."""
 
 Reduce = Literal["max", "mean"]
+
+DEFAULT_MIN_PROB = 0.5
+"""Open-set threshold used when none is given (measured: docs/queries.md)."""
+
+DEFAULT_REDUCE: Reduce = "max"
+"""How K shots combine into a class probability (measured: docs/queries.md)."""
 
 DEFAULT_BATCH = 65_536
 """Rows of the collection scored at once: (batch, n_support_vectors) float32 distances in memory."""

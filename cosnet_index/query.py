@@ -9,7 +9,8 @@ of the K probabilities (``reduce="mean"``).
 Array level (no store needed): :func:`class_scores`, :func:`classify`, :func:`search_class`,
 :func:`search_vectors`, :func:`discover`, :func:`match_probability`. Tables:
 :func:`classification_table`, :func:`hits_table`, :func:`write_table`, :func:`read_table`,
-:func:`export_star` (schemas in ``docs/queries.md``).
+:func:`export_star` (schemas in ``docs/queries.md``). Store level: :func:`classify_store`,
+:func:`search_store`, :func:`discover_store` (classes from :mod:`cosnet_index.classes`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from cosnet_index._query_discover import Discovery, discover, match_distance
 from cosnet_index._query_scores import (
     DEFAULT_BATCH,
+    DEFAULT_MIN_PROB,
+    DEFAULT_REDUCE,
     UNKNOWN,
     Classification,
     class_scores,
@@ -27,6 +30,7 @@ from cosnet_index._query_scores import (
     stack_prototypes,
 )
 from cosnet_index._query_search import Hits, search_class, search_vectors
+from cosnet_index._query_store import classify_store, discover_store, search_store
 from cosnet_index._query_tables import (
     PROB_PREFIX,
     classification_table,
@@ -49,7 +53,9 @@ __all__ = [
     "classification_table",
     "classify",
     "classify_scores",
+    "classify_store",
     "discover",
+    "discover_store",
     "export_star",
     "hits_table",
     "l1_distances",
@@ -57,13 +63,8 @@ __all__ = [
     "match_probability",
     "read_table",
     "search_class",
+    "search_store",
     "search_vectors",
     "stack_prototypes",
     "write_table",
 ]
-
-DEFAULT_MIN_PROB = 0.5
-"""Open-set threshold used when none is given (provisional; measured in docs/queries.md)."""
-
-DEFAULT_REDUCE = "max"
-"""How K shots combine (provisional; measured in docs/queries.md)."""

@@ -1,0 +1,341 @@
+"""Query commands: `classify`, `search`, `discover`, `export`."""
+
+from __future__ import annotations
+
+import click
+from cosnet_index.cli.store import store_options
+
+__all__ = ["classify", "discover", "export", "search"]
+
+# the same values as cosnet_index.query.DEFAULT_MIN_PROB / DEFAULT_REDUCE, kept literal here so
+# that `--help` stays instant (checked by tests/test_query_cli.py)
+DEFAULT_MIN_PROB = 0.5
+DEFAULT_REDUCE = "max"
+
+_SET_HELP = "Class set to use (default: 'default')."
+_REDUCE_HELP = "How the K shots of a class combine: best shot (max) or mean probability."
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [n.strip() for n in value.split(",") if n.strip()] if value else None
+
+
+@click.command("classify")
+@store_options
+@click.option(
+    "--classes",
+    "class_names",
+    default=None,
+    help="Comma-separated classes (default: all of the set).",
+)
+@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
+@click.option(
+    "--min-prob",
+    type=click.FloatRange(0.0, 1.0),
+    default=DEFAULT_MIN_PROB,
+    show_default=True,
+    help="Best-class probability below which a subtomogram is 'unknown' (docs/queries.md).",
+)
+@click.option(
+    "--reduce",
+    type=click.Choice(["max", "mean"]),
+    default=DEFAULT_REDUCE,
+    show_default=True,
+    help=_REDUCE_HELP,
+)
+@click.option(
+    "--tomogram",
+    "tomograms",
+    multiple=True,
+    help="Only subtomograms of this tomogram (repeatable).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Result table (.parquet).",
+)
+def classify(
+    store_path: str,
+    db_url: str | None,
+    class_names: str | None,
+    set_name: str,
+    min_prob: float,
+    reduce: str,
+    tomograms: tuple[str, ...],
+    out_path: str,
+) -> None:
+    """Give every stored subtomogram its probability for each class, best class and margin.
+
+    Probabilities come from the FAISS L1 distance through the model's head (no network call).
+    The table's schema is in docs/queries.md; `export` turns it into STAR files.
+
+    Examples:
+
+        cosnet-index classify --store ./store --out result.parquet
+
+        cosnet-index classify --store ./store --classes ribosome,tric --min-prob 0.7 --out r.parquet
+
+        cosnet-index classify --store ./store --set chaperones --tomogram TS_01 --out ts01.parquet
+    """
+    from cosnet_index.query import UNKNOWN, classify_store, write_table
+    from cosnet_index.store import Store
+
+    with Store.open(store_path, db_url=db_url, readonly=True) as store:
+        table, meta = classify_store(
+            store,
+            classes=_names(class_names),
+            set_name=set_name,
+            min_prob=min_prob,
+            reduce=reduce,  # type: ignore[arg-type]
+            tomograms=list(tomograms) or None,
+        )
+    path = write_table(table, out_path, meta)
+    counts = table["class"].value_counts()
+    click.echo(
+        f"classified {len(table)} subtomograms into {len(meta['classes'])} classes -> {path}"
+    )
+    for name in [*meta["classes"], UNKNOWN]:
+        click.echo(f"  {name:<24} {int(counts.get(name, 0))}")
+
+
+@click.command("search")
+@store_options
+@click.argument("name")
+@click.option(
+    "-k", "k", type=click.IntRange(min=1), default=100, show_default=True, help="Number of hits."
+)
+@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
+@click.option(
+    "--min-prob",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Drop hits below this probability.",
+)
+@click.option(
+    "--reduce",
+    type=click.Choice(["max", "mean"]),
+    default=DEFAULT_REDUCE,
+    show_default=True,
+    help=_REDUCE_HELP,
+)
+@click.option("--cpu", is_flag=True, help="Search on the CPU even when a GPU is present.")
+@click.option(
+    "--out",
+    "out_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Hits table (.parquet).",
+)
+def search(
+    store_path: str,
+    db_url: str | None,
+    name: str,
+    k: int,
+    set_name: str,
+    min_prob: float,
+    reduce: str,
+    cpu: bool,
+    out_path: str | None,
+) -> None:
+    """Find the K stored subtomograms most likely to be class NAME (FAISS L1, GPU if present).
+
+    Examples:
+
+        cosnet-index search --store ./store ribosome -k 100 --out hits.parquet
+
+        cosnet-index search --store ./store ribosome -k 500 --min-prob 0.9
+    """
+    from cosnet_index.query import search_store, write_table
+    from cosnet_index.store import Store
+
+    with Store.open(store_path, db_url=db_url, readonly=True) as store:
+        table, meta = search_store(
+            store,
+            name,
+            k=k,
+            set_name=set_name,
+            min_prob=min_prob,
+            reduce=reduce,  # type: ignore[arg-type]
+            gpu=False if cpu else None,
+        )
+    if out_path:
+        click.echo(f"{len(table)} hits for {name!r} -> {write_table(table, out_path, meta)}")
+        return
+    click.echo(f"{len(table)} hits for {name!r}")
+    for row in table.head(20).itertuples():
+        click.echo(
+            f"  {row.rank:>4}  id {row.subtomogram_id:<8} {row.tomogram} "
+            f"({row.x:g}, {row.y:g}, {row.z:g})  p={row.probability:.4f}"
+        )
+    if len(table) > 20:
+        click.echo("  ... (write them all with --out hits.parquet)")
+
+
+@click.command("discover")
+@store_options
+@click.option(
+    "--exclude-known",
+    is_flag=True,
+    help="Cluster only subtomograms that match no class of the set.",
+)
+@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
+@click.option(
+    "--min-prob",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=DEFAULT_MIN_PROB,
+    show_default=True,
+    help="Head probability at which two subtomograms match (cuts the clustering tree).",
+)
+@click.option(
+    "--min-size",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Smallest cluster proposed (members in the sample).",
+)
+@click.option(
+    "--n-clusters",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cut into this many clusters instead.",
+)
+@click.option(
+    "--max-sample",
+    type=click.IntRange(min=2),
+    default=4000,
+    show_default=True,
+    help="Subtomograms clustered (seeded sample; the rest are assigned).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option(
+    "--out",
+    "out_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write per-subtomogram assignments (.parquet).",
+)
+def discover(
+    store_path: str,
+    db_url: str | None,
+    exclude_known: bool,
+    set_name: str,
+    min_prob: float,
+    min_size: int,
+    n_clusters: int | None,
+    max_sample: int,
+    seed: int,
+    out_path: str | None,
+) -> None:
+    """Propose candidate novel classes: clusters of subtomograms on the head's L1 geometry.
+
+    Each candidate has a representative member (the medoid); name one with `classes add`.
+
+    Examples:
+
+        cosnet-index discover --store ./store --exclude-known
+
+        cosnet-index discover --store ./store --n-clusters 10 --out candidates.parquet
+    """
+    from cosnet_index.query import discover_store, write_table
+    from cosnet_index.store import Store
+
+    with Store.open(store_path, db_url=db_url, readonly=True) as store:
+        candidates, assignments, meta = discover_store(
+            store,
+            exclude_known=exclude_known,
+            set_name=set_name,
+            min_prob=min_prob,
+            min_size=min_size,
+            n_clusters=n_clusters,
+            max_sample=max_sample,
+            seed=seed,
+        )
+    click.echo(f"{len(candidates)} candidate classes from {len(assignments)} subtomograms")
+    for row in candidates.itertuples():
+        near = ""
+        if "nearest_class" in candidates.columns:
+            near = f"  nearest class {row.nearest_class} p={row.nearest_class_probability:.3f}"
+        click.echo(
+            f"  candidate {row.candidate}: {row.size} members, cohesion {row.cohesion:.3f}, "
+            f"representative id {row.representative_id} ({row.tomogram} {row.x:g} {row.y:g} "
+            f"{row.z:g}){near}"
+        )
+    if len(candidates):
+        first = int(candidates["representative_id"].iloc[0])
+        click.echo(
+            f"name one: cosnet-index classes add --store {store_path} NAME --subtomogram {first}"
+        )
+    if out_path:
+        meta["candidates"] = candidates.to_dict(orient="records")
+        click.echo(f"assignments -> {write_table(assignments, out_path, meta)}")
+
+
+@click.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["star"]),
+    default="star",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--result",
+    "result_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="A classify or search table (.parquet).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for one file per class.",
+)
+@click.option(
+    "--classes", "class_names", default=None, help="Comma-separated classes (default: all)."
+)
+@click.option(
+    "--min-prob",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Only rows with at least this probability.",
+)
+@click.option("--include-unknown", is_flag=True, help="Also write unknown.star.")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+def export(
+    fmt: str,
+    result_path: str,
+    out_dir: str,
+    class_names: str | None,
+    min_prob: float | None,
+    include_unknown: bool,
+    overwrite: bool,
+) -> None:
+    """Write per-class RELION particle STAR files from a classify or search result.
+
+    Columns: rlnTomoName, rlnCoordinateX/Y/Z (voxels), rlnClassNumber, rlnAutopickFigureOfMerit.
+
+    Examples:
+
+        cosnet-index export --format star --result result.parquet --out particles/
+
+        cosnet-index export --result r.parquet --out particles/ --classes ribosome --min-prob 0.9
+    """
+    from cosnet_index.query import export_star, read_table
+
+    table, _ = read_table(result_path)
+    paths = export_star(
+        table,
+        out_dir,
+        classes=_names(class_names),
+        min_prob=min_prob,
+        include_unknown=include_unknown,
+        overwrite=overwrite,
+    )
+    for path in paths:
+        click.echo(f"wrote {path}")

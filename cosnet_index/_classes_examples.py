@@ -1,0 +1,104 @@
+"""Support vectors of class examples given as MRC boxes or tomogram positions.
+
+A position the store indexed reuses the stored vector (no network call); anything else is cut,
+resampled to the model's voxel size and embedded once with the store's model, which normalises
+each box exactly as during indexing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosnet_index.errors import CoordinateError, InputError
+
+__all__ = ["vectors_at", "vectors_of_mrc"]
+
+log = logging.getLogger(__name__)
+
+
+def vectors_of_mrc(store: Any, paths: Sequence[str | os.PathLike[str]], invert: bool) -> np.ndarray:
+    """Embed cubic MRC boxes with the store's model (resampled to its voxel size)."""
+    import torch
+
+    from cosnet_index.geometry import resampled_box_size
+    from cosnet_index.io import fourier_resample, open_tomogram
+
+    model = store.model()
+    box = int(model.config.box)
+    model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    boxes = []
+    for path in paths:
+        volume = open_tomogram(path)
+        try:
+            data = np.asarray(volume.data, dtype=np.float32)  # a box: small, read whole
+            side = resampled_box_size(box, volume.voxel_size_angstrom, model_voxel_angstrom)
+        finally:
+            volume.close()
+        if len(set(data.shape)) != 1 or data.shape[0] < side:
+            raise InputError(
+                f"{path} holds a {data.shape} volume; a support example must be a cube of at least "
+                f"{side} voxels at {volume.voxel_size_angstrom:g} A (the model sees {box}^3 at "
+                f"{model_voxel_angstrom:g} A); cut one with `--at TOMO X Y Z` instead"
+            )
+        lo = (data.shape[0] - side) // 2
+        data = data[lo : lo + side, lo : lo + side, lo : lo + side]
+        if side != box:
+            log.warning("resampling %s from %g A to %g A voxels", path, volume.voxel_size_angstrom,
+                        model_voxel_angstrom)  # fmt: skip
+            data = fourier_resample(data[None], box)[0]
+        boxes.append(-data if invert else data)
+    return model.embed(torch.from_numpy(np.stack(boxes))).numpy()  # (n, dim)
+
+
+def vectors_at(
+    store: Any, at: Sequence[tuple[str, float, float, float]]
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Vectors at tomogram positions: the stored one if indexed there, else embedded once."""
+    import torch
+
+    from cosnet_index.geometry import resampled_box_size
+    from cosnet_index.io import extract_boxes, open_tomogram
+
+    table = store.subtomogram_table()
+    out, sources = [], []
+    for tomo, x, y, z in at:
+        xyz = np.array([x, y, z], dtype=np.float64)
+        name = Path(tomo).stem if str(tomo).endswith((".mrc", ".rec", ".map")) else str(tomo)
+        rows = table[table["tomogram"] == name]
+        close = rows[(np.abs(rows[["x", "y", "z"]].to_numpy() - xyz) <= 0.5).all(axis=1)]
+        source = {"tomogram": name, "x": float(x), "y": float(y), "z": float(z)}
+        if len(close):  # indexed already: reuse the stored vector
+            sid = int(close["id"].iloc[0])
+            out.append(store.load_vectors(np.array([sid]))[1][0])
+            sources.append({**source, "source_kind": "subtomogram", "subtomogram_id": sid})
+            continue
+        path = rows["tomogram_path"].iloc[0] if len(rows) else str(tomo)
+        voxel = float(rows["voxel_size_angstrom"].iloc[0]) if len(rows) else None
+        if not Path(path).is_file():
+            raise InputError(
+                f"tomogram {tomo!r} is neither indexed in the store nor an MRC file; give its path"
+            )
+        model = store.model()
+        box = int(model.config.box)
+        tomogram = open_tomogram(path, voxel_size_angstrom=voxel)
+        try:
+            side = resampled_box_size(
+                box, tomogram.voxel_size_angstrom, float(model.config.voxel_size_nm) * 10.0
+            )
+            boxes, plan = extract_boxes(tomogram.data, xyz[None], box, source_box=side)
+        finally:
+            tomogram.close()
+        if not plan.keep.all():
+            raise CoordinateError(
+                f"position {x:g} {y:g} {z:g} is too close to the edge of {name} for a {side}^3 "
+                "box; give a position at least half a box inside the volume"
+            )
+        out.append(model.embed(torch.from_numpy(boxes)).numpy()[0])
+        sources.append({**source, "source_kind": "tomogram", "source_path": str(path)})
+    return np.stack(out), sources

@@ -1,0 +1,244 @@
+"""Queries of a store: classify the collection, search a class, discover candidate classes.
+
+These read the stored vectors (shards) and the classes' support vectors and never run the
+network: the model is loaded only for its head bias ``b``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cosnet_index import __version__
+from cosnet_index._query_discover import discover
+from cosnet_index._query_scores import (
+    DEFAULT_BATCH,
+    DEFAULT_MIN_PROB,
+    DEFAULT_REDUCE,
+    Reduce,
+    class_scores,
+    classify,
+)
+from cosnet_index._query_search import search_class, search_vectors
+from cosnet_index._query_tables import classification_table, hits_table
+from cosnet_index.classes import DEFAULT_SET, get_classes, list_classes
+from cosnet_index.errors import ClassError, InputError
+
+__all__ = ["classify_store", "discover_store", "search_store"]
+
+log = logging.getLogger(__name__)
+
+_ID_CHUNK = 20_000  # ids per catalog query (SQLite's bound-parameter limit)
+
+
+def _meta(store: Any, kind: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "model_hash": store.model_hash,
+        "store": str(store.path),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cosnet_index_version": __version__,
+        **extra,
+    }
+
+
+def _collection(
+    store: Any, tomograms: Sequence[str] | None, ids: Sequence[int] | None
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """(ids, xb, locations) of the store's model's vectors, optionally filtered."""
+    table = store.subtomogram_table()
+    table = table[table["model_hash"] == store.model_hash]
+    if tomograms:
+        unknown = sorted(set(tomograms) - set(table["tomogram"]))
+        if unknown:
+            known = ", ".join(sorted(set(table["tomogram"]))[:10]) or "none"
+            raise InputError(f"no indexed tomogram named {unknown} (indexed: {known})")
+        table = table[table["tomogram"].isin(list(tomograms))]
+    if ids is not None:
+        wanted = np.asarray(ids, dtype=np.int64)
+        missing = np.setdiff1d(wanted, table["id"].to_numpy())
+        if len(missing):
+            raise InputError(f"subtomogram ids {missing[:5].tolist()} are not in the selection")
+        table = table.set_index("id").loc[wanted].reset_index()
+    if not tomograms and ids is None:
+        all_ids, xb = store.load_vectors()
+        return all_ids, xb, table
+    want = table["id"].to_numpy(dtype=np.int64)
+    parts = [store.load_vectors(want[s : s + _ID_CHUNK]) for s in range(0, len(want), _ID_CHUNK)]
+    if not parts:
+        return want, np.zeros((0, 0), np.float32), table
+    return want, np.concatenate([p[1] for p in parts]), table
+
+
+def classify_store(
+    store: Any,
+    *,
+    classes: Sequence[str] | None = None,
+    set_name: str = DEFAULT_SET,
+    min_prob: float = DEFAULT_MIN_PROB,
+    reduce: Reduce = DEFAULT_REDUCE,
+    tomograms: Sequence[str] | None = None,
+    ids: Sequence[int] | None = None,
+    batch: int = DEFAULT_BATCH,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Classify the store's subtomograms (all, or those of ``tomograms`` / ``ids``).
+
+    Returns:
+        ``(table, metadata)``: the classification table (schema: ``docs/queries.md``) and its
+        provenance (for :func:`~cosnet_index.query.write_table`).
+
+    Raises:
+        ClassError: unknown classes or an empty set; StoreError: classes of another model;
+        InputError: unknown tomograms or ids, empty selection.
+    """
+    support = get_classes(store, classes, set_name=set_name)
+    all_ids, xb, locations = _collection(store, tomograms, ids)
+    if len(all_ids) == 0:
+        raise InputError(
+            "the store holds no subtomogram in this selection; index some with `cosnet-index index`"
+        )
+    bias = store.model().head_bias
+    names = [c.name for c in support]
+    result = classify(xb, [c.vectors for c in support], bias, names, min_prob, reduce, batch)
+    table = classification_table(result, all_ids, locations)
+    meta = _meta(
+        store,
+        "classify",
+        set=set_name,
+        classes=names,
+        shots={c.name: c.shots for c in support},
+        min_prob=float(min_prob),
+        reduce=reduce,
+        head_bias=bias,
+        tomograms=list(tomograms) if tomograms else None,
+    )
+    return table, meta
+
+
+def search_store(
+    store: Any,
+    name: str,
+    *,
+    k: int = 100,
+    set_name: str = DEFAULT_SET,
+    min_prob: float = 0.0,
+    reduce: Reduce = DEFAULT_REDUCE,
+    gpu: bool | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The ``k`` subtomograms most probably of class ``name``.
+
+    ``reduce="max"`` searches the store's FAISS index (GPU when present) once per shot and
+    merges (exact); ``"mean"`` scans the shards.
+
+    Raises:
+        ClassError: unknown class; StoreError: a class of another model; InputError: bad k.
+    """
+    support = get_classes(store, [name], set_name=set_name)[0]
+    bias = store.model().head_bias
+    if reduce == "max":
+
+        class _Index:  # the store's search, with the GPU choice
+            @staticmethod
+            def search(xq: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+                return store.search(xq, kk, gpu=gpu)
+
+        hits = search_class(_Index(), support.vectors, bias, k=k, min_prob=min_prob)
+    else:
+        ids, xb = store.load_vectors()
+        hits = search_vectors(xb, ids, support.vectors, bias, k, min_prob, reduce=reduce)
+    table = hits_table(hits, support.name, store.subtomogram_table(hits.ids))
+    meta = _meta(
+        store,
+        "search",
+        set=set_name,
+        classes=[support.name],
+        shots={support.name: support.shots},
+        k=int(k),
+        min_prob=float(min_prob),
+        reduce=reduce,
+        head_bias=bias,
+    )
+    return table, meta
+
+
+def discover_store(
+    store: Any,
+    *,
+    exclude_known: bool = False,
+    set_name: str = DEFAULT_SET,
+    min_prob: float = DEFAULT_MIN_PROB,
+    reduce: Reduce = DEFAULT_REDUCE,
+    min_size: int = 5,
+    n_clusters: int | None = None,
+    max_sample: int = 4000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Propose candidate novel classes from the store's vectors.
+
+    Args:
+        exclude_known: cluster only the vectors that match no class of ``set_name`` (best
+            probability below ``min_prob``).
+        min_prob, min_size, n_clusters, max_sample, seed: see :func:`cosnet_index.query.discover`.
+
+    Returns:
+        ``(candidates, assignments, metadata)``: one row per candidate (``candidate, size,
+        representative_id, cohesion, sampled, tomogram, x, y, z`` and, when the set has classes,
+        ``nearest_class, nearest_class_probability`` of the representative), and one row per
+        clustered subtomogram (``subtomogram_id, candidate`` (-1: none), ``probability``).
+
+    Raises:
+        ClassError: ``exclude_known`` with no class in the set.
+    """
+    ids, xb = store.load_vectors()
+    bias = store.model().head_bias
+    support = get_classes(store, set_name=set_name) if list_classes(store, set_name) else []
+    if exclude_known:
+        if not support:
+            raise ClassError(
+                f"set {set_name!r} has no class to exclude; drop --exclude-known or add classes"
+            )
+        best = class_scores(xb, [c.vectors for c in support], bias, reduce=reduce).max(axis=1)
+        keep = best < min_prob
+        ids, xb = ids[keep], xb[keep]
+        log.info("discover: %d of %d vectors match no class", int(keep.sum()), len(keep))
+    found = discover(
+        xb,
+        ids,
+        bias,
+        min_prob=min_prob,
+        min_size=min_size,
+        n_clusters=n_clusters,
+        max_sample=max_sample,
+        seed=seed,
+    )
+    candidates = found.candidates.copy()
+    rep = candidates["representative_id"].to_numpy(dtype=np.int64)
+    if len(rep):
+        loc = store.subtomogram_table(rep)
+        for column in ("tomogram", "x", "y", "z"):
+            candidates[column] = loc[column].to_numpy()
+        if support:
+            _, rep_xb = store.load_vectors(rep)
+            scores = class_scores(rep_xb, [c.vectors for c in support], bias, reduce=reduce)
+            candidates["nearest_class"] = [support[j].name for j in scores.argmax(axis=1)]
+            candidates["nearest_class_probability"] = scores.max(axis=1)
+    assignments = pd.DataFrame(
+        {"subtomogram_id": ids, "candidate": found.labels, "probability": found.probability}
+    )
+    meta = _meta(
+        store,
+        "discover",
+        set=set_name,
+        exclude_known=exclude_known,
+        min_prob=float(min_prob),
+        min_size=int(min_size),
+        n_clusters=n_clusters,
+        max_sample=int(max_sample),
+        seed=int(seed),
+    )
+    return candidates, assignments, meta
