@@ -158,8 +158,13 @@ def remove_partial_files(store: Store) -> list[Path]:
     return removed
 
 
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "tomogram"
+def _free_shard_path(shard_dir: Path, tomogram: str) -> Path:
+    """``<safe name>.parquet``, or ``<safe name>-<k>.parquet`` when two names sanitise alike."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tomogram)[:100] or "tomogram"
+    path, k = shard_dir / f"{safe}.parquet", 1
+    while path.exists():
+        path, k = shard_dir / f"{safe}-{k}.parquet", k + 1
+    return path
 
 
 def _plan_jobs(
@@ -535,9 +540,9 @@ def _run_jobs(
             if job.writer is None:
                 job.ids = np.arange(next_id, next_id + len(job.xyz), dtype=np.int64)
                 next_id += len(job.xyz)
-                name = f"{_safe_name(job.tomogram.name)}.parquet"
+                final = _free_shard_path(shard_dir, job.tomogram.name)
                 job.writer = ShardWriter(
-                    shard_dir / name, dim, None if job.extra is None else job.extra.schema
+                    final, dim, None if job.extra is None else job.extra.schema
                 )
             if start is None:
                 _commit_job(store, job, model_id, edge, invert_contrast)

@@ -36,6 +36,7 @@ from cosnet_index.store._files import writer_lock
 from cosnet_index.store.shards import read_shard_vectors
 from cosnet_index.store.tables import ModelRecord, ShardRecord, Subtomogram, TomogramRecord
 from cosnet_index.store.vectors import (
+    GPU_MAX_K,
     index_ids,
     new_index,
     read_index,
@@ -75,6 +76,7 @@ class Store:
         self._model: Any = None
         self._index_cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
         self._file_ntotal: dict[str, int] = {}
+        self._gpu_cache: dict[int, tuple[Any, Any]] = {}  # id(cpu index) -> (cpu, gpu copy)
         self._lock_depth = 0
         self._thread_lock = threading.RLock()
 
@@ -225,6 +227,7 @@ class Store:
     def close(self) -> None:
         """Dispose of the database connections and cached indexes."""
         self._index_cache.clear()
+        self._gpu_cache.clear()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -479,7 +482,13 @@ class Store:
             import faiss
 
             gpu = faiss.get_num_gpus() > 0
-        return to_gpu(index) if gpu else index
+        if not gpu:
+            return index
+        cached = self._gpu_cache.get(id(index))
+        if cached is None:
+            self._gpu_cache.clear()
+            cached = self._gpu_cache[id(index)] = (index, to_gpu(index))
+        return cached[1]
 
     def search(
         self, xq: np.ndarray, k: int, *, gpu: bool | None = None
@@ -489,6 +498,8 @@ class Store:
         Raises:
             InputError: malformed queries (see :func:`~cosnet_index.store.vectors.search_index`).
         """
+        if int(k) > GPU_MAX_K:
+            gpu = False
         return search_index(self.vector_index(gpu=gpu), xq, k)
 
     # -- tables ----------------------------------------------------------------------------------

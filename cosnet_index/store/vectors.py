@@ -18,6 +18,7 @@ from cosnet_index.errors import InputError, StoreError
 from cosnet_index.store._files import atomic_replace, tmp_path_for
 
 __all__ = [
+    "GPU_MAX_K",
     "INDEX_TYPES",
     "index_ids",
     "new_index",
@@ -113,10 +114,20 @@ def write_index(index: Any, path: Path) -> None:
         raise
 
 
+GPU_MAX_K = 2048  # faiss GPU k-selection limit
+
+
 def to_gpu(index: Any) -> Any:
-    """A GPU copy of a CPU index on every visible GPU (the CPU index stays the truth)."""
+    """A GPU copy of a CPU index on every visible GPU (the CPU index stays the truth).
+
+    FAISS GPU supports L1 for flat indexes only: an L1 IVF index stays on the CPU (logged).
+    """
     faiss = _faiss()
-    return faiss.index_cpu_to_all_gpus(index)
+    try:
+        return faiss.index_cpu_to_all_gpus(index)
+    except RuntimeError as exc:
+        logger.warning("searching on the CPU: this index cannot go to the GPU (%s)", exc)
+        return index
 
 
 def search_index(index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
