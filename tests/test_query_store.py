@@ -1,0 +1,182 @@
+"""Queries through a store: classify == the network's head, open set, few-shot, search, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+import torch
+from click.testing import CliRunner
+from cosnet_index.cli._app import cli
+
+from cosnet_index.classes import add_class, remove_class
+from cosnet_index.errors import ClassError, InputError
+from cosnet_index.io import extract_boxes, open_tomogram
+from cosnet_index.query import (
+    UNKNOWN,
+    class_scores,
+    classify_store,
+    discover_store,
+    read_table,
+    search_store,
+    search_vectors,
+)
+from cosnet_index.store import Store
+from tests._classes_util import BOX, SHAPES, fresh_store_path, ids_by_label, toy_collection
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return toy_collection(tmp_path_factory)
+
+
+@pytest.fixture
+def store(toy, tmp_path):
+    with Store.open(fresh_store_path(toy, tmp_path)) as s:
+        yield s
+
+
+def _boxes(store, ids):  # type: ignore[no-untyped-def]
+    table = store.subtomogram_table(ids)
+    with open_tomogram(table["tomogram_path"].iloc[0]) as t:
+        boxes, _ = extract_boxes(t.data, table[["x", "y", "z"]].to_numpy(), BOX)
+    return torch.from_numpy(boxes)
+
+
+def test_classify_equals_the_networks_own_head_and_is_accurate(store, toy):
+    ids = ids_by_label(store, toy.truth)
+    support = {label: int(ids[label][0]) for label in SHAPES}
+    for label, sid in support.items():
+        add_class(store, label, subtomogram_ids=[sid])
+    table, meta = classify_store(store, min_prob=0.5)
+    assert meta["classes"] == sorted(SHAPES) and len(table) == len(toy.truth)
+    # the evaluate-style reference: the network's head on unscaled features of each box pair
+    model = store.model().eval()
+    query = table["subtomogram_id"].to_numpy()
+
+    def features(ids):  # type: ignore[no-untyped-def]
+        x = model._prepare(_boxes(store, ids))
+        return model.forward_embedding(model.forward_features(x))  # (n, 512) unscaled f
+
+    with torch.no_grad():
+        f_query = features(query)
+        for label in SHAPES:
+            f_support = features([support[label]]).expand(len(query), -1)
+            p = torch.sigmoid(model.forward_head(f_support, f_query)).numpy()
+            # float32 sums of L1 ~ 16 against b ~ 14: a few 1e-6 of rounding (1e-5 identity test
+            # at moderate scale: tests/test_query.py)
+            np.testing.assert_allclose(table[f"p_{label}"].to_numpy(), p, atol=3e-5)
+    truth = table.merge(toy.truth, on=["tomogram", "x", "y", "z"])["label"]
+    is_support = table["subtomogram_id"].isin(list(support.values()))
+    accuracy = float((table["class"] == truth)[~is_support].mean())
+    assert accuracy >= 0.9, accuracy
+    assert (table.loc[is_support, "probability"] > 0.99).all()  # a support matches itself
+
+
+def test_unknown_fires_for_a_class_missing_from_the_support_set(store, toy):
+    ids = ids_by_label(store, toy.truth)
+    for label in ("ball", "cube", "rod"):  # "ring" is held out
+        add_class(store, label, subtomogram_ids=[ids[label][0]])
+    table, _ = classify_store(store, min_prob=0.5)
+    label = table.merge(toy.truth, on=["tomogram", "x", "y", "z"])["label"]
+    heldout_unknown = float((table["class"] == UNKNOWN)[label == "ring"].mean())
+    known_unknown = float((table["class"] == UNKNOWN)[label != "ring"].mean())
+    assert heldout_unknown >= 0.9, heldout_unknown
+    assert known_unknown <= 0.2, known_unknown
+    strict, _ = classify_store(store, min_prob=0.999)  # a stricter threshold flags more
+    assert (strict["class"] == UNKNOWN).sum() > (table["class"] == UNKNOWN).sum()
+
+
+def test_few_shot_is_at_least_as_accurate_as_one_shot(store, toy):
+    ids = ids_by_label(store, toy.truth)
+    all_ids, xb = store.load_vectors()
+    row = {int(i): r for r, i in enumerate(all_ids)}
+    label_of = np.empty(len(all_ids), np.int64)
+    for c, label in enumerate(SHAPES):
+        label_of[[row[int(i)] for i in ids[label]]] = c
+    bias = store.model().head_bias
+    rng = np.random.default_rng(0)
+    acc = {"1": [], "3-max": [], "3-mean": []}
+    for _ in range(40):  # seeded episodes: the same 3 shots, one-shot uses the first
+        shots = [rng.choice(np.flatnonzero(label_of == c), 3, replace=False) for c in range(4)]
+        query = np.setdiff1d(np.arange(len(all_ids)), np.concatenate(shots))
+        for key, k, reduce in (("1", 1, "max"), ("3-max", 3, "max"), ("3-mean", 3, "mean")):
+            s = class_scores(xb[query], [xb[sh[:k]] for sh in shots], bias, reduce=reduce)
+            acc[key].append(float((s.argmax(axis=1) == label_of[query]).mean()))
+    mean = {k: float(np.mean(v)) for k, v in acc.items()}
+    assert mean["3-max"] >= mean["1"] and mean["3-mean"] >= mean["1"], mean
+    assert mean["1"] < 1.0  # the toy data is hard enough for the comparison to mean something
+
+
+def test_search_matches_a_brute_force_scan_and_carries_locations(store, toy):
+    ids = ids_by_label(store, toy.truth)
+    add_class(store, "rod", subtomogram_ids=ids["rod"][:3])
+    table, meta = search_store(store, "rod", k=10)
+    all_ids, xb = store.load_vectors()
+    support = store.load_vectors(ids["rod"][:3])[1]
+    ref = search_vectors(xb, all_ids, support, store.model().head_bias, k=10)
+    np.testing.assert_array_equal(table["subtomogram_id"].to_numpy(), ref.ids)
+    np.testing.assert_allclose(table["probability"].to_numpy(), ref.probability, atol=1e-6)
+    assert set(table.merge(toy.truth, on=["tomogram", "x", "y", "z"])["label"]) == {"rod"}
+    assert meta["kind"] == "search" and meta["shots"] == {"rod": 3}
+    mean, _ = search_store(store, "rod", k=10, reduce="mean", min_prob=0.5)
+    assert len(mean) <= 10 and (mean["probability"] >= 0.5).all()
+
+
+def test_filters_and_errors(store, toy):
+    ids = ids_by_label(store, toy.truth)
+    with pytest.raises(ClassError, match="classes add"):
+        classify_store(store)
+    add_class(store, "ball", subtomogram_ids=[ids["ball"][0]])
+    with pytest.raises(InputError, match="no indexed tomogram"):
+        classify_store(store, tomograms=["nope"])
+    subset, _ = classify_store(store, ids=ids["cube"][:4])
+    assert subset["subtomogram_id"].tolist() == ids["cube"][:4].tolist()
+    with pytest.raises(ClassError, match="no class 'cube'"):
+        search_store(store, "cube")
+    remove_class(store, "ball")
+
+
+def test_discover_proposes_the_held_out_class(store, toy):
+    ids = ids_by_label(store, toy.truth)
+    for label in ("ball", "cube", "rod"):
+        add_class(store, label, subtomogram_ids=ids[label][:2])
+    candidates, assignments, _ = discover_store(store, exclude_known=True, min_size=4)
+    assert len(candidates) >= 1
+    top = candidates.iloc[0]
+    assert int(top["representative_id"]) in set(ids["ring"].tolist())
+    members = assignments.loc[assignments["candidate"] == top["candidate"], "subtomogram_id"]
+    assert np.isin(members, ids["ring"]).mean() >= 0.9
+    assert top["nearest_class_probability"] < 0.5
+
+
+def test_cli_worked_example(toy, tmp_path):
+    path = fresh_store_path(toy, tmp_path)
+    with Store.open(path) as s:
+        ids = ids_by_label(s, toy.truth)
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, [*args], env={"COSNET_STORE": str(path)})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    for label in ("ball", "cube", "rod", "ring"):
+        run("classes", "add", label, "--subtomogram", str(ids[label][0]))
+    assert "ring" in run("classes", "list")
+    out = run("classify", "--out", str(tmp_path / "result.parquet"))
+    assert "classified 64 subtomograms" in out
+    table, meta = read_table(tmp_path / "result.parquet")
+    assert meta["kind"] == "classify" and {"p_ball", "p_ring"} <= set(table.columns)
+    run("search", "ball", "-k", "5", "--out", str(tmp_path / "hits.parquet"))
+    assert len(pd.read_parquet(tmp_path / "hits.parquet")) == 5
+    run("export", "--format", "star", "--result", str(tmp_path / "result.parquet"),
+        "--out", str(tmp_path / "star"))  # fmt: skip
+    ball = starfile.read(tmp_path / "star" / "ball.star")
+    assert len(ball) == (table["class"] == "ball").sum() and "rlnCoordinateX" in ball
+    run("classes", "rename", "ring", "torus")
+    run("classes", "remove", "torus")
+    assert "candidate" in run("discover", "--exclude-known", "--min-size", "4")
+    bad = runner.invoke(cli, ["search", "--store", str(path), "nope"])
+    assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
