@@ -151,6 +151,12 @@ def _confusion_section(
     ]
 
 
+def _dice_heading(column: str) -> str:
+    """``dice_decoder_crf`` -> ``Dice (decoder + CRF)``."""
+    what = column.removeprefix("dice").strip("_").replace("_crf", " + CRF").replace("_", " ")
+    return f"Dice ({what})" if what else "Dice"
+
+
 def _segmentation_section(segmentation: pd.DataFrame, class_column: str) -> list[str]:
     dice_columns = [c for c in segmentation.columns if str(c).startswith("dice")]
     if not dice_columns:
@@ -171,7 +177,7 @@ def _segmentation_section(segmentation: pd.DataFrame, class_column: str) -> list
         "",
         "Mean Dice of the segmented hits against the simulator's truth masks.",
         "",
-        table(["class", "hits", *(c.replace("_", " ") for c in dice_columns)], rows),
+        table(["class", "hits", *(_dice_heading(c) for c in dice_columns)], rows),
     ]
 
 

@@ -1,0 +1,402 @@
+"""The demo pipeline: the whole product on a simulated collection, every stage timed.
+
+simulate -> create a store -> index -> add one support particle per class -> classify ->
+search two classes -> segment their hits (decoder + CRF) -> report. Each stage is a small
+function of ``cosnet_index._demo_stages`` over the public APIs; :func:`run_demo` composes them.
+
+The collection mixes real maps held out from training with held-out procedural classes (all
+unseen by the shipped model), plus one class that gets no support particle: a structure nobody
+named, which the open-set threshold should answer with ``unknown``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cosnet_index import _demo_stages as stages
+from cosnet_index._demo_timing import Stopwatch
+from cosnet_index.errors import InputError
+from cosnet_index.report import (
+    ClassificationSummary,
+    StageTime,
+    summarize_classification,
+    write_report,
+)
+
+__all__ = [
+    "DEMO_CLASSES",
+    "DEMO_NOVEL_CLASSES",
+    "N_STAGES",
+    "DemoConfig",
+    "DemoResult",
+    "run_demo",
+    "summary_lines",
+]
+
+logger = logging.getLogger(__name__)
+
+DEMO_CLASSES: tuple[str, ...] = (
+    "apoferritin_6z6u",
+    "ruvab_7pbl",
+    "casx_6ny1",
+    "enolase_3enl",
+    "glua3_3o21",
+    "proc-100000",
+    "proc-100001",
+    "proc-100002",
+)
+"""Support classes of the demo: the five real maps held out from training and three held-out
+procedural classes (see :func:`cosnet_index.simulate.default_split`)."""
+
+N_STAGES = 8
+"""simulate, create store, index, add classes, classify, search, segment, report."""
+
+DEMO_NOVEL_CLASSES: tuple[str, ...] = ("proc-100003",)
+"""Classes present in the tomograms without a support particle (expected answer: unknown)."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo simulates and runs.
+
+    Attributes:
+        out_dir: everything is written under it (``data/``, ``store/``, ``report/``...).
+        seed: seeds the simulation and the support picks.
+        n_tomograms, shape_zyx: the collection's tomograms, (z, y, x) voxels at 1 nm.
+        n_particles: molecules over the whole collection (near-equal per class).
+        snr: var(signal) / var(noise) of the tomograms.
+        classes: support classes (one support particle each).
+        novel_classes: classes simulated without a support particle.
+        search_classes: classes whose top hits are searched and segmented (default: first two).
+        top_k: hits per searched class.
+        min_prob: open-set threshold (default: ``cosnet_index.query.DEFAULT_MIN_PROB``).
+        crf: refine the decoder masks with the dense CRF.
+        weights: checkpoint to index with (default: the shipped weights).
+        batch_size: boxes per forward pass when indexing.
+    """
+
+    out_dir: Path
+    seed: int = 0
+    n_tomograms: int = 3
+    shape_zyx: tuple[int, int, int] = (128, 256, 256)
+    n_particles: int = 600
+    snr: float = 0.5
+    classes: tuple[str, ...] = DEMO_CLASSES
+    novel_classes: tuple[str, ...] = DEMO_NOVEL_CLASSES
+    search_classes: tuple[str, ...] = ()
+    top_k: int = 8
+    min_prob: float | None = None
+    crf: bool = True
+    weights: Path | None = None
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.n_tomograms < 1 or self.n_particles < 1:
+            raise InputError("the demo needs at least one tomogram and one particle")
+        if len(self.shape_zyx) != 3 or min(self.shape_zyx) < 48:
+            raise InputError(
+                f"--shape {self.shape_zyx} is too small: give Z Y X of at least 48 voxels each"
+            )
+        if not self.classes:
+            raise InputError("the demo needs at least one support class")
+        unknown = set(self.search_classes) - set(self.classes)
+        if unknown:
+            raise InputError(f"search classes {sorted(unknown)} are not support classes")
+        if self.top_k < 1:
+            raise InputError(f"top_k must be >= 1, got {self.top_k}")
+        if not (self.snr > 0):
+            raise InputError(f"--snr must be > 0 (inf for no noise), got {self.snr}")
+
+    @property
+    def searched(self) -> tuple[str, ...]:
+        return self.search_classes or self.classes[:2]
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced (paths under ``config.out_dir``) and its figures."""
+
+    config: DemoConfig
+    n_simulated: int
+    n_indexed: int
+    n_skipped: dict[str, int]
+    result: pd.DataFrame  # the classification table (+ true_class)
+    scored: pd.DataFrame  # the same without the support particles: what the figures count
+    summary: ClassificationSummary
+    segmentation: pd.DataFrame  # one row per segmented hit: class, subtomogram_id, dice_*
+    stages: list[StageTime] = field(default_factory=list)
+    store_path: Path = Path()
+    result_path: Path = Path()
+    report_path: Path = Path()
+    supports: dict[str, int] = field(default_factory=dict)
+    min_prob: float = math.nan
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+
+def _closed_set_accuracy(result: pd.DataFrame, classes: tuple[str, ...]) -> float:
+    """Accuracy of the argmax over the support classes (no unknown threshold), on particles of
+    the support classes: the figure comparable to ``cosnet-index evaluate``'s N-way accuracy."""
+    columns = [f"p_{c}" for c in classes]
+    known = result["true_class"].isin(list(classes)).to_numpy()
+    if not known.any() or not all(c in result.columns for c in columns):
+        return math.nan
+    best = np.asarray(classes, dtype=object)[result[columns].to_numpy().argmax(axis=1)]
+    return float((best[known] == result["true_class"].to_numpy()[known]).mean())
+
+
+def _notes(config: DemoConfig, result: pd.DataFrame) -> list[str]:
+    closed = _closed_set_accuracy(result, config.classes)
+    n = len(config.classes)
+    return [
+        f"Demo run: `cosnet-index demo --seed {config.seed} --n-tomograms {config.n_tomograms} "
+        f"--shape {' '.join(map(str, config.shape_zyx))} --particles {config.n_particles} "
+        f"--snr {config.snr:g}`. The {len(config.classes)} support particles themselves are left "
+        "out of every figure below.",
+        "",
+        "Classes without a support particle (expected answer `unknown`): "
+        f"{', '.join(f'`{c}`' for c in config.novel_classes) or 'none'}. "
+        f"Closed-set accuracy (argmax over the {n} support classes, no unknown threshold; "
+        f"comparable to the {n}-way accuracy of `cosnet-index evaluate`): **{closed:.3f}**.",
+    ]
+
+
+def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None) -> DemoResult:
+    """Run the whole demo; ``on_stage(name)`` is called as each stage starts.
+
+    Raises:
+        InputError: bad configuration or an existing store in ``out_dir``; CosnetError
+            subclasses from the stages.
+    """
+    from cosnet_index.classes import add_class
+    from cosnet_index.query import DEFAULT_MIN_PROB, classify_store, search_store, write_table
+    from cosnet_index.store import Store, index_tomograms
+
+    out = Path(config.out_dir)
+    store_path = out / "store"
+    if store_path.exists():
+        raise InputError(
+            f"{store_path} already exists: give another --out, or remove that folder first"
+        )
+    min_prob = DEFAULT_MIN_PROB if config.min_prob is None else config.min_prob
+    watch = Stopwatch(on_stage)
+    all_classes = (*config.classes, *config.novel_classes)
+
+    with watch.stage("simulate", unit="molecules") as counter:
+        collection = stages.simulate_collection(
+            out / "data",
+            classes=all_classes,
+            n_tomograms=config.n_tomograms,
+            shape_zyx=config.shape_zyx,
+            n_particles=config.n_particles,
+            snr=config.snr,
+            seed=config.seed,
+        )
+        counter.n_items = len(collection.truth)
+
+    with watch.stage("create store", unit="") as counter:
+        store = Store.create(store_path, model_path=config.weights)
+    try:
+        with watch.stage("index") as counter:
+            index_summary = index_tomograms(
+                store,
+                list(collection.tomograms),
+                collection.coordinates,
+                batch_size=config.batch_size,
+                progress=False,
+            )
+            counter.n_items = index_summary.subtomograms_indexed
+
+        with watch.stage("add classes", unit="classes") as counter:
+            indexed = stages.indexed_truth(store, collection.truth)
+            supports = stages.pick_supports(indexed, config.classes, config.seed)
+            for name, subtomogram_id in supports.items():
+                add_class(
+                    store,
+                    name,
+                    subtomogram_ids=[subtomogram_id],
+                    description="demo: one random particle of the simulated truth",
+                )
+            counter.n_items = len(supports)
+
+        with watch.stage("classify") as counter:
+            result, meta = classify_store(store, classes=list(config.classes), min_prob=min_prob)
+            result = result.merge(
+                indexed[["id", "true_class"]].rename(columns={"id": "subtomogram_id"}),
+                on="subtomogram_id",
+                how="left",
+            )
+            result_path = write_table(result, out / "result.parquet", meta)
+            counter.n_items = len(result)
+
+        with watch.stage("search", unit="queries") as counter:
+            hits: dict[str, pd.DataFrame] = {}
+            for name in config.searched:
+                # one more than shown: the support particle itself is its own best match
+                table, meta = search_store(store, name, k=config.top_k + 1)
+                table = table[table["subtomogram_id"] != supports[name]].head(config.top_k)
+                table = table.merge(
+                    indexed[["id", "true_class", "tomogram_path"]].rename(
+                        columns={"id": "subtomogram_id"}
+                    ),
+                    on="subtomogram_id",
+                    how="left",
+                )
+                write_table(table.drop(columns="tomogram_path"), out / f"hits_{name}.parquet", meta)
+                hits[name] = table
+            counter.n_items = len(hits)
+
+        model = store.model()
+        box = int(model.config.box)
+        with watch.stage("segment (decoder + CRF)" if config.crf else "segment") as counter:
+            hit_boxes = {name: stages.read_boxes(t, box) for name, t in hits.items()}
+            masks: dict[str, np.ndarray | None] = {}
+            rows = []
+            for name, table in hits.items():
+                decoder, final = stages.segment_boxes(
+                    model, hit_boxes[name], crf=config.crf, model_hash=store.model_hash
+                )
+                masks[name] = final
+                truth_masks = stages.truth_masks(collection, table, box)
+                seg = table[["subtomogram_id", "class", "true_class"]].copy()
+                seg["dice_decoder"] = stages.dice_scores(decoder, truth_masks)
+                if config.crf:
+                    seg["dice_decoder_crf"] = stages.dice_scores(final, truth_masks)
+                rows.append(seg)
+            segmentation = pd.concat(rows, ignore_index=True)
+            counter.n_items = len(segmentation)
+
+        # the support particles answer themselves: the figures leave them out
+        scored = result[~result["subtomogram_id"].isin(list(supports.values()))].copy()
+        scored["true_class"] = scored["true_class"].fillna("(no truth)")
+        summary = summarize_classification(scored["true_class"], scored["class"], config.classes)
+        with watch.stage("report", unit="") as counter:
+            support_rows = indexed.set_index("id").loc[[supports[n] for n in hits]].reset_index()
+            support_boxes = dict(zip(hits, stages.read_boxes(support_rows, box), strict=True))
+            report_path = write_report(
+                out / "report",
+                scored,
+                classes=config.classes,
+                galleries=stages.galleries_of(support_boxes, hits, hit_boxes, masks),
+                stage_times=list(watch.stages),  # the stages before this one
+                segmentation=segmentation,
+                min_prob=min_prob,
+                title="cosnet-index demo",
+                notes=_notes(config, scored),
+            )
+    finally:
+        store.close()
+
+    demo = DemoResult(
+        config=config,
+        n_simulated=len(collection.truth),
+        n_indexed=index_summary.subtomograms_indexed,
+        n_skipped=dict(index_summary.subtomograms_skipped),
+        result=result,
+        scored=scored,
+        summary=summary,
+        segmentation=segmentation,
+        stages=list(watch.stages),
+        store_path=store_path,
+        result_path=result_path,
+        report_path=report_path,
+        supports=supports,
+        min_prob=min_prob,
+    )
+    (out / "demo.json").write_text(json.dumps(_as_json(demo), indent=2) + "\n")
+    return demo
+
+
+def _as_json(demo: DemoResult) -> dict:
+    s = demo.summary
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(demo.config).items()}
+    return {
+        "config": config,
+        "simulated": demo.n_simulated,
+        "indexed": demo.n_indexed,
+        "skipped": demo.n_skipped,
+        "classified": len(demo.result),
+        "accuracy": s.accuracy,
+        "accuracy_ci95": list(s.accuracy_ci95),
+        "scored": len(demo.scored),
+        "closed_set_accuracy": _closed_set_accuracy(demo.scored, demo.config.classes),
+        "unknown_rate": s.unknown_rate,
+        "open_set_recall": s.open_set_recall,
+        "dice": {c: float(demo.segmentation[c].mean()) for c in demo.segmentation if "dice" in c},
+        "supports": demo.supports,
+        "stages": [asdict(st) for st in demo.stages],
+        "total_seconds": demo.total_seconds,
+    }
+
+
+def _confusion_lines(demo: DemoResult) -> list[str]:
+    """The confusion counts with numbered columns (class names are long)."""
+    from cosnet_index.report import confusion_counts
+
+    classes = demo.config.classes
+    counts = confusion_counts(demo.scored["true_class"], demo.scored["class"], classes)
+    keys = {name: str(i) for i, name in enumerate(classes, start=1)}
+    header = [keys.get(str(col), "unk" if col == "unknown" else str(col)) for col in counts.columns]
+    width = max(len(str(name)) for name in counts.index) + 5
+    lines = ["confusion (rows: true class; columns: predicted class number, unk = unknown):"]
+    lines.append(" " * width + "".join(f"{h:>5}" for h in header))
+    for name, row in zip(counts.index, counts.to_numpy(), strict=True):
+        label = f"{keys.get(str(name), '-'):>2} {name}"
+        lines.append(f"{label:<{width}}" + "".join(f"{int(v):>5}" for v in row))
+    return lines
+
+
+def summary_lines(demo: DemoResult) -> list[str]:
+    """The compact summary the ``demo`` command prints."""
+    s, c = demo.summary, demo.config
+    low, high = s.accuracy_ci95
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(demo.n_skipped.items())) or "none"
+    lines = [
+        f"collection: {c.n_tomograms} tomogram(s) of {'x'.join(map(str, c.shape_zyx))} (z,y,x) "
+        f"voxels, {demo.n_simulated} molecules of {len(c.classes) + len(c.novel_classes)} "
+        f"classes, SNR {c.snr:g}, seed {c.seed}",
+        f"indexed: {demo.n_indexed} subtomograms (skipped at the volume edge: {skipped}); "
+        f"classified: {len(demo.result)} ({len(demo.scored)} scored: all but the supports)",
+        f"support: one particle per class for {len(c.classes)} classes; "
+        f"{', '.join(c.novel_classes) or 'no class'} left without support (novel)",
+        "",
+        f"accuracy (particles of support classes, min-prob {demo.min_prob:g}): "
+        f"{s.accuracy:.3f}  [{low:.3f}, {high:.3f}] 95% CI, {s.n_correct}/{s.n_known}",
+        f"closed-set {len(c.classes)}-way accuracy (argmax, no threshold): "
+        f"{_closed_set_accuracy(demo.scored, c.classes):.3f}",
+        f"unknown rate: {s.unknown_rate:.3f} ({s.n_unknown} particles); novel particles "
+        f"flagged unknown: {s.open_set_recall:.3f} of {s.n_novel}",
+    ]
+    dice_columns = [col for col in demo.segmentation.columns if col.startswith("dice")]
+    if dice_columns:
+        figures = ", ".join(
+            f"{col.removeprefix('dice_').replace('_', ' + ')} {demo.segmentation[col].mean():.3f}"
+            for col in dice_columns
+        )
+        lines.append(
+            f"Dice of the {len(demo.segmentation)} segmented hits of "
+            f"{', '.join(c.searched)}: {figures}"
+        )
+    lines += ["", *_confusion_lines(demo)]
+    lines += ["", f"{'stage':<26}{'seconds':>9}{'items':>8}  {'items/s':>9}"]
+    for st in demo.stages:
+        items = "" if st.n_items is None else str(st.n_items)
+        rate = "" if st.rate is None or not st.unit else f"{st.rate:9.1f} {st.unit}/s"
+        lines.append(f"{st.name:<26}{st.seconds:>9.2f}{items:>8}  {rate}")
+    lines.append(f"{'total':<26}{demo.total_seconds:>9.2f}")
+    lines += [
+        "",
+        f"report: {demo.report_path}",
+        f"store: {demo.store_path}   result: {demo.result_path}",
+    ]
+    return lines

@@ -1,0 +1,177 @@
+"""A report of a classify result against the store it came from (``cosnet-index report``).
+
+Galleries need pictures of particles: the support particle of each class and its most probable
+members are cut again from their tomograms (memory-mapped); optionally the decoder (+ CRF)
+outlines them with the store's model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cosnet_index.errors import InputError
+from cosnet_index.report._particles import read_boxes, segment_boxes
+from cosnet_index.report.confusion import UNKNOWN
+from cosnet_index.report.gallery import GalleryHit
+from cosnet_index.report.write import Gallery, write_report
+
+__all__ = ["read_truth", "report_from_store"]
+
+logger = logging.getLogger(__name__)
+
+_SUBTOMOGRAM = re.compile(r"^subtomogram (\d+)")
+_MRC = re.compile(r"^mrc (.+)$")
+_AT = re.compile(r"^(\S+) (\S+) (\S+) (\S+)$")
+
+
+def read_truth(path: str | Path) -> pd.DataFrame:
+    """A truth table (``tomogram, x, y, z, class``) from Parquet, CSV or a STAR file.
+
+    STAR files use ``rlnTomoName``, ``rlnCoordinateX/Y/Z`` and a class column (``class``,
+    ``rlnClassName`` or ``rlnClassNumber``).
+
+    Raises:
+        InputError: missing file, unknown format or missing columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"truth table {path} not found; give the simulator's truth Parquet")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif suffix in (".csv", ".tsv"):
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    elif suffix == ".star":
+        import starfile
+
+        data = starfile.read(path, always_dict=True)
+        frame = next(iter(data.values())) if len(data) == 1 else data.get("particles")
+        if frame is None:
+            raise InputError(f"{path} has no 'particles' block")
+        renames = {
+            "rlnTomoName": "tomogram",
+            "rlnCoordinateX": "x",
+            "rlnCoordinateY": "y",
+            "rlnCoordinateZ": "z",
+            "rlnClassName": "class",
+            "rlnClassNumber": "class",
+        }
+        frame = frame.rename(columns={k: v for k, v in renames.items() if k in frame.columns})
+    else:
+        raise InputError(f"truth table {path}: use .parquet, .csv, .tsv or .star")
+    missing = [c for c in ("tomogram", "x", "y", "z", "class") if c not in frame.columns]
+    if missing:
+        raise InputError(f"truth table {path} lacks the column(s) {missing}")
+    return frame
+
+
+def _support_box(store: Any, source: str, box: int, voxel_a: float) -> np.ndarray | None:
+    """The box of a support shot described by ``SupportClass.sources`` (None if unreadable)."""
+    if match := _SUBTOMOGRAM.match(source):
+        rows = store.subtomogram_table(np.array([int(match.group(1))]))
+        return read_boxes(rows, box, voxel_a)[0]
+    if match := _MRC.match(source):
+        import mrcfile
+
+        with mrcfile.open(match.group(1), permissive=True) as mrc:
+            data = np.asarray(mrc.data, dtype=np.float32)
+        return data if data.shape == (box, box, box) else None
+    if match := _AT.match(source):
+        table = store.subtomogram_table()
+        paths = table.drop_duplicates("tomogram").set_index("tomogram")["tomogram_path"]
+        name = match.group(1)
+        path = paths.get(name, name)
+        xyz = [float(match.group(i)) for i in (2, 3, 4)]
+        rows = pd.DataFrame({"tomogram_path": [path], "x": [xyz[0]], "y": [xyz[1]], "z": [xyz[2]]})
+        return read_boxes(rows, box, voxel_a)[0]
+    return None
+
+
+def _class_names(result: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    if meta.get("classes"):
+        return [str(c) for c in meta["classes"]]
+    from_columns = [c[2:] for c in result.columns if str(c).startswith("p_")]
+    return from_columns or sorted(set(result["class"].astype(str)) - {UNKNOWN})
+
+
+def report_from_store(
+    store: Any,
+    result: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    meta: dict[str, Any] | None = None,
+    truth: pd.DataFrame | None = None,
+    top_k: int = 6,
+    gallery_classes: Sequence[str] | None = None,
+    masks: bool = True,
+    crf: bool = True,
+) -> Path:
+    """Write the report of a classify result of ``store`` (see :func:`write_report`).
+
+    Args:
+        store: the open store the result came from.
+        result: the classification table (``cosnet-index classify --out``).
+        out_dir: the report folder.
+        meta: the result's provenance (classes, min_prob, set).
+        truth: a truth table for accuracy and the confusion matrix.
+        top_k: hits per gallery: the most probable subtomograms predicted as the class.
+        gallery_classes: classes to draw (default: all of the result's classes).
+        masks: outline the hits with the model's decoder (+ ``crf``).
+
+    Raises:
+        InputError, ClassError, StoreError: an unusable result or store.
+    """
+    from cosnet_index.classes import get_classes
+
+    meta = meta or {}
+    if meta.get("model_hash") and meta["model_hash"] != store.model_hash:
+        raise InputError(
+            f"the result was made with model {meta['model_hash'][:12]}, the store holds "
+            f"{store.model_hash[:12]}: give the store the result came from"
+        )
+    classes = _class_names(result, meta)
+    model = store.model()
+    box = int(model.config.box)
+    voxel_a = float(model.config.voxel_size_nm) * 10.0
+    support = {c.name: c for c in get_classes(store, set_name=meta.get("set") or "default")}
+    galleries = []
+    for name in gallery_classes or classes:
+        members = result[result["class"].astype(str) == name]
+        members = members.sort_values("probability", ascending=False).head(top_k)
+        if name not in support or members.empty:
+            logger.info("no gallery for %s (no support class in the store or no member)", name)
+            continue
+        support_box = _support_box(store, support[name].sources[0], box, voxel_a)
+        if support_box is None:
+            continue
+        rows = store.subtomogram_table(members["subtomogram_id"].to_numpy(np.int64))
+        boxes = read_boxes(rows, box, voxel_a)
+        hit_masks = (
+            segment_boxes(model, boxes, crf=crf, model_hash=store.model_hash)[1] if masks else None
+        )
+        hits = [
+            GalleryHit(
+                boxes[i],
+                None if hit_masks is None else hit_masks[i],
+                float(row.probability),
+                f"id {row.subtomogram_id}",
+            )
+            for i, row in enumerate(members.itertuples(index=False))
+        ]
+        galleries.append(Gallery(name, support_box, hits))
+    return write_report(
+        out_dir,
+        result,
+        classes=classes,
+        truth=truth,
+        galleries=galleries,
+        min_prob=meta.get("min_prob"),
+        notes=[f"Store `{store.path}`, model `{store.model_hash[:12]}`."],
+    )
