@@ -253,3 +253,22 @@ def test_readonly_store_refuses_writes(store, collection) -> None:
         assert readonly.model_hash == store.model_hash
         with pytest.raises(StoreError, match="read-only"):
             index_tomograms(readonly, collection["tomograms"], collection["star"], progress=False)
+
+
+def test_ivf_probing_every_list_equals_flat() -> None:
+    import faiss
+
+    from cosnet_index.store.vectors import new_index, search_index
+
+    rng = np.random.default_rng(0)
+    xb = rng.normal(size=(2000, 512)).astype(np.float32)
+    ids = np.arange(2000, dtype=np.int64) * 7 + 3
+    flat = new_index(512)
+    flat.add_with_ids(xb, ids)
+    ivf = new_index(512, "ivf", train_vectors=xb, nlist=16)
+    ivf.add_with_ids(xb, ids)
+    faiss.extract_index_ivf(ivf).nprobe = 16
+    xq = xb[:50] + rng.normal(0, 0.1, (50, 512)).astype(np.float32)
+    np.testing.assert_array_equal(search_index(flat, xq, 10)[1], search_index(ivf, xq, 10)[1])
+    with pytest.raises(InputError, match="shape"):
+        search_index(flat, xq[:, :10], 3)

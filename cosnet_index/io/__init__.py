@@ -15,7 +15,13 @@ from cosnet_index.io.coordinates import (
     parse_coordinates,
     read_coordinates,
 )
-from cosnet_index.io.mrc import Tomogram, check_finite, open_tomogram, tomogram_name
+from cosnet_index.io.mrc import (
+    Tomogram,
+    TomogramInfo,
+    check_finite,
+    open_tomogram,
+    tomogram_name,
+)
 
 __all__ = [
     "EDGE_POLICIES",
@@ -23,6 +29,7 @@ __all__ = [
     "ParsedCoordinates",
     "Tomogram",
     "TomogramGeometry",
+    "TomogramInfo",
     "check_finite",
     "extract_boxes",
     "fourier_resample",

@@ -15,7 +15,7 @@ import numpy as np
 
 from cosnet_index.errors import MrcError
 
-__all__ = ["Tomogram", "check_finite", "open_tomogram", "tomogram_name"]
+__all__ = ["Tomogram", "TomogramInfo", "check_finite", "open_tomogram", "tomogram_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,29 @@ def tomogram_name(path_or_name: str | os.PathLike[str]) -> str:
     return _WARP_APX.sub("", name) or name
 
 
+@dataclass(frozen=True)
+class TomogramInfo:
+    """What is known of a tomogram once validated, without keeping it open."""
+
+    path: Path
+    name: str
+    shape_zyx: tuple[int, int, int]
+    voxel_size_angstrom: float
+    header_sha256: str
+
+    def open(self) -> Tomogram:
+        """Open it again (same voxel size).
+
+        Raises:
+            MrcError: the file changed since it was validated (another header).
+        """
+        tomogram = open_tomogram(self.path, voxel_size_angstrom=self.voxel_size_angstrom)
+        if tomogram.header_sha256 != self.header_sha256:
+            tomogram.close()
+            raise MrcError(f"{self.path} changed while it was being indexed; run the command again")
+        return tomogram
+
+
 @dataclass
 class Tomogram:
     """An open, validated, memory-mapped tomogram. Close it (or use it as a context manager).
@@ -67,6 +90,12 @@ class Tomogram:
     def shape_zyx(self) -> tuple[int, int, int]:
         """``(nz, ny, nx)`` in voxels."""
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+    def info(self) -> TomogramInfo:
+        """Path, name, shape, voxel size and header checksum (to reopen it later)."""
+        return TomogramInfo(
+            self.path, self.name, self.shape_zyx, self.voxel_size_angstrom, self.header_sha256
+        )
 
     def close(self) -> None:
         """Release the memory map."""

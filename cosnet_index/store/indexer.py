@@ -36,7 +36,7 @@ from cosnet_index.errors import CoordinateError, InputError, StoreError
 from cosnet_index.geometry import resampled_box_size
 from cosnet_index.io import (
     EDGE_POLICIES,
-    Tomogram,
+    TomogramInfo,
     check_finite,
     extract_boxes,
     open_tomogram,
@@ -109,7 +109,7 @@ class IndexSummary:
 
 @dataclass
 class _Job:
-    tomogram: Tomogram
+    tomogram: TomogramInfo  # reopened by the reader thread: few files open at a time
     xyz: np.ndarray  # (n, 3) kept coordinates, sorted by z, y, x
     coordinate_row: np.ndarray  # (n,)
     extra: pa.Table | None
@@ -169,7 +169,7 @@ def _free_shard_path(shard_dir: Path, tomogram: str) -> Path:
 
 def _plan_jobs(
     store: Store,
-    tomograms: list[Tomogram],
+    tomograms: list[TomogramInfo],
     coordinates: pd.DataFrame,
     *,
     box: int,
@@ -226,7 +226,8 @@ def _plan_jobs(
                 f"(x, y, z up to {tomogram.shape_zyx[::-1]} voxels); are they in voxels of this "
                 "tomogram (not angstrom, not another binning)?"
             )
-        check_finite(tomogram)
+        with tomogram.open() as opened:
+            check_finite(opened)
         kept = rows[plan.keep]
         order = np.lexsort(xyz[plan.keep][:, ::-1].T)  # by z, then y, then x: memory-map locality
         kept = kept[order]
@@ -270,21 +271,22 @@ def _read_boxes(
 
     try:
         for j, job in enumerate(jobs):
-            for start in range(0, len(job.xyz), batch_size):
-                boxes, plan = extract_boxes(
-                    job.tomogram.data,
-                    job.xyz[start : start + batch_size],
-                    box,
-                    source_box=job.source_box,
-                    edge=edge,
-                    invert_contrast=invert_contrast,
-                )
-                assert plan.keep.all()
-                tensor = torch.from_numpy(boxes)  # (b, box, box, box)
-                if pin:
-                    tensor = tensor.pin_memory()
-                if not _put(out, (j, start, tensor), stop):
-                    return
+            with job.tomogram.open() as tomogram:
+                for start in range(0, len(job.xyz), batch_size):
+                    boxes, plan = extract_boxes(
+                        tomogram.data,
+                        job.xyz[start : start + batch_size],
+                        box,
+                        source_box=job.source_box,
+                        edge=edge,
+                        invert_contrast=invert_contrast,
+                    )
+                    assert plan.keep.all()
+                    tensor = torch.from_numpy(boxes)  # (b, box, box, box)
+                    if pin:
+                        tensor = tensor.pin_memory()
+                    if not _put(out, (j, start, tensor), stop):
+                        return
             if not _put(out, (j, None, None), stop):
                 return
         _put(out, None, stop)
@@ -425,60 +427,57 @@ def index_tomograms(
     if not tomogram_paths:
         raise InputError("give at least one tomogram (MRC file) to index")
     model_hash = store.model_hash
-    tomograms: list[Tomogram] = []
-    try:
-        for path in tomogram_paths:
-            tomograms.append(open_tomogram(path, voxel_size_angstrom=voxel_size_angstrom))
-        names = [t.name for t in tomograms]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise InputError(
-                f"several tomograms are named {duplicates}: names (file stems) must be unique"
-            )
-        parsed = parse_coordinates(coords_path)
-        coordinates = read_coordinates(parsed, tomograms={t.name: t for t in tomograms})
-        model = store.model()
-        box = int(model.config.box)
-        model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
-        with store.write_lock():
-            jobs, skipped_tomograms = _plan_jobs(
-                store,
-                tomograms,
-                coordinates,
-                box=box,
-                model_voxel_angstrom=model_voxel_angstrom,
-                edge=edge,
-                source=str(coords_path),
-            )
-            for job in jobs:
-                if job.resampled_from is not None:
-                    logger.warning(
-                        "resampling %s from %.4g A to the model's %.4g A voxels: Fourier %s of "
-                        "%d^3 regions to %d^3 boxes",
-                        job.tomogram.name,
-                        job.resampled_from,
-                        model_voxel_angstrom,
-                        "cropping" if job.source_box > box else "padding",
-                        job.source_box,
-                        box,
-                    )
-            # the store changes from here on; everything above only read it
-            remove_partial_files(store)
-            indexed = _run_jobs(
-                store,
-                jobs,
-                model,
-                box=box,
-                batch_size=batch_size,
-                edge=edge,
-                invert_contrast=invert_contrast,
-                progress=progress,
-                device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                flush_interval_s=flush_interval_s,
-            )
-    finally:
-        for tomogram in tomograms:
-            tomogram.close()
+    tomograms: list[TomogramInfo] = []
+    for path in tomogram_paths:
+        with open_tomogram(path, voxel_size_angstrom=voxel_size_angstrom) as tomogram:
+            tomograms.append(tomogram.info())
+    names = [t.name for t in tomograms]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(
+            f"several tomograms are named {duplicates}: names (file stems) must be unique"
+        )
+    parsed = parse_coordinates(coords_path)
+    coordinates = read_coordinates(parsed, tomograms={t.name: t for t in tomograms})
+    model = store.model()
+    box = int(model.config.box)
+    model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    with store.write_lock():
+        jobs, skipped_tomograms = _plan_jobs(
+            store,
+            tomograms,
+            coordinates,
+            box=box,
+            model_voxel_angstrom=model_voxel_angstrom,
+            edge=edge,
+            source=str(coords_path),
+        )
+        for job in jobs:
+            if job.resampled_from is not None:
+                logger.warning(
+                    "resampling %s from %.4g A to the model's %.4g A voxels: Fourier %s of "
+                    "%d^3 regions to %d^3 boxes",
+                    job.tomogram.name,
+                    job.resampled_from,
+                    model_voxel_angstrom,
+                    "cropping" if job.source_box > box else "padding",
+                    job.source_box,
+                    box,
+                )
+        # the store changes from here on; everything above only read it
+        remove_partial_files(store)
+        indexed = _run_jobs(
+            store,
+            jobs,
+            model,
+            box=box,
+            batch_size=batch_size,
+            edge=edge,
+            invert_contrast=invert_contrast,
+            progress=progress,
+            device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+            flush_interval_s=flush_interval_s,
+        )
     summary_skipped = {}
     for job in jobs:
         for reason, count in job.skipped.items():
