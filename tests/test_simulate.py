@@ -199,3 +199,71 @@ def test_bad_arguments_raise_input_errors() -> None:
         simulate_subtomograms(["enolase_3enl"], -1.0, seed=0)
     with pytest.raises(InputError):
         SimulationConfig(box=31)
+
+
+# ---------------------------------------------------------------------------- tomograms
+
+
+def test_tomogram_star_coordinates_point_at_the_molecules(tmp_path) -> None:
+    import mrcfile
+    import pandas as pd
+    import starfile
+
+    from cosnet_index.simulate.tomogram import ROTATION_COLUMNS, simulate_tomogram
+
+    classes = ["apoferritin_6z6u", "proc-00002", "proc-00009"]
+    config = SimulationConfig()
+    result = simulate_tomogram(
+        tmp_path, "TS_01", classes, 25, snr=1000.0, seed=4, shape=(64, 128, 128), write_labels=True
+    )
+    with mrcfile.open(result.path) as mrc:
+        tomo = np.array(mrc.data)
+        assert tomo.dtype == np.float32 and tomo.shape == (64, 128, 128)
+        assert float(mrc.voxel_size.x) == pytest.approx(10.0)
+    star = starfile.read(tmp_path / "TS_01.star")
+    truth = pd.read_parquet(tmp_path / "TS_01_truth.parquet")
+    assert len(star) == len(truth) >= 15
+    assert set(star["rlnTomoName"]) == {"TS_01"}
+    np.testing.assert_allclose(star["rlnCoordinateX"], truth["x"], atol=1e-5)
+
+    def box_at(xyz: np.ndarray) -> np.ndarray:
+        lo = np.floor(xyz + 0.5).astype(int)[::-1] - config.box // 2
+        lo = np.clip(lo, 0, np.array(tomo.shape) - config.box)
+        return tomo[tuple(slice(a, a + config.box) for a in lo)]
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+    # the reference: the class map posed with the truth rotation, imaged like the tomogram
+    at_particles, at_random = [], []
+    rng = np.random.default_rng(0)
+    for _, row in truth.iterrows():
+        rotation = row[list(ROTATION_COLUMNS)].to_numpy(dtype=float).reshape(1, 3, 3)
+        xyz = np.array([row.x, row.y, row.z])
+        frac = xyz - np.floor(xyz + 0.5)
+        ref = pose_map(
+            torch.from_numpy(class_map(row["class"])),
+            torch.as_tensor(rotation, dtype=torch.float32),
+            torch.as_tensor(frac[None], dtype=torch.float32),
+            config.box,
+        )[0].numpy()
+        at_particles.append(-corr(box_at(xyz), ref))  # molecules are dark: anti-correlated
+        random_xyz = rng.uniform([16, 16, 16], [111, 111, 47])
+        at_random.append(-corr(box_at(random_xyz), ref))
+    assert np.median(at_particles) > 0.5
+    assert np.median(at_particles) > np.median(at_random) + 0.4
+    with mrcfile.open(result.label_path) as mrc:
+        labels = np.array(mrc.data)
+    assert set(np.unique(labels)) == set(range(len(truth) + 1))
+
+
+def test_tomogram_same_seed_same_bytes(tmp_path) -> None:
+    from cosnet_index.simulate.tomogram import simulate_tomogram
+
+    paths = []
+    for sub in ("a", "b"):
+        result = simulate_tomogram(
+            tmp_path / sub, "t", ["enolase_3enl"], 5, snr=0.5, seed=1, shape=(32, 64, 64)
+        )
+        paths.append(result.path)
+    assert paths[0].read_bytes() == paths[1].read_bytes()

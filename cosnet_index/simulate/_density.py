@@ -20,7 +20,7 @@ DALTON_PER_NM3 = 810.0  # protein: 1.35 g/cm^3 = 0.81 Da/A^3
 DALTON_PER_RESIDUE = 110.0  # mean residue mass; one procedural pseudo-atom = one residue
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClassMap:
     """A simulator-ready density map of one class.
 

@@ -12,7 +12,14 @@ import torch
 
 from cosnet_index.simulate.config import SimulationConfig
 
-__all__ = ["apply_ctf_wedge", "ctf", "electron_wavelength_nm", "parseval_variance", "wedge_mask"]
+__all__ = [
+    "apply_ctf_wedge",
+    "ctf",
+    "ctf_table",
+    "electron_wavelength_nm",
+    "parseval_variance",
+    "wedge_mask",
+]
 
 
 def electron_wavelength_nm(voltage_kv: float) -> float:
@@ -39,20 +46,17 @@ def wedge_mask(shape: tuple[int, int, int], tilt_max_deg: float, device: str) ->
     return sampled.expand(nz, ny, nx // 2 + 1).contiguous().to(device)
 
 
-def ctf(
-    shape: tuple[int, int, int], config: SimulationConfig, defocus_um: torch.Tensor, device: str
-) -> torch.Tensor:
-    """Isotropic 3D CTF with envelope for each defocus, (n, nz, ny, nx//2+1) float32.
+def ctf_table(config: SimulationConfig, defocus_um: torch.Tensor, k2: torch.Tensor) -> torch.Tensor:
+    """CTF with envelope at squared frequencies ``k2`` (1/nm^2) for each defocus, (n, len(k2)).
 
     ``CTF(k) = -(sqrt(1 - A^2) sin(chi) + A cos(chi)) * exp(-B k^2 / 4)`` with
     ``chi = pi lambda dz k^2 - pi/2 Cs lambda^3 k^4`` and ``dz = -defocus`` (underfocus > 0).
     It is negative at low frequency, so positive density comes out dark.
     """
-    k2_values, k2_index = _freq2_table(tuple(shape), float(config.voxel_size_nm), str(device))
     lam = electron_wavelength_nm(config.voltage_kv)
     cs_nm = config.cs_mm * 1e6
-    dz_nm = (-defocus_um.to(device=device, dtype=torch.float64) * 1e3).view(-1, 1)
-    k2 = k2_values[None, :]
+    dz_nm = (-defocus_um.to(device=k2.device, dtype=torch.float64) * 1e3).view(-1, 1)
+    k2 = k2.to(torch.float64)[None, :]
     chi = math.pi * lam * dz_nm * k2 - 0.5 * math.pi * cs_nm * lam**3 * k2**2
     amp = config.amplitude_contrast
     table = -(math.sqrt(1.0 - amp**2) * torch.sin(chi) + amp * torch.cos(chi))
@@ -60,8 +64,33 @@ def ctf(
         table = table * torch.exp(-config.bfactor_angstrom2 * (k2 / 100.0) / 4.0)
     if config.phase_flip:
         table = -table.abs()
-    # the CTF depends on |k| only: evaluate it once per distinct |k|^2, then gather
-    return table.float()[:, k2_index]  # (n, nz, ny, nx//2+1)
+    return table
+
+
+def ctf(
+    shape: tuple[int, int, int], config: SimulationConfig, defocus_um: torch.Tensor, device: str
+) -> torch.Tensor:
+    """Isotropic 3D CTF (see :func:`ctf_table`) on the rfft grid, (n, nz, ny, nx//2+1)."""
+    k2_values, k2_index = _freq2_table(tuple(shape), float(config.voxel_size_nm), str(device))
+    return ctf_table(config, defocus_um, k2_values).float()[:, k2_index]
+
+
+def _filters(
+    shape: tuple[int, int, int], config: SimulationConfig, defocus_um: torch.Tensor, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signal transfer ``W CTF`` and noise filter ``W sqrt(CTF^2 + 1)``, each (n, rfft grid).
+
+    Both depend on |k| only inside the sampled region and are 0 in the wedge: they are
+    evaluated once per distinct |k|^2 (plus a zero entry for the wedge) and gathered.
+    """
+    k2_values, k2_index = _freq2_table(tuple(shape), float(config.voxel_size_nm), device)
+    sampled = wedge_mask(tuple(shape), config.tilt_max_deg, device)
+    index = torch.where(sampled, k2_index, torch.full_like(k2_index, k2_values.numel()))
+    table = ctf_table(config, defocus_um, k2_values)
+    zero = torch.zeros(table.shape[0], 1, dtype=table.dtype, device=table.device)
+    signal = torch.cat([table, zero], dim=1).float()
+    noise = torch.cat([torch.sqrt(table**2 + 1.0), zero], dim=1).float()
+    return signal[:, index], noise[:, index]
 
 
 @functools.lru_cache(maxsize=32)
@@ -130,9 +159,7 @@ def apply_ctf_wedge(
     """
     shape = tuple(signal.shape[-3:])
     device = str(signal.device)
-    transfer = ctf(shape, config, defocus_um, device) * wedge_mask(
-        shape, config.tilt_max_deg, device
-    )
+    transfer, noise_filter = _filters(shape, config, defocus_um, device)
     spectrum = torch.fft.rfftn(signal, dim=(-3, -2, -1)) * transfer
     finite = torch.isfinite(snr)
     clean = None
@@ -141,7 +168,6 @@ def apply_ctf_wedge(
     if not bool(finite.any()):
         return clean, clean
     noise = torch.randn(signal.shape, generator=generator, device=signal.device, dtype=signal.dtype)
-    noise_filter = torch.sqrt(transfer**2 + 1.0) * wedge_mask(shape, config.tilt_max_deg, device)
     noise_spectrum = torch.fft.rfftn(noise, dim=(-3, -2, -1)) * noise_filter
     var_signal = parseval_variance(spectrum, shape)
     var_noise = parseval_variance(noise_spectrum, shape)

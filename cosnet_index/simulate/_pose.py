@@ -9,7 +9,6 @@ reference centre lands at ``c_box + R q + s``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -55,53 +54,45 @@ def _base_grid(box: int, device: str) -> torch.Tensor:
 
 
 def _grid(theta: torch.Tensor, box: int) -> torch.Tensor:
-    """Sampling grid (n, box, box, box, 3) of affine matrices (n, 3, 4): one batched matmul."""
-    base = _base_grid(box, str(theta.device))
-    grid = torch.matmul(base, theta.transpose(1, 2))  # (n, box^3, 3)
-    return grid.view(theta.shape[0], box, box, box, 3)
+    """Sampling grid (n, box, box, box, 3) of affine matrices (n, 3, 4)."""
+    base = _base_grid(box, str(theta.device))  # (box^3, 4)
+    return torch.einsum("pk,njk->npj", base, theta).view(theta.shape[0], box, box, box, 3)
 
 
-def pose_map(
-    density: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor, box: int
+def pose_maps(
+    maps: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor, box: int
 ) -> torch.Tensor:
-    """Rotate and shift one map into ``n`` boxes (trilinear; zero outside the map).
+    """Rotate and shift each map into a box (trilinear; zero outside the map).
 
     Args:
-        density: (m, m, m) reference map (z, y, x), centred on voxel ``m // 2``.
+        maps: (n, m, m, m) reference maps (z, y, x), centred on voxel ``m // 2``; one per pose
+            (a single (m, m, m) map is posed ``n`` times without copying it).
         rotations: (n, 3, 3); shifts: (n, 3) x, y, z voxels.
         box: output side.
 
     Returns:
         (n, box, box, box) posed densities.
     """
-    n, m = rotations.shape[0], density.shape[-1]
-    theta = rotation_theta(rotations.to(density.dtype), shifts.to(density.dtype), box, m)
-    grid = _grid(theta, box).reshape(1, n * box, box, box, 3)
-    out = F.grid_sample(
-        density[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True
-    )
+    n, m = rotations.shape[0], maps.shape[-1]
+    theta = rotation_theta(rotations.to(maps.dtype), shifts.to(maps.dtype), box, m)
+    grid = _grid(theta, box)
+    if maps.dim() == 3:  # one map, n poses: stack the grids along depth
+        out = F.grid_sample(
+            maps[None, None],
+            grid.reshape(1, n * box, box, box, 3),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=True,
+        )
+    else:
+        out = F.grid_sample(
+            maps[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )
     return out.view(n, box, box, box)
 
 
-def pose_maps(
-    maps: Sequence[torch.Tensor],
-    map_index: torch.Tensor,
-    rotations: torch.Tensor,
-    shifts: torch.Tensor,
-    box: int,
+def pose_map(
+    density: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor, box: int
 ) -> torch.Tensor:
-    """Pose ``maps[map_index[i]]`` with rotation ``i`` and shift ``i``, (n, box, box, box).
-
-    One ``grid_sample`` per distinct map, no copy of the maps.
-    """
-    n = rotations.shape[0]
-    out = torch.empty((n, box, box, box), dtype=maps[0].dtype, device=rotations.device)
-    order = torch.argsort(map_index, stable=True)
-    sorted_index = map_index[order]
-    values, counts = torch.unique_consecutive(sorted_index, return_counts=True)
-    start = 0
-    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-        rows = order[start : start + count]
-        out[rows] = pose_map(maps[value], rotations[rows], shifts[rows], box)
-        start += count
-    return out
+    """Pose one (m, m, m) map ``n`` times, (n, box, box, box) (see :func:`pose_maps`)."""
+    return pose_maps(density, rotations, shifts, box)

@@ -87,17 +87,28 @@ def as_generator(seed: int | np.random.Generator) -> np.random.Generator:
 
 
 @functools.lru_cache(maxsize=8192)
-def _device_map(name: str, voxel_size_nm: float, resolution_nm: float, device: str) -> torch.Tensor:
-    return torch.from_numpy(class_info(name, voxel_size_nm, resolution_nm).density.copy()).to(
-        device
-    )
+def _device_map(
+    name: str, voxel_size_nm: float, resolution_nm: float, size: int, device: str
+) -> torch.Tensor:
+    """A class map on ``device``, zero-padded to (size, size, size) with its centre kept."""
+    density = class_info(name, voxel_size_nm, resolution_nm).density
+    pad = (size - density.shape[0]) // 2
+    return torch.from_numpy(np.pad(density, pad)).to(device)
 
 
-def _maps(names: Sequence[str], config: SimulationConfig, device: str) -> tuple[list, list]:
-    """Device tensors and :class:`ClassMap` infos of the given classes."""
+def _stacked_maps(
+    names: Sequence[str], config: SimulationConfig, device: str
+) -> tuple[torch.Tensor, list]:
+    """(n, m, m, m) maps of the given classes padded to one size, and their ClassMap infos.
+
+    ``m`` is the largest map size rounded up to 8k + 1, so that the padded copies cached per
+    class take few distinct sizes.
+    """
     infos = [class_info(n, config.voxel_size_nm, config.resolution_nm) for n in names]
-    tensors = [_device_map(n, config.voxel_size_nm, config.resolution_nm, device) for n in names]
-    return tensors, infos
+    size = max(info.density.shape[0] for info in infos)
+    size = 8 * ((size - 1 + 7) // 8) + 1
+    maps = [_device_map(n, config.voxel_size_nm, config.resolution_nm, size, device) for n in names]
+    return torch.stack(maps), infos
 
 
 def _snr_array(snr: float | Sequence[float], n: int) -> np.ndarray:
@@ -155,12 +166,13 @@ def simulate_subtomograms_torch(
         gap = 1.0 + rng.uniform(0.0, config.crowding_gap_fraction, owner.size)
     noise_seed = int(rng.integers(0, 2**63 - 1))
 
-    maps, infos = _maps(unique, config, device)
+    infos = [class_info(u, config.voxel_size_nm, config.resolution_nm) for u in unique]
     rot_t = torch.as_tensor(rotations, dtype=torch.float32, device=device)
     shift_t = torch.as_tensor(shifts, dtype=torch.float32, device=device)
-    idx_t = torch.as_tensor(class_idx, device=device)
     with torch.no_grad():
-        posed = pose_maps(maps, idx_t, rot_t, shift_t, box)  # (n, box, box, box)
+        maps, _ = _stacked_maps(names, config, device)  # (n, m, m, m)
+        posed = pose_maps(maps, rot_t, shift_t, box)  # (n, box, box, box)
+        del maps
         thresholds = torch.tensor([infos[i].threshold for i in class_idx], device=device)
         masks = posed > thresholds.view(-1, 1, 1, 1)
         signal = posed
@@ -169,8 +181,7 @@ def simulate_subtomograms_torch(
             dist = (radii[class_idx[owner]] + radii[neigh_idx]) * gap
             neigh_shift = shifts[owner] + direction * dist[:, None]
             neigh = pose_maps(
-                maps,
-                torch.as_tensor(neigh_idx, device=device),
+                _stacked_maps([unique[i] for i in neigh_idx], config, device)[0],
                 torch.as_tensor(neigh_rot, dtype=torch.float32, device=device),
                 torch.as_tensor(neigh_shift, dtype=torch.float32, device=device),
                 box,

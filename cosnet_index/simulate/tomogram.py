@@ -1,0 +1,325 @@
+"""Simulated tomograms: many non-overlapping molecules at random poses, imaged as a whole.
+
+Outputs follow the conventions of real data (``cosnet_index.geometry``): the MRC is float32,
+(z, y, x), voxel size in angstrom in its header, molecules dark; coordinates are x, y, z voxels
+(0-based voxel centres) in a RELION-style STAR file (``data_particles``: ``rlnTomoName``,
+``rlnCoordinateX/Y/Z``, ``rlnClassName``), and the full truth (pose, mass, seed) in Parquet.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import torch
+
+from cosnet_index.errors import InputError
+from cosnet_index.simulate._fourier import _filters, parseval_variance
+from cosnet_index.simulate._pose import pose_maps, random_rotations
+from cosnet_index.simulate.config import SimulationConfig
+from cosnet_index.simulate.maps import ClassMap, class_info
+
+__all__ = ["SimulatedTomogram", "simulate_collection", "simulate_tomogram", "write_particles_star"]
+
+logger = logging.getLogger(__name__)
+
+ROTATION_COLUMNS = tuple(f"rot_{i}{j}" for i in range(3) for j in range(3))
+
+
+@dataclass(frozen=True)
+class SimulatedTomogram:
+    """A written tomogram and its ground truth.
+
+    Attributes:
+        path: the MRC file.
+        particles: one row per molecule: ``tomogram, x, y, z`` (voxels, 0-based centres),
+            ``class``, ``rot_00 .. rot_22`` (row-major R, acting on x, y, z, reference ->
+            tomogram), ``mass_da``, ``radius_voxels``, ``snr``, ``defocus_um``, ``seed``.
+        label_path: the label MRC (particle row + 1 inside each mask, 0 elsewhere), if written.
+    """
+
+    path: Path
+    particles: pd.DataFrame
+    label_path: Path | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def _support_radius(info: ClassMap) -> float:
+    """Euclidean radius (voxels) of the map's support (> 1% of its maximum)."""
+    density = info.density
+    centre = density.shape[0] // 2
+    coords = np.argwhere(density > 0.01 * density.max())
+    return float(np.sqrt(((coords - centre) ** 2).sum(axis=1)).max()) + 1.0
+
+
+def _place(
+    rng: np.random.Generator,
+    shape_zyx: tuple[int, int, int],
+    radii: np.ndarray,
+    max_tries: int = 200,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random sequential placement of non-overlapping spheres inside the volume.
+
+    Returns the (k, 3) x, y, z centres and the indices (into ``radii``) of those placed.
+    """
+    upper = np.array(shape_zyx[::-1], dtype=np.float64) - 1.0
+    centres: list[np.ndarray] = []
+    placed_r: list[float] = []
+    kept: list[int] = []
+    order = np.argsort(-radii, kind="stable")  # big molecules first: they are the hard ones
+    for i in order:
+        r = radii[i]
+        if np.any(2 * r > upper):
+            continue
+        for _ in range(max_tries):
+            candidate = rng.uniform(r, upper - r)
+            if not centres:
+                break
+            dist = np.linalg.norm(np.asarray(centres) - candidate, axis=1)
+            if np.all(dist >= np.asarray(placed_r) + r):
+                break
+        else:
+            continue
+        centres.append(candidate)
+        placed_r.append(float(r))
+        kept.append(int(i))
+    kept_arr = np.asarray(kept, dtype=np.int64)
+    order_back = np.argsort(kept_arr, kind="stable")
+    return np.asarray(centres, dtype=np.float64).reshape(-1, 3)[order_back], kept_arr[order_back]
+
+
+def _render(
+    shape_zyx: tuple[int, int, int],
+    infos: list[ClassMap],
+    class_idx: np.ndarray,
+    centres_xyz: np.ndarray,
+    rotations: np.ndarray,
+    with_labels: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sum of the posed densities (and the label volume), (z, y, x)."""
+    volume = torch.zeros(shape_zyx, dtype=torch.float32)
+    labels = torch.zeros(shape_zyx, dtype=torch.int32) if with_labels else None
+    base = np.floor(centres_xyz + 0.5).astype(np.int64)
+    frac = centres_xyz - base
+    for c in np.unique(class_idx):
+        rows = np.nonzero(class_idx == c)[0]
+        info = infos[c]
+        patch = 2 * int(np.ceil(_support_radius(info))) + 3
+        posed = pose_maps(
+            torch.tensor(info.density),
+            torch.as_tensor(rotations[rows], dtype=torch.float32),
+            torch.as_tensor(frac[rows], dtype=torch.float32),
+            patch,
+        )
+        for k, row in enumerate(rows):
+            lo = base[row][::-1] - patch // 2  # z, y, x
+            src = tuple(
+                slice(max(0, -lo[a]), patch - max(0, lo[a] + patch - shape_zyx[a]))
+                for a in range(3)
+            )
+            dst = tuple(slice(max(0, lo[a]), min(shape_zyx[a], lo[a] + patch)) for a in range(3))
+            volume[dst] += posed[k][src]
+            if labels is not None:
+                inside = posed[k][src] > info.threshold
+                labels[dst][inside] = int(row) + 1
+    return volume, labels
+
+
+def _boxes_variance(volume: torch.Tensor, centres_xyz: np.ndarray, box: int) -> float:
+    """Mean variance of the ``box``-sized cubes centred on the particles (clipped at edges)."""
+    shape = volume.shape
+    values = []
+    for centre in np.floor(centres_xyz + 0.5).astype(np.int64):
+        lo = centre[::-1] - box // 2
+        sl = tuple(slice(max(0, lo[a]), min(shape[a], lo[a] + box)) for a in range(3))
+        values.append(float(volume[sl].var()))
+    return float(np.mean(values)) if values else float(volume.var())
+
+
+def _write_mrc(path: Path, data: np.ndarray, voxel_size_angstrom: float) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = voxel_size_angstrom
+    os.replace(tmp, path)
+
+
+def write_particles_star(particles: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a RELION-style particle STAR file (``data_particles``) from a truth table."""
+    import starfile
+
+    star = pd.DataFrame(
+        {
+            "rlnTomoName": particles["tomogram"].astype(str),
+            "rlnCoordinateX": particles["x"].astype(float),
+            "rlnCoordinateY": particles["y"].astype(float),
+            "rlnCoordinateZ": particles["z"].astype(float),
+            "rlnClassName": particles["class"].astype(str),
+        }
+    )
+    path = Path(path)
+    starfile.write({"particles": star}, path, overwrite=True)
+    return path
+
+
+def simulate_tomogram(
+    out_dir: str | os.PathLike[str],
+    name: str,
+    classes: Sequence[str],
+    n_particles: int,
+    snr: float,
+    seed: int,
+    shape: tuple[int, int, int] = (128, 256, 256),
+    config: SimulationConfig | None = None,
+    write_tables: bool = True,
+    write_labels: bool = False,
+    write_clean: bool = False,
+) -> SimulatedTomogram:
+    """Simulate one tomogram and write ``<out_dir>/<name>.mrc`` (+ STAR and truth Parquet).
+
+    Molecules of random classes (uniform over ``classes``) get uniform random rotations and
+    random non-overlapping positions (their mask spheres do not intersect). The summed density
+    is imaged with one CTF (defocus drawn around ``config.defocus_um``), the missing wedge and
+    noise whose variance is ``mean_particles(var(clean box)) / snr`` (boxes of ``config.box``
+    around each particle, so that extracted subtomograms have about the requested SNR).
+
+    Args:
+        out_dir: output folder (created).
+        name: tomogram name (the MRC stem and ``rlnTomoName``).
+        classes: class names to draw from.
+        n_particles: molecules to place (fewer are placed, with a warning, if they do not fit).
+        snr: SNR as above (``inf`` = no noise).
+        seed: the same seed gives identical bytes.
+        shape: (z, y, x) voxels.
+        config: simulation parameters (voxel size, CTF, wedge).
+        write_tables: also write ``<name>.star`` and ``<name>_truth.parquet``.
+        write_labels: also write ``<name>_labels.mrc`` (int16: particle row + 1 in its mask).
+        write_clean: also write ``<name>_clean.mrc`` (noise-free, CTF and wedge applied).
+
+    Raises:
+        InputError: empty classes, unknown class, bad shape, snr or n_particles.
+    """
+    config = config or SimulationConfig()
+    if not classes:
+        raise InputError("classes is empty: give at least one class name")
+    if n_particles < 0 or not snr > 0:
+        raise InputError("n_particles must be >= 0 and snr > 0 (inf for no noise)")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < config.box:
+        raise InputError(f"shape must be 3 sizes (z, y, x), each >= box {config.box}; got {shape}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    unique = list(dict.fromkeys(classes))
+    infos = [class_info(c, config.voxel_size_nm, config.resolution_nm) for c in unique]
+    rng = np.random.default_rng(int(seed))
+    wanted = rng.integers(0, len(unique), n_particles)
+    radii = np.array([infos[c].radius_voxels for c in wanted])
+    centres, kept = _place(rng, shape, radii)
+    if len(kept) < n_particles:
+        logger.warning(
+            "%s: only %d of %d molecules fit without overlap", name, len(kept), n_particles
+        )
+    class_idx = wanted[kept]
+    rotations = random_rotations(rng, len(kept))
+    defocus = config.defocus_um + rng.uniform(-1.0, 1.0) * config.defocus_spread_um
+    noise_seed = int(rng.integers(0, 2**63 - 1))
+
+    with torch.no_grad():
+        density, labels = _render(shape, infos, class_idx, centres, rotations, write_labels)
+        transfer, noise_filter = _filters(shape, config, torch.tensor([defocus]), "cpu")
+        spectrum = torch.fft.rfftn(density) * transfer[0]
+        clean = torch.fft.irfftn(spectrum, s=shape)
+        volume = clean
+        if np.isfinite(snr):
+            generator = torch.Generator().manual_seed(noise_seed)
+            noise = torch.randn(shape, generator=generator)
+            noise_spectrum = torch.fft.rfftn(noise) * noise_filter[0]
+            var_noise = float(parseval_variance(noise_spectrum[None], shape)[0])
+            var_signal = _boxes_variance(clean, centres, config.box)
+            scale = np.sqrt(var_signal / (snr * var_noise))
+            volume = torch.fft.irfftn(spectrum + scale * noise_spectrum, s=shape)
+    voxel_angstrom = config.voxel_size_nm * 10.0
+    path = out / f"{name}.mrc"
+    _write_mrc(path, volume.numpy().astype(np.float32), voxel_angstrom)
+    if write_clean:
+        _write_mrc(out / f"{name}_clean.mrc", clean.numpy().astype(np.float32), voxel_angstrom)
+    label_path = None
+    if labels is not None:
+        label_path = out / f"{name}_labels.mrc"
+        _write_mrc(label_path, labels.numpy().astype(np.int16), voxel_angstrom)
+    particles = pd.DataFrame(
+        {
+            "tomogram": name,
+            "x": centres[:, 0],
+            "y": centres[:, 1],
+            "z": centres[:, 2],
+            "class": [unique[c] for c in class_idx],
+        }
+    )
+    for k, column in enumerate(ROTATION_COLUMNS):
+        particles[column] = rotations.reshape(-1, 9)[:, k]
+    particles["mass_da"] = [infos[c].mass_da for c in class_idx]
+    particles["radius_voxels"] = [infos[c].radius_voxels for c in class_idx]
+    particles["snr"] = float(snr)
+    particles["defocus_um"] = float(defocus)
+    particles["seed"] = int(seed)
+    if write_tables:
+        write_particles_star(particles, out / f"{name}.star")
+        particles.to_parquet(out / f"{name}_truth.parquet", index=False)
+    return SimulatedTomogram(path=path, particles=particles, label_path=label_path)
+
+
+def simulate_collection(
+    out_dir: str | os.PathLike[str],
+    n_tomograms: int,
+    classes: Sequence[str],
+    n_particles: int,
+    snr: float,
+    seed: int,
+    shape: tuple[int, int, int] = (128, 256, 256),
+    config: SimulationConfig | None = None,
+    prefix: str = "TS_",
+    write_labels: bool = False,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Several tomograms ``<prefix>01.mrc ...`` + one ``particles.star`` + one ``truth.parquet``.
+
+    Tomogram ``i`` (1-based) uses seed ``seed * 1000 + i``. Returns the combined truth table.
+
+    Raises:
+        InputError: as :func:`simulate_tomogram`, or ``n_tomograms < 1``.
+    """
+    if n_tomograms < 1:
+        raise InputError(f"n_tomograms must be >= 1, got {n_tomograms}")
+    out = Path(out_dir)
+    indices = range(1, n_tomograms + 1)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="tomograms", unit="tomo")
+    tables = []
+    for i in indices:
+        result = simulate_tomogram(
+            out,
+            f"{prefix}{i:02d}",
+            classes,
+            n_particles,
+            snr,
+            seed * 1000 + i,
+            shape,
+            config,
+            write_tables=False,
+            write_labels=write_labels,
+        )
+        tables.append(result.particles)
+    truth = pd.concat(tables, ignore_index=True)
+    write_particles_star(truth, out / "particles.star")
+    truth.to_parquet(out / "truth.parquet", index=False)
+    return truth
