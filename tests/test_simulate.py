@@ -267,3 +267,26 @@ def test_tomogram_same_seed_same_bytes(tmp_path) -> None:
         )
         paths.append(result.path)
     assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+# ---------------------------------------------------------------------------- datasets
+
+
+def test_dataset_round_trip_is_memory_mapped_and_deterministic(tmp_path) -> None:
+    from cosnet_index.simulate import load_dataset, make_dataset
+
+    classes = ["enolase_3enl", "proc-00004"]
+    a = make_dataset(tmp_path / "a", classes, 3, [float("inf"), 0.5], seed=2, batch_size=5)
+    make_dataset(tmp_path / "b", classes, 3, [float("inf"), 0.5], seed=2, batch_size=5)
+    assert len(a) == 12 and a.volumes.dtype == np.float16 and a.masks.dtype == bool
+    assert isinstance(a.volumes, np.memmap)
+    assert (tmp_path / "a" / "volumes.npy").read_bytes() == (
+        tmp_path / "b" / "volumes.npy"
+    ).read_bytes()
+    assert list(a.labels["class"][:3]) == ["enolase_3enl"] * 3
+    assert list(a.labels["snr"][-3:]) == [0.5] * 3
+    loaded = load_dataset(tmp_path / "a")
+    assert loaded.classes == tuple(classes) and loaded.config == SimulationConfig()
+    assert loaded.masks[:6].any(axis=(1, 2, 3)).all()
+    with pytest.raises(InputError):
+        make_dataset(tmp_path / "a", classes, 3, [0.5], seed=2)

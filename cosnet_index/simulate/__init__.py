@@ -4,6 +4,7 @@ See ``docs/simulation.md`` for the physics and every parameter.
 """
 
 from cosnet_index.simulate.config import SimulationConfig
+from cosnet_index.simulate.dataset import SimulatedDataset, load_dataset, make_dataset
 from cosnet_index.simulate.maps import (
     REAL_CLASSES,
     ClassMap,
@@ -21,11 +22,19 @@ from cosnet_index.simulate.subtomograms import (
     simulate_subtomograms,
     simulate_subtomograms_torch,
 )
+from cosnet_index.simulate.tomogram import (
+    SimulatedTomogram,
+    simulate_collection,
+    simulate_tomogram,
+    write_particles_star,
+)
 
 __all__ = [
     "REAL_CLASSES",
     "ClassMap",
     "ClassSplit",
+    "SimulatedDataset",
+    "SimulatedTomogram",
     "SimulationConfig",
     "SubtomogramBatch",
     "SubtomogramTensors",
@@ -33,9 +42,14 @@ __all__ = [
     "class_map",
     "default_split",
     "is_class_name",
+    "load_dataset",
+    "make_dataset",
     "procedural_map",
     "procedural_name",
     "real_map",
+    "simulate_collection",
     "simulate_subtomograms",
     "simulate_subtomograms_torch",
+    "simulate_tomogram",
+    "write_particles_star",
 ]
