@@ -75,6 +75,18 @@ def _load_refiner(spec: str):
     multiple=True,
     help="Extra Dice column: 'NAME=module:function', function(volumes, probs)->masks.",
 )
+@click.option(
+    "--baseline-only",
+    is_flag=True,
+    help="Only run template matching (no COS-Net, no Dice); add it to a run with --merge.",
+)
+@click.option(
+    "--merge",
+    "merge_paths",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Add the rows of another run's episodes.parquet to the accuracy table.",
+)
 @click.option("--heldout-procedural", type=int, default=24, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0 = default).")
@@ -90,6 +102,8 @@ def evaluate(
     baseline_rotations: int,
     support_rotations: bool,
     refine_specs: tuple[str, ...],
+    baseline_only: bool,
+    merge_paths: tuple[str, ...],
     heldout_procedural: int,
     seed: int,
     threads: int,
@@ -108,6 +122,7 @@ def evaluate(
 
         cosnet-index evaluate --out runs/eval --refine "decoder + CRF=mypkg.crf:refine"
     """
+    import pandas as pd
     import torch
 
     from cosnet_index.evaluate import (
@@ -129,11 +144,12 @@ def evaluate(
         snrs=_floats(snrs),
         episodes=episodes,
         dice_snrs=_floats(dice_snrs),
-        dice_boxes=dice_boxes,
+        dice_boxes=0 if baseline_only else dice_boxes,
         baseline_episodes=baseline_episodes,
         baseline_rotations=baseline_rotations,
         support_rotations=support_rotations,
         seed=seed,
+        cosnet=not baseline_only,
     )
     refiners = dict(_load_refiner(s) for s in refine_specs)
     classes = default_split(n_heldout_procedural=heldout_procedural).heldout
@@ -142,27 +158,31 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     episodes_df.to_parquet(out / "episodes.parquet", index=False)
     dice_df.to_parquet(out / "dice.parquet", index=False)
-    acc = accuracy_table(episodes_df)
+    merged = pd.concat([episodes_df, *(pd.read_parquet(p) for p in merge_paths)])
+    acc = accuracy_table(merged)
     acc.to_csv(out / "accuracy.csv", index=False)
-    text = "\n".join(
-        [
-            f"model: {checkpoint or 'shipped weights'} (hash {info.hash[:12]})",
-            f"command: cosnet-index {shlex.join(sys.argv[1:])}",
-            f"held-out classes: {len(classes)}",
-            "",
-            "## N-way-1-shot accuracy (95% Wilson interval)",
-            "",
-            accuracy_markdown(acc),
-            "",
-            "seconds per embedded subtomogram (COS-Net) and per comparison (template matching):",
-            "",
-            acc.groupby("method")["seconds"].mean().to_string(),
-            "",
+    lines = [
+        f"model: {checkpoint or 'shipped weights'} (hash {info.hash[:12]})",
+        f"command: cosnet-index {shlex.join(sys.argv[1:])}",
+        f"held-out classes: {len(classes)}",
+        *(f"merged: {p}" for p in merge_paths),
+        "",
+        "## N-way-1-shot accuracy (95% Wilson interval)",
+        "",
+        accuracy_markdown(acc),
+        "",
+        "seconds per embedded subtomogram (COS-Net) and per comparison (template matching):",
+        "",
+        acc.groupby("method")["seconds"].mean().to_string(),
+        "",
+    ]
+    if len(dice_df):
+        lines += [
             "## Dice of the decoder masks (probability > 0.5)",
             "",
             dice_markdown(dice_table(dice_df)),
             "",
         ]
-    )
+    text = "\n".join(lines)
     (out / "results.md").write_text(text)
     click.echo(text)

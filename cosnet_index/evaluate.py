@@ -58,6 +58,7 @@ class EvalConfig:
     baseline_episodes: int = 100
     baseline_rotations: int = 100
     support_rotations: bool = False  # also score with test-time rotation of the support
+    cosnet: bool = True  # False: only the baseline (e.g. run it apart and merge the tables)
     seed: int = 0
 
 
@@ -128,8 +129,8 @@ def classification_episodes(
         box = vols.shape[-1]
         support = vols[: count * ways].reshape(count, ways, box, box, box)
         query = vols[count * ways :]
-        methods = {"cosnet": False}
-        if config.support_rotations:
+        methods = {"cosnet": False} if config.cosnet else {}
+        if config.support_rotations and config.cosnet:
             methods["cosnet+flip4"] = True
         for method, rotate in methods.items():
             t0 = time.perf_counter()
@@ -262,7 +263,10 @@ def run_evaluation(
     for ways, snr in tqdm(cells, desc="N-way cells", disable=not progress):
         frames.append(classification_episodes(model, class_names, ways, snr, config, simulate))
     episodes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    dice = dice_scores(model, class_names, config, simulate, refiners)
+    if config.dice_boxes and config.dice_snrs:
+        dice = dice_scores(model, class_names, config, simulate, refiners)
+    else:
+        dice = pd.DataFrame(columns=["class", "snr", "box", "method", "dice"])
     return episodes, dice
 
 

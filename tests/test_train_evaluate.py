@@ -73,3 +73,16 @@ def test_classification_and_dice_tables_with_refiner() -> None:
     assert "mean" in dt.index and "all voxels @ SNR inf" in dice_markdown(dt)
     # a mask of every voxel has Dice 2|M| / (|M| + B^3) < 0.5 for small molecules
     assert float(scores[scores["method"] == "all voxels"]["dice"].max()) < 0.5
+
+
+def test_baseline_only_run_sees_the_same_episodes() -> None:
+    torch.manual_seed(0)
+    model = CosNet(CosNetConfig(widths=(4, 8, 8), convs_per_level=1, use_decoder=False))
+    classes = ["ball", "cube", "rod", "ring"]
+    full = EvalConfig(episodes=8, baseline_episodes=0, baseline_rotations=2)
+    base = EvalConfig(episodes=3, baseline_episodes=3, baseline_rotations=2, cosnet=False)
+    a = classification_episodes(model, classes, 3, 0.5, full, toy_simulate, chunk=3)
+    b = classification_episodes(model, classes, 3, 0.5, base, toy_simulate, chunk=3)
+    assert set(b["method"]) == {"template_matching"}
+    assert a["classes"][:3].tolist() == b["classes"].tolist()
+    assert a["target"][:3].tolist() == b["target"].tolist()
