@@ -15,7 +15,7 @@ from cosnet_index.simulate.maps import (
     procedural_name,
     real_map,
 )
-from cosnet_index.simulate.split import ClassSplit, default_split
+from cosnet_index.simulate.split import ClassSplit, default_split, resolve_classes
 from cosnet_index.simulate.subtomograms import (
     SubtomogramBatch,
     SubtomogramTensors,
@@ -47,6 +47,7 @@ __all__ = [
     "procedural_map",
     "procedural_name",
     "real_map",
+    "resolve_classes",
     "simulate_collection",
     "simulate_subtomograms",
     "simulate_subtomograms_torch",

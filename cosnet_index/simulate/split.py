@@ -13,6 +13,7 @@ __all__ = [
     "TRAIN_REAL",
     "ClassSplit",
     "default_split",
+    "resolve_classes",
 ]
 
 HELDOUT_REAL: tuple[str, ...] = (
@@ -58,3 +59,47 @@ def default_split(n_train_procedural: int = 400, n_heldout_procedural: int = 24)
         procedural_name(HELDOUT_PROCEDURAL_START + i) for i in range(n_heldout_procedural)
     )
     return ClassSplit(train=train, heldout=heldout)
+
+
+def resolve_classes(spec: str) -> tuple[str, ...]:
+    """Class names from a comma-separated spec of names and presets.
+
+    Presets: ``real`` (the 10 shipped maps), ``train-real``, ``heldout-real``, ``heldout``
+    (the default split's 5 real + 24 procedural held-out classes), and ranges of procedural ids
+    ``proc:A-B`` (inclusive, e.g. ``proc:0-99``). Anything else must be a class name.
+
+    Raises:
+        InputError: an unknown name or a malformed range.
+    """
+    from cosnet_index.simulate.maps import REAL_CLASSES, is_class_name
+
+    presets = {
+        "real": REAL_CLASSES,
+        "train-real": TRAIN_REAL,
+        "heldout-real": HELDOUT_REAL,
+        "heldout": default_split(0, 24).heldout,
+    }
+    names: list[str] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if token in presets:
+            names += presets[token]
+        elif token.startswith("proc:"):
+            try:
+                first, last = (int(v) for v in token[5:].split("-"))
+            except ValueError:
+                raise InputError(f"bad range {token!r}: write e.g. proc:0-99") from None
+            if first < 0 or last < first:
+                raise InputError(f"bad range {token!r}: need 0 <= A <= B in proc:A-B")
+            names += [procedural_name(i) for i in range(first, last + 1)]
+        elif is_class_name(token):
+            names.append(token)
+        else:
+            raise InputError(
+                f"unknown class {token!r}: use real class names, proc-<id>, proc:A-B, or a preset "
+                "(real, train-real, heldout-real, heldout)"
+            )
+    if not names:
+        raise InputError("no classes given: e.g. --classes heldout-real,proc:0-9")
+    return tuple(dict.fromkeys(names))
