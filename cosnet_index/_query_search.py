@@ -3,14 +3,16 @@
 With ``reduce="max"`` a class's probability is ``sigmoid(b - min_j L1(x, s_j))``, a monotone
 function of the distance to the nearest shot, so the exact top-k over K shots is the merge of
 the K per-shot FAISS top-k lists (a vector in the true top-k is in the top-k of its nearest
-shot). That runs through any FAISS index (CPU or GPU). ``reduce="mean"`` is not a function of
-one distance; :func:`search_vectors` scans every vector instead (exact, both reductions).
+shot). That runs through any FAISS index (CPU or GPU). ``reduce="mean"`` is bounded above by
+the max, so growing candidate lists from the same search, rescored exactly, give the exact
+answer too. :func:`search_vectors` scans every vector (the reference for tests).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,6 +27,10 @@ from cosnet_index._query_scores import (
 from cosnet_index.errors import InputError
 
 __all__ = ["Hits", "search_class", "search_vectors"]
+
+
+VectorsFn = Callable[[np.ndarray], np.ndarray]
+"""``ids (m,) -> vectors (m, d)``: stored vectors by id."""
 
 
 class SupportsSearch(Protocol):
@@ -64,34 +70,8 @@ def _order(ids: np.ndarray, key: np.ndarray) -> np.ndarray:
     return np.lexsort((ids, key))
 
 
-def search_class(
-    index: SupportsSearch,
-    support: np.ndarray,
-    bias: float,
-    k: int = 100,
-    min_prob: float = 0.0,
-) -> Hits:
-    """The ``k`` stored vectors most probably of the class whose shots are ``support``.
-
-    The class probability is the best over the shots (``reduce="max"``), exactly as
-    :func:`cosnet_index.query.class_scores` computes it.
-
-    Args:
-        index: a FAISS L1 index over the stored vectors (``IndexIDMap2(IndexFlat(d, METRIC_L1))``,
-            its GPU clone, or a store's ``search``).
-        support: (K, d) or (d,) support vectors of the class.
-        bias: the head's bias ``b``.
-        k: number of hits wanted.
-        min_prob: drop hits below this probability (so fewer than ``k`` may come back).
-
-    Returns:
-        :class:`Hits`, best first.
-
-    Raises:
-        InputError: bad ``k``, ``min_prob`` or support shape.
-    """
-    _check(k, min_prob)
-    support = _as_vectors(np.atleast_2d(support), "support vectors")  # (K, d)
+def _nearest(index: SupportsSearch, support: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` ids by distance to the nearest shot: merge of the per-shot FAISS lists."""
     dist, found_ids = index.search(support, k)  # (K, k) each: FAISS D, I
     dist = np.asarray(dist, np.float32).ravel()
     found_ids = np.asarray(found_ids, np.int64).ravel()
@@ -101,10 +81,76 @@ def search_class(
     dist, found_ids = dist[order], found_ids[order]
     _, first = np.unique(found_ids, return_index=True)
     first = np.sort(first)[:k]
-    dist, found_ids = dist[first], found_ids[first]
-    p = match_probability(dist, bias)
-    keep = p >= min_prob
-    return Hits(found_ids[keep], p[keep], dist[keep])
+    return found_ids[first], dist[first]
+
+
+def _reconstruct(index: Any) -> VectorsFn:
+    """Vectors by id from a FAISS ``IndexIDMap2`` (its ``reconstruct`` takes ids)."""
+
+    def vectors(ids: np.ndarray) -> np.ndarray:
+        return np.stack([index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+    return vectors
+
+
+def search_class(
+    index: SupportsSearch,
+    support: np.ndarray,
+    bias: float,
+    k: int = 100,
+    min_prob: float = 0.0,
+    reduce: Reduce = "max",
+    vectors: VectorsFn | None = None,
+) -> Hits:
+    """The ``k`` stored vectors most probably of the class whose shots are ``support``.
+
+    The class probability is exactly :func:`cosnet_index.query.class_scores`'s. With
+    ``reduce="max"`` (or one shot) it is a function of the nearest shot's distance and the
+    per-shot FAISS lists merge into the exact answer. With ``"mean"`` the best-shot ranking
+    bounds the mean from above (mean <= max), so candidates from it are rescored exactly and
+    the candidate list grows (x4) until no vector outside it can enter the top ``k``.
+
+    Args:
+        index: a FAISS L1 index over the stored vectors (``IndexIDMap2(IndexFlat(d, METRIC_L1))``,
+            its GPU clone, or anything with the same ``search``).
+        support: (K, d) or (d,) support vectors of the class.
+        bias: the head's bias ``b``.
+        k: number of hits wanted.
+        min_prob: drop hits below this probability (so fewer than ``k`` may come back).
+        reduce: ``"max"`` or ``"mean"`` over the shots.
+        vectors: ``ids -> (len(ids), d)`` stored vectors, for ``"mean"`` rescoring (default:
+            ``index.reconstruct``).
+
+    Returns:
+        :class:`Hits`, best first; ``distance`` is NaN with ``"mean"``.
+
+    Raises:
+        InputError: bad ``k``, ``min_prob``, ``reduce`` or support shape.
+    """
+    _check(k, min_prob)
+    if reduce not in ("max", "mean"):
+        raise InputError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+    support = _as_vectors(np.atleast_2d(support), "support vectors")  # (K, d)
+    if reduce == "max" or len(support) == 1:
+        found_ids, dist = _nearest(index, support, k)
+        p = match_probability(dist, bias)
+        keep = p >= min_prob
+        return Hits(found_ids[keep], p[keep], dist[keep])
+    fetch = vectors or _reconstruct(index)
+    n_candidates = k
+    while True:
+        found_ids, dist = _nearest(index, support, n_candidates)
+        p_mean = class_scores(fetch(found_ids), [support], bias, reduce="mean")[:, 0]
+        order = _order(found_ids, -p_mean)[:k]
+        exhausted = len(found_ids) < n_candidates  # every stored vector is a candidate
+        # any vector outside the candidates has mean <= max <= the last candidate's max
+        bound = match_probability(dist[-1:], bias)[0] if len(dist) else 0.0
+        if exhausted or (len(order) == k and bound < p_mean[order[-1]]):
+            break
+        n_candidates *= 4
+    p_top = p_mean[order]
+    keep = p_top >= min_prob
+    return Hits(found_ids[order][keep], p_top[keep], np.full(int(keep.sum()), np.nan, np.float32))
 
 
 def search_vectors(

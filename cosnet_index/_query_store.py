@@ -24,7 +24,7 @@ from cosnet_index._query_scores import (
     class_scores,
     classify,
 )
-from cosnet_index._query_search import search_class, search_vectors
+from cosnet_index._query_search import search_class
 from cosnet_index._query_tables import classification_table, hits_table
 from cosnet_index.classes import DEFAULT_SET, get_classes, list_classes
 from cosnet_index.errors import ClassError, InputError
@@ -132,25 +132,32 @@ def search_store(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The ``k`` subtomograms most probably of class ``name``.
 
-    ``reduce="max"`` searches the store's FAISS index (GPU when present) once per shot and
-    merges (exact); ``"mean"`` scans the shards.
+    Searches the store's FAISS index (GPU when present) once per shot and merges; ``"mean"``
+    rescores growing candidate lists from the shards (exact, see
+    :func:`cosnet_index.query.search_class`).
 
     Raises:
         ClassError: unknown class; StoreError: a class of another model; InputError: bad k.
     """
     support = get_classes(store, [name], set_name=set_name)[0]
     bias = store.model().head_bias
-    if reduce == "max":
 
-        class _Index:  # the store's search, with the GPU choice
-            @staticmethod
-            def search(xq: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-                return store.search(xq, kk, gpu=gpu)
+    class _Index:  # the store's search, with the GPU choice
+        @staticmethod
+        def search(xq: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            return store.search(xq, kk, gpu=gpu)
 
-        hits = search_class(_Index(), support.vectors, bias, k=k, min_prob=min_prob)
-    else:
-        ids, xb = store.load_vectors()
-        hits = search_vectors(xb, ids, support.vectors, bias, k, min_prob, reduce=reduce)
+    def vectors(ids: np.ndarray) -> np.ndarray:  # "mean" rescoring reads candidates' shards
+        parts = [
+            store.load_vectors(ids[s : s + _ID_CHUNK])[1] for s in range(0, len(ids), _ID_CHUNK)
+        ]
+        return (
+            np.concatenate(parts) if parts else np.zeros((0, support.vectors.shape[1]), np.float32)
+        )
+
+    hits = search_class(
+        _Index(), support.vectors, bias, k=k, min_prob=min_prob, reduce=reduce, vectors=vectors
+    )
     table = hits_table(hits, support.name, store.subtomogram_table(hits.ids))
     meta = _meta(
         store,

@@ -190,3 +190,21 @@ def test_tables_round_trip_and_star_export(tmp_path):
     h = hits_table(hits, "ribo", locations)
     assert h["rank"].tolist() == [1, 2, 3, 4, 5] and (h["class"] == "ribo").all()
     assert export_star(h, tmp_path / "hits")[0].name == "ribo.star"
+
+
+def test_mean_search_through_faiss_is_exact():
+    xb, labels, _ = clustered_vectors(4, 50, seed=11)
+    ids = np.arange(len(xb), dtype=np.int64) * 3 + 7
+    index = _flat_index(xb, ids)
+    # shots from two different classes: the mean ranking differs from the best-shot ranking,
+    # so the candidate list has to grow before it is exact
+    support = np.stack([xb[labels == 0][0], xb[labels == 0][1], xb[labels == 1][0]])
+    for k in (1, 5, 60, 200):
+        hits = search_class(index, support, BIAS, k=k, reduce="mean")
+        ref = search_vectors(xb, ids, support, BIAS, k=k, reduce="mean")
+        np.testing.assert_array_equal(hits.ids, ref.ids)
+        np.testing.assert_allclose(hits.probability, ref.probability, atol=1e-6)
+        assert np.isnan(hits.distance).all()
+    p_max = search_class(index, support, BIAS, k=60).ids
+    p_mean = search_class(index, support, BIAS, k=60, reduce="mean").ids
+    assert set(p_max) != set(p_mean)  # the two reductions really rank differently here
