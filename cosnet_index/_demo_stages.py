@@ -44,9 +44,31 @@ def simulate_collection(
     snr: float,
     seed: int,
 ) -> Collection:
-    """Simulate ``n_tomograms`` tomograms with ``n_particles`` molecules in all, written as MRC
-    + STAR + truth Parquet under ``out_dir``."""
-    raise NotImplementedError("waiting for the tomogram simulator (issue 2)")
+    """Simulate ``n_tomograms`` tomograms with about ``n_particles`` molecules in all (uniform
+    over ``classes``), written under ``out_dir`` as MRC + ``particles.star`` + ``truth.parquet``
+    + label volumes (``<name>_labels.mrc``: particle row + 1 inside each mask)."""
+    from cosnet_index.simulate.tomogram import simulate_collection as simulate
+
+    per_tomogram = -(-n_particles // n_tomograms)
+    truth = simulate(
+        out_dir,
+        n_tomograms,
+        list(classes),
+        per_tomogram,
+        snr,
+        seed,
+        shape=shape_zyx,
+        write_labels=True,
+    )
+    truth = truth.copy()
+    truth["label"] = truth.groupby("tomogram", sort=False).cumcount().to_numpy() + 1
+    names = list(dict.fromkeys(truth["tomogram"].astype(str)))
+    return Collection(
+        tomograms=tuple(out_dir / f"{name}.mrc" for name in names),
+        coordinates=out_dir / "particles.star",
+        truth=truth,
+        source=out_dir,
+    )
 
 
 # -- stage: pick supports ------------------------------------------------------------------------
@@ -125,5 +147,27 @@ def galleries_of(
 
 
 def truth_masks(collection: Collection, hits: pd.DataFrame, box: int) -> np.ndarray:
-    """The simulator's truth masks ``(n, box, box, box)`` of the molecules at the hits."""
-    raise NotImplementedError("waiting for the tomogram simulator's truth masks (issue 2)")
+    """The simulator's truth masks ``(n, box, box, box)`` of the molecules at the hits.
+
+    Each hit is matched to the nearest simulated molecule of its tomogram; its mask is that
+    molecule's voxels in the tomogram's label volume, cut at the hit's box.
+    """
+    from scipy.spatial import cKDTree
+
+    from cosnet_index.io.boxes import extract_boxes
+    from cosnet_index.io.mrc import open_tomogram
+
+    out = np.zeros((len(hits), box, box, box), dtype=bool)
+    positions = np.arange(len(hits))
+    truth = collection.truth
+    for name, part in hits.assign(_pos=positions).groupby("tomogram", sort=False):
+        reference = truth[truth["tomogram"].astype(str) == str(name)]
+        if reference.empty:
+            continue
+        xyz = part[["x", "y", "z"]].to_numpy(np.float64)
+        _, nearest = cKDTree(reference[["x", "y", "z"]].to_numpy(np.float64)).query(xyz)
+        labels = reference["label"].to_numpy()[nearest]
+        with open_tomogram(Path(collection.source) / f"{name}_labels.mrc") as volume:
+            boxes, _ = extract_boxes(volume.data, xyz, box, edge="pad")
+        out[part["_pos"].to_numpy()] = np.rint(boxes) == labels[:, None, None, None]
+    return out
