@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -47,6 +48,7 @@ def read_boxes(
     return out
 
 
+@functools.lru_cache(maxsize=8)
 def crf_params_for(model_hash: str) -> tuple[Any, str]:
     """The fitted CRF parameters of a model, or the defaults when none were fitted for it.
 
