@@ -141,7 +141,10 @@ def galleries_of(
             truth = getattr(row, "true_class", None)
             label = f"id {row.subtomogram_id}" + (f"\ntrue: {truth}" if truth else "")
             mask = None if masks is None else masks[i]
-            items.append(GalleryHit(hit_boxes[name][i], mask, float(row.probability), label))
+            correct = None if not truth else truth == name
+            items.append(
+                GalleryHit(hit_boxes[name][i], mask, float(row.probability), label, correct)
+            )
         galleries.append(Gallery(name, supports[name], items))
     return galleries
 

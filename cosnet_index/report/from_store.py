@@ -20,6 +20,7 @@ from cosnet_index.errors import InputError
 from cosnet_index.report._particles import read_boxes, segment_boxes
 from cosnet_index.report.confusion import UNKNOWN
 from cosnet_index.report.gallery import GalleryHit
+from cosnet_index.report.summary import attach_truth
 from cosnet_index.report.write import Gallery, write_report
 
 __all__ = ["read_truth", "report_from_store"]
@@ -156,15 +157,21 @@ def report_from_store(
         hit_masks = (
             segment_boxes(model, boxes, crf=crf, model_hash=store.model_hash)[1] if masks else None
         )
-        hits = [
-            GalleryHit(
-                boxes[i],
-                None if hit_masks is None else hit_masks[i],
-                float(row.probability),
-                f"id {row.subtomogram_id}",
+        true_classes: list[str | None] = [None] * len(members)
+        if truth is not None:
+            true_classes = attach_truth(members.reset_index(drop=True), truth).tolist()
+        hits = []
+        for i, row in enumerate(members.itertuples(index=False)):
+            true = true_classes[i]
+            hits.append(
+                GalleryHit(
+                    boxes[i],
+                    None if hit_masks is None else hit_masks[i],
+                    float(row.probability),
+                    f"id {row.subtomogram_id}" + (f"\ntrue: {true}" if true else ""),
+                    None if true is None else true == name,
+                )
             )
-            for i, row in enumerate(members.itertuples(index=False))
-        ]
         galleries.append(Gallery(name, support_box, hits))
     return write_report(
         out_dir,

@@ -29,12 +29,14 @@ _MASK_COLOUR = "#ff7f0e"
 
 class GalleryHit(NamedTuple):
     """One hit of a gallery: its box (z, y, x), its mask (same shape) or None, its probability
-    of belonging to the class and a short label (e.g. its subtomogram id or true class)."""
+    of belonging to the class, a short label (e.g. its subtomogram id or true class) and, when
+    a truth is known, whether it really is of the class (caption in green or red)."""
 
     box: np.ndarray
     mask: np.ndarray | None
     probability: float
     label: str
+    correct: bool | None = None
 
 
 def _central_slices(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +81,8 @@ def plot_gallery(
     Args:
         class_name: the class shown (title).
         support_box: the support particle, (z, y, x), e.g. (32, 32, 32).
-        hits: the top hits, best first: ``(box, mask | None, probability, label)`` each, box and
-            mask of the same (z, y, x) shape.
+        hits: the top hits, best first: ``(box, mask | None, probability, label[, correct])``
+            each, box and mask of the same (z, y, x) shape.
         path: the PNG to write (its folder is created).
         support_mask: an optional mask of the support particle.
 
@@ -92,27 +94,29 @@ def plot_gallery(
             from its box's.
     """
     support = _check_box("the support box", support_box)
-    particles: list[tuple[np.ndarray, np.ndarray | None, str]] = [
-        (support, support_mask, "support")
+    particles: list[tuple[np.ndarray, np.ndarray | None, str, str]] = [
+        (support, support_mask, "support", "black")
     ]
+    colours = {None: "black", True: "tab:green", False: "tab:red"}
     for rank, hit in enumerate(hits, start=1):
-        box, mask, probability, label = GalleryHit(*hit)
+        box, mask, probability, label, correct = GalleryHit(*hit)
         box = _check_box(f"hit {rank}", box)
         if mask is not None and np.shape(mask) != box.shape:
             raise InputError(
                 f"hit {rank}: mask shape {np.shape(mask)} differs from box shape {box.shape}"
             )
-        particles.append((box, mask, f"#{rank} p={probability:.2f}\n{label}"))
+        caption = f"#{rank} p={probability:.2f}\n{label}"
+        particles.append((box, mask, caption, colours[None if correct is None else bool(correct)]))
 
     n = len(particles)
     fig = Figure(figsize=(1.3 * n + 0.6, 3.2), dpi=100, layout="constrained")
     axes = fig.subplots(2, n, squeeze=False)
-    for j, (box, mask, caption) in enumerate(particles):
+    for j, (box, mask, caption, colour) in enumerate(particles):
         xy, xz = _central_slices(box)
         mask_xy, mask_xz = _central_slices(np.asarray(mask)) if mask is not None else (None, None)
         _show(axes[0, j], xy, mask_xy)
         _show(axes[1, j], xz, mask_xz)
-        axes[0, j].set_title(caption, fontsize=7)
+        axes[0, j].set_title(caption, fontsize=7, color=colour)
     axes[0, 0].set_ylabel("XY", fontsize=8)
     axes[1, 0].set_ylabel("XZ", fontsize=8)
     for spine in axes[0, 0].spines.values():

@@ -185,7 +185,8 @@ def _gallery_section(out_dir: Path, galleries: Sequence[Gallery]) -> list[str]:
     lines = ["", "## Galleries", ""]
     lines.append(
         "Central XY (top) and XZ (bottom) slices: the support particle (blue frame) then the top "
-        "hits with their probability and mask contour."
+        "hits with their probability and mask contour; where the truth is known, a hit's caption "
+        "is green when it is of the class and red when not."
     )
     used: set[str] = set()
     for gallery in galleries:
