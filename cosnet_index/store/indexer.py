@@ -45,7 +45,7 @@ from cosnet_index.io import (
     read_coordinates,
 )
 from cosnet_index.store._files import TMP_MARK
-from cosnet_index.store.shards import ShardWriter
+from cosnet_index.store.shards import ShardWriter, iter_shard_vectors
 from cosnet_index.store.store import Store
 from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
 
@@ -54,7 +54,7 @@ __all__ = ["IndexSummary", "index_tomograms", "remove_partial_files"]
 logger = logging.getLogger(__name__)
 
 RESAMPLE_TOLERANCE = 0.01  # relative voxel-size difference below which boxes are used as they are
-_INSERT_CHUNK = 20_000
+_INSERT_CHUNK = 2_000  # rows per INSERT: memory stays flat however many particles a tomogram has
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,6 @@ class _Job:
     resampled_from: float | None
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     writer: ShardWriter | None = None
-    vectors: list[np.ndarray] = field(default_factory=list)
 
 
 def _extra_table(frame: pd.DataFrame) -> pa.Table | None:
@@ -545,12 +544,10 @@ def _run_jobs(
                 )
             if start is None:
                 _commit_job(store, job, model_id, edge, invert_contrast)
-                if job.vectors:
-                    xb = np.concatenate(job.vectors)
-                    index.add_with_ids(xb, job.ids)
+                for ids, xb in iter_shard_vectors(job.writer.final):  # read back in chunks
+                    index.add_with_ids(xb, ids)
                     index_dirty = True
                 added += len(job.ids)
-                job.vectors = []
                 job.writer = None
                 if time.monotonic() - last_flush >= flush_interval_s:
                     store.persist_index(index, model_hash)
@@ -567,7 +564,6 @@ def _run_jobs(
                 vectors,
                 None if job.extra is None else job.extra.slice(start, n),
             )
-            job.vectors.append(vectors)
             bar.update(n)
     except BaseException:
         for job in jobs:

@@ -155,7 +155,10 @@ def reindex(
         raise InputError(
             f"--index-type must be one of {', '.join(INDEX_TYPES)}, got {index_type!r}"
         )
+    from cosnet_index.store.indexer import remove_partial_files
+
     with store.write_lock():
+        remove_partial_files(store)
         model_id, model_hash = store._model_id(None)
         with store.session() as session:
             paths = session.scalars(

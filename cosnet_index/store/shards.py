@@ -7,6 +7,7 @@ float32, the model's storage vector), then the coordinate file's other columns a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,13 @@ import pyarrow.parquet as pq
 from cosnet_index.errors import StoreError
 from cosnet_index.store._files import atomic_replace, tmp_path_for
 
-__all__ = ["ShardWriter", "read_shard_ids", "read_shard_vectors", "shard_num_rows"]
+__all__ = [
+    "ShardWriter",
+    "iter_shard_vectors",
+    "read_shard_ids",
+    "read_shard_vectors",
+    "shard_num_rows",
+]
 
 
 class ShardWriter:
@@ -120,3 +127,15 @@ def read_shard_vectors(path: Path, rows: np.ndarray | None = None) -> tuple[np.n
     dim = vector.type.list_size
     xb = vector.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     return ids, xb.reshape(-1, dim)
+
+
+def iter_shard_vectors(
+    path: Path, batch_rows: int = 4096
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(ids (b,), vectors (b, dim))`` chunks of a shard, in file order (memory stays flat)."""
+    for batch in _open(path).iter_batches(batch_size=batch_rows, columns=["id", "vector"]):
+        ids = batch.column("id").to_numpy().astype(np.int64, copy=False)
+        vector = batch.column("vector")
+        dim = vector.type.list_size
+        xb = vector.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        yield ids, xb.reshape(-1, dim)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from cosnet_index import __version__
@@ -58,6 +59,13 @@ LOCK = "store.lock"
 
 def _hash16(weights_hash: str) -> str:
     return weights_hash[:16]
+
+
+def _id_chunks(ids: np.ndarray, size: int = 10_000) -> Iterator[list[int]]:
+    """Unique ids in chunks small enough for any database's bound-parameter limit."""
+    unique = np.unique(np.asarray(ids, dtype=np.int64).reshape(-1))
+    for start in range(0, len(unique), size):
+        yield [int(i) for i in unique[start : start + size]]
 
 
 class Store:
@@ -180,6 +188,13 @@ class Store:
         store = cls.open_unchecked(path, db_url=db_url, readonly=readonly)
         try:
             schema.check_schema(store.engine, store.path)
+        except OperationalError as exc:
+            store.close()
+            raise StoreError(
+                f"cannot read the catalog of the store at {store.path} "
+                f"({str(exc.orig or exc).splitlines()[0]}); check its permissions, or open it "
+                "read-only"
+            ) from None
         except BaseException:
             store.close()
             raise
@@ -365,12 +380,15 @@ class Store:
                     np.concatenate([p[1] for p in parts]),
                 )
             ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+            query = select(
+                Subtomogram.id, Subtomogram.model_id, Subtomogram.row, ShardRecord.path
+            ).join(ShardRecord, Subtomogram.shard_id == ShardRecord.id)
             rows = pd.DataFrame(
-                session.execute(
-                    select(Subtomogram.id, Subtomogram.model_id, Subtomogram.row, ShardRecord.path)
-                    .join(ShardRecord, Subtomogram.shard_id == ShardRecord.id)
-                    .where(Subtomogram.id.in_([int(i) for i in np.unique(ids)]))
-                ).all(),
+                [
+                    row
+                    for chunk in _id_chunks(ids)
+                    for row in session.execute(query.where(Subtomogram.id.in_(chunk))).all()
+                ],
                 columns=["id", "model_id", "row", "path"],
             )
         missing = np.setdiff1d(ids, rows["id"].to_numpy(dtype=np.int64))
@@ -529,12 +547,17 @@ class Store:
             .join(ShardRecord, Subtomogram.shard_id == ShardRecord.id)
             .order_by(Subtomogram.id)
         )
-        if ids is not None:
-            wanted = np.unique(np.asarray(ids, dtype=np.int64))
-            query = query.where(Subtomogram.id.in_([int(i) for i in wanted]))
         with self.session() as session:
+            if ids is None:
+                result = session.execute(query).all()
+            else:
+                result = [
+                    row
+                    for chunk in _id_chunks(np.asarray(ids, dtype=np.int64))
+                    for row in session.execute(query.where(Subtomogram.id.in_(chunk))).all()
+                ]
             frame = pd.DataFrame(
-                session.execute(query).all(),
+                result,
                 columns=[
                     "id",
                     "tomogram",
