@@ -84,10 +84,27 @@ def _nearest(index: SupportsSearch, support: np.ndarray, k: int) -> tuple[np.nda
     return found_ids[first], dist[first]
 
 
+def _flat_view(index: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids, xb) viewed without a copy from a CPU ``IndexIDMap2(IndexFlat)``, else None."""
+    import faiss
+
+    try:
+        inner = faiss.downcast_index(index.index)
+        if not isinstance(inner, faiss.IndexFlat):
+            return None
+        xb = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d)
+        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    except (AttributeError, TypeError, RuntimeError):
+        return None
+    return ids, np.asarray(xb).reshape(inner.ntotal, inner.d)
+
+
 def _reconstruct(index: Any) -> VectorsFn:
     """Vectors by id from a FAISS ``IndexIDMap2`` (its ``reconstruct`` takes ids)."""
 
     def vectors(ids: np.ndarray) -> np.ndarray:
+        if hasattr(index, "reconstruct_batch"):
+            return np.asarray(index.reconstruct_batch(np.asarray(ids, np.int64)), np.float32)
         return np.stack([index.reconstruct(int(i)) for i in ids]).astype(np.float32)
 
     return vectors
@@ -106,9 +123,10 @@ def search_class(
 
     The class probability is exactly :func:`cosnet_index.query.class_scores`'s. With
     ``reduce="max"`` (or one shot) it is a function of the nearest shot's distance and the
-    per-shot FAISS lists merge into the exact answer. With ``"mean"`` the best-shot ranking
-    bounds the mean from above (mean <= max), so candidates from it are rescored exactly and
-    the candidate list grows (x4) until no vector outside it can enter the top ``k``.
+    per-shot FAISS lists merge into the exact answer. With ``"mean"``, a CPU flat index is
+    scanned in place (no copy); any other index (IVF, GPU, a store's search) is searched by the
+    best shot, which bounds the mean from above (mean <= max), the candidates are rescored
+    exactly and the list grows (x4) until no vector outside it can enter the top ``k``.
 
     Args:
         index: a FAISS L1 index over the stored vectors (``IndexIDMap2(IndexFlat(d, METRIC_L1))``,
@@ -136,6 +154,9 @@ def search_class(
         p = match_probability(dist, bias)
         keep = p >= min_prob
         return Hits(found_ids[keep], p[keep], dist[keep])
+    flat = _flat_view(index)
+    if flat is not None:  # the vectors are in memory: an exact scan is cheapest
+        return search_vectors(flat[1], flat[0], support, bias, k, min_prob, reduce="mean")
     fetch = vectors or _reconstruct(index)
     n_candidates = k
     while True:

@@ -155,8 +155,11 @@ def search_store(
             np.concatenate(parts) if parts else np.zeros((0, support.vectors.shape[1]), np.float32)
         )
 
+    # "mean" with several shots scans the in-memory CPU index; "max" uses FAISS search (GPU)
+    scan = reduce == "mean" and support.shots > 1
+    index = store.cpu_index() if scan else _Index()
     hits = search_class(
-        _Index(), support.vectors, bias, k=k, min_prob=min_prob, reduce=reduce, vectors=vectors
+        index, support.vectors, bias, k=k, min_prob=min_prob, reduce=reduce, vectors=vectors
     )
     table = hits_table(hits, support.name, store.subtomogram_table(hits.ids))
     meta = _meta(

@@ -199,12 +199,25 @@ def test_mean_search_through_faiss_is_exact():
     # shots from two different classes: the mean ranking differs from the best-shot ranking,
     # so the candidate list has to grow before it is exact
     support = np.stack([xb[labels == 0][0], xb[labels == 0][1], xb[labels == 1][0]])
+
+    calls: list[int] = []
+
+    class Opaque:  # like a GPU or IVF index: no in-memory flat view, so candidates must grow
+        def search(self, xq, k):  # type: ignore[no-untyped-def]
+            calls.append(k)
+            return index.search(xq, k)
+
+        def reconstruct(self, i):  # type: ignore[no-untyped-def]
+            return index.reconstruct(i)
+
     for k in (1, 5, 60, 200):
-        hits = search_class(index, support, BIAS, k=k, reduce="mean")
         ref = search_vectors(xb, ids, support, BIAS, k=k, reduce="mean")
-        np.testing.assert_array_equal(hits.ids, ref.ids)
-        np.testing.assert_allclose(hits.probability, ref.probability, atol=1e-6)
-        assert np.isnan(hits.distance).all()
+        for through in (index, Opaque()):
+            hits = search_class(through, support, BIAS, k=k, reduce="mean")
+            np.testing.assert_array_equal(hits.ids, ref.ids)
+            np.testing.assert_allclose(hits.probability, ref.probability, atol=1e-6)
+            assert np.isnan(hits.distance).all()
+    assert len(calls) > 4  # the candidate list grew at least once for some k
     p_max = search_class(index, support, BIAS, k=60).ids
     p_mean = search_class(index, support, BIAS, k=60, reduce="mean").ids
     assert set(p_max) != set(p_mean)  # the two reductions really rank differently here
