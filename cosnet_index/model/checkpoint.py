@@ -128,8 +128,13 @@ def load_checkpoint(
             # foreign pickles (other protocols) warn before being refused: the error says enough
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # damaged or foreign files raise many types (IndexError, KeyError...)
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if isinstance(exc, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
+            # keep torch's reason, not its advice to load with weights_only=False
+            reason = text.split("WeightsUnpickler error:", 1)[1].strip()
+            first = "refused by the safe loader: " + reason.splitlines()[0].split(". ")[0]
         raise CheckpointError(
             f"checkpoint {path} is corrupt or unsafe to load ({first}); "
             "use a checkpoint written by `cosnet-index train`"
