@@ -101,10 +101,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=5, help="queries per class per episode")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--evaluate-episodes",
+        type=int,
+        default=300,
+        help="also run `evaluate`'s N-way-1-shot episodes (N = --known) at each SNR for comparison",
+    )
     parser.add_argument("--quick", action="store_true", help="20 per class, 50 episodes")
     args = parser.parse_args()
     if args.quick:
-        args.per_class, args.episodes = 20, 50
+        args.per_class, args.episodes, args.evaluate_episodes = 20, 50, 100
     torch.set_num_threads(args.threads)
     path = args.checkpoint or default_checkpoint_path()
     model, info = load_checkpoint(path)
@@ -157,6 +163,23 @@ def main() -> None:
             print(
                 f"  SNR {snr:g} {name}: t={THRESHOLDS[j]:.2f} balanced {c['balanced'][j]:.3f} "
                 f"(TMR {c['tmr'][j]:.3f}, FMR {c['fmr'][j]:.3f})"
+            )
+    if args.evaluate_episodes:
+        from cosnet_index.evaluate import EvalConfig, accuracy_table, classification_episodes
+
+        print(f"\nclosed-set accuracy beside `evaluate` ({args.known}-way 1-shot, same classes):")
+        print("| SNR | this bench, 1-shot (store path) | evaluate (network path) |")
+        print("|---|---|---|")
+        config = EvalConfig(episodes=args.evaluate_episodes, baseline_episodes=0, seed=args.seed)
+        for snr, configs in per_snr.items():
+            table = accuracy_table(
+                classification_episodes(model, names, args.known, snr, config)
+            ).iloc[0]
+            r = configs["1-shot"][0]
+            print(
+                f"| {snr:g} | {_ci(float(r['known_ok'].mean()), len(r['known_ok']))} | "
+                f"{table['accuracy']:.3f} [{table['ci_low']:.3f}, {table['ci_high']:.3f}] "
+                f"({int(table['episodes'])} episodes) |"
             )
     n_q = args.episodes * args.known * args.queries
     print(
