@@ -65,6 +65,7 @@ __all__ = ["demo", "report"]
     help="Open-set threshold (default: classify's default).",
 )
 @click.option("--no-crf", is_flag=True, help="Segment with the decoder alone (no dense CRF).")
+@click.option("--force", is_flag=True, help="Replace the output of a previous demo in --out.")
 @click.option(
     "--checkpoint",
     "weights",
@@ -83,6 +84,7 @@ def demo(
     top_k: int,
     min_prob: float | None,
     no_crf: bool,
+    force: bool,
     weights: Path | None,
 ) -> None:
     """Run the whole product on a simulated collection, offline, in a few minutes on a CPU.
@@ -116,6 +118,7 @@ def demo(
         min_prob=min_prob,
         crf=not no_crf,
         weights=weights,
+        force=force,
     )
     stages = iter(range(1, 100))
 

@@ -15,13 +15,14 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cosnet_index import _demo_stages as stages
+from cosnet_index._demo_summary import as_json, summary_lines
 from cosnet_index._demo_timing import Stopwatch
 from cosnet_index.errors import InputError
 from cosnet_index.report import (
@@ -81,6 +82,8 @@ class DemoConfig:
         crf: refine the decoder masks with the dense CRF.
         weights: checkpoint to index with (default: the shipped weights).
         batch_size: boxes per forward pass when indexing.
+        force: first remove the output of a previous demo in ``out_dir`` (marked by its
+            ``demo.json``; anything else there is left alone).
     """
 
     out_dir: Path
@@ -97,6 +100,7 @@ class DemoConfig:
     crf: bool = True
     weights: Path | None = None
     batch_size: int = 64
+    force: bool = False
 
     def __post_init__(self) -> None:
         if self.n_tomograms < 1 or self.n_particles < 1:
@@ -171,6 +175,35 @@ def _notes(config: DemoConfig, result: pd.DataFrame) -> list[str]:
     ]
 
 
+_DEMO_OUTPUTS = ("data", "store", "report", "result.parquet", "demo.json")
+
+
+def _remove_previous_demo(out: Path) -> None:
+    """Remove what an earlier demo wrote in ``out`` (only if ``out/demo.json`` marks it as one).
+
+    Raises:
+        InputError: ``out`` holds a store that no demo wrote.
+    """
+    import shutil
+
+    if not (out / "store").exists():
+        return
+    if not (out / "demo.json").is_file():
+        raise InputError(
+            f"{out} holds a store that no demo wrote (no demo.json): --force only replaces a "
+            "previous demo's output; give another --out"
+        )
+    for name in _DEMO_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for path in out.glob("hits_*.parquet"):
+        path.unlink()
+    logger.info("removed the previous demo's output in %s", out)
+
+
 def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None) -> DemoResult:
     """Run the whole demo; ``on_stage(name)`` is called as each stage starts.
 
@@ -184,9 +217,12 @@ def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None) 
 
     out = Path(config.out_dir)
     store_path = out / "store"
+    if config.force:
+        _remove_previous_demo(out)
     if store_path.exists():
         raise InputError(
-            f"{store_path} already exists: give another --out, or remove that folder first"
+            f"{store_path} already exists: give another --out, or --force to replace the output "
+            "of a previous demo there"
         )
     min_prob = DEFAULT_MIN_PROB if config.min_prob is None else config.min_prob
     watch = Stopwatch(on_stage)
@@ -313,90 +349,5 @@ def run_demo(config: DemoConfig, on_stage: Callable[[str], None] | None = None) 
         supports=supports,
         min_prob=min_prob,
     )
-    (out / "demo.json").write_text(json.dumps(_as_json(demo), indent=2) + "\n")
+    (out / "demo.json").write_text(json.dumps(as_json(demo), indent=2) + "\n")
     return demo
-
-
-def _as_json(demo: DemoResult) -> dict:
-    s = demo.summary
-    config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(demo.config).items()}
-    return {
-        "config": config,
-        "simulated": demo.n_simulated,
-        "indexed": demo.n_indexed,
-        "skipped": demo.n_skipped,
-        "classified": len(demo.result),
-        "accuracy": s.accuracy,
-        "accuracy_ci95": list(s.accuracy_ci95),
-        "scored": len(demo.scored),
-        "closed_set_accuracy": _closed_set_accuracy(demo.scored, demo.config.classes),
-        "unknown_rate": s.unknown_rate,
-        "open_set_recall": s.open_set_recall,
-        "dice": {c: float(demo.segmentation[c].mean()) for c in demo.segmentation if "dice" in c},
-        "supports": demo.supports,
-        "stages": [asdict(st) for st in demo.stages],
-        "total_seconds": demo.total_seconds,
-    }
-
-
-def _confusion_lines(demo: DemoResult) -> list[str]:
-    """The confusion counts with numbered columns (class names are long)."""
-    from cosnet_index.report import confusion_counts
-
-    classes = demo.config.classes
-    counts = confusion_counts(demo.scored["true_class"], demo.scored["class"], classes)
-    keys = {name: str(i) for i, name in enumerate(classes, start=1)}
-    header = [keys.get(str(col), "unk" if col == "unknown" else str(col)) for col in counts.columns]
-    width = max(len(str(name)) for name in counts.index) + 5
-    lines = ["confusion (rows: true class; columns: predicted class number, unk = unknown):"]
-    lines.append(" " * width + "".join(f"{h:>5}" for h in header))
-    for name, row in zip(counts.index, counts.to_numpy(), strict=True):
-        label = f"{keys.get(str(name), '-'):>2} {name}"
-        lines.append(f"{label:<{width}}" + "".join(f"{int(v):>5}" for v in row))
-    return lines
-
-
-def summary_lines(demo: DemoResult) -> list[str]:
-    """The compact summary the ``demo`` command prints."""
-    s, c = demo.summary, demo.config
-    low, high = s.accuracy_ci95
-    skipped = ", ".join(f"{n} {why}" for why, n in sorted(demo.n_skipped.items())) or "none"
-    lines = [
-        f"collection: {c.n_tomograms} tomogram(s) of {'x'.join(map(str, c.shape_zyx))} (z,y,x) "
-        f"voxels, {demo.n_simulated} molecules of {len(c.classes) + len(c.novel_classes)} "
-        f"classes, SNR {c.snr:g}, seed {c.seed}",
-        f"indexed: {demo.n_indexed} subtomograms (skipped at the volume edge: {skipped}); "
-        f"classified: {len(demo.result)} ({len(demo.scored)} scored: all but the supports)",
-        f"support: one particle per class for {len(c.classes)} classes; "
-        f"{', '.join(c.novel_classes) or 'no class'} left without support (novel)",
-        "",
-        f"accuracy (particles of support classes, min-prob {demo.min_prob:g}): "
-        f"{s.accuracy:.3f}  [{low:.3f}, {high:.3f}] 95% CI, {s.n_correct}/{s.n_known}",
-        f"closed-set {len(c.classes)}-way accuracy (argmax, no threshold): "
-        f"{_closed_set_accuracy(demo.scored, c.classes):.3f}",
-        f"unknown rate: {s.unknown_rate:.3f} ({s.n_unknown} particles); novel particles "
-        f"flagged unknown: {s.open_set_recall:.3f} of {s.n_novel}",
-    ]
-    dice_columns = [col for col in demo.segmentation.columns if col.startswith("dice")]
-    if dice_columns:
-        figures = ", ".join(
-            f"{col.removeprefix('dice_').replace('_', ' + ')} {demo.segmentation[col].mean():.3f}"
-            for col in dice_columns
-        )
-        lines.append(
-            f"Dice of the {len(demo.segmentation)} segmented hits of "
-            f"{', '.join(c.searched)}: {figures}"
-        )
-    lines += ["", *_confusion_lines(demo)]
-    lines += ["", f"{'stage':<26}{'seconds':>9}{'items':>8}  {'items/s':>9}"]
-    for st in demo.stages:
-        items = "" if st.n_items is None else str(st.n_items)
-        rate = "" if st.rate is None or not st.unit else f"{st.rate:9.1f} {st.unit}/s"
-        lines.append(f"{st.name:<26}{st.seconds:>9.2f}{items:>8}  {rate}")
-    lines.append(f"{'total':<26}{demo.total_seconds:>9.2f}")
-    lines += [
-        "",
-        f"report: {demo.report_path}",
-        f"store: {demo.store_path}   result: {demo.result_path}",
-    ]
-    return lines

@@ -106,11 +106,18 @@ def test_demo_report_files(demo_run) -> None:
         assert f"]({png.name})" in report
 
 
-def test_demo_refuses_an_existing_store(demo_run) -> None:
+def test_demo_refuses_an_existing_store(demo_run, tmp_path: Path) -> None:
     out, _ = demo_run
     result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
     assert result.exit_code == 1
-    assert "already exists" in result.output and "Traceback" not in result.output
+    assert "already exists" in result.output and "--force" in result.output
+    assert "Traceback" not in result.output
+    # --force replaces only a previous demo's output, never another store
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "precious").write_text("keep")
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--force"])
+    assert result.exit_code == 1 and "no demo wrote" in result.output
+    assert (tmp_path / "store" / "precious").read_text() == "keep"
 
 
 def test_report_command_from_store_and_result(demo_run, tmp_path: Path) -> None:
