@@ -113,8 +113,19 @@ def reference(threads: int, seconds: float = 1.0) -> list[tuple[str, float, str]
     ]
 
 
-def _takes(script: Path, option: str) -> bool:
-    return option in script.read_text(encoding="utf-8")
+def _help(script: Path) -> str:
+    """The script's ``--help`` text ('' if it has none), to see which options it takes."""
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script), "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        return ""
+    return done.stdout if done.returncode == 0 else ""
 
 
 def run_one(
@@ -122,9 +133,10 @@ def run_one(
 ) -> tuple[str, float, str, str]:
     """Run a benchmark script; (status, seconds, command line, its output)."""
     command = [sys.executable, str(script)]
-    if _takes(script, "--threads"):
+    options = _help(script)
+    if "--threads" in options:
         command += ["--threads", str(threads)]
-    if quick and _takes(script, "--quick"):
+    if quick and "--quick" in options:
         command.append("--quick")
     shown = " ".join(command[1:]).replace(str(ROOT) + "/", "")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
