@@ -23,6 +23,7 @@ from cosnet_index._query_scores import (
     Reduce,
     class_scores,
     classify,
+    match_probability,
 )
 from cosnet_index._query_search import search_class
 from cosnet_index._query_tables import classification_table, hits_table
@@ -45,6 +46,16 @@ def _meta(store: Any, kind: str, **extra: Any) -> dict[str, Any]:
         "cosnet_index_version": __version__,
         **extra,
     }
+
+
+def _check_reachable(min_prob: float, bias: float) -> None:
+    """InputError when no vector can reach ``min_prob`` (the best is ``sigmoid(b)`` at d = 0)."""
+    best = float(match_probability(np.zeros(1, np.float32), bias)[0])
+    if min_prob > best:
+        raise InputError(
+            f"--min-prob {min_prob:g} can never be reached: this model's largest probability "
+            f"(identical vectors) is sigmoid(b) = {best:.4f}; use a lower threshold"
+        )
 
 
 def _collection(
@@ -103,6 +114,7 @@ def classify_store(
             "the store holds no subtomogram in this selection; index some with `cosnet-index index`"
         )
     bias = store.model().head_bias
+    _check_reachable(min_prob, bias)
     names = [c.name for c in support]
     result = classify(xb, [c.vectors for c in support], bias, names, min_prob, reduce, batch)
     table = classification_table(result, all_ids, locations)
@@ -141,6 +153,7 @@ def search_store(
     """
     support = get_classes(store, [name], set_name=set_name)[0]
     bias = store.model().head_bias
+    _check_reachable(min_prob, bias)
 
     class _Index:  # the store's search, with the GPU choice
         @staticmethod

@@ -131,6 +131,8 @@ def test_filters_and_errors(store, toy):
     add_class(store, "ball", subtomogram_ids=[ids["ball"][0]])
     with pytest.raises(InputError, match="no indexed tomogram"):
         classify_store(store, tomograms=["nope"])
+    with pytest.raises(InputError, match="can never be reached"):
+        classify_store(store, min_prob=1.0)  # above sigmoid(b), the best any vector can get
     subset, _ = classify_store(store, ids=ids["cube"][:4])
     assert subset["subtomogram_id"].tolist() == ids["cube"][:4].tolist()
     with pytest.raises(ClassError, match="no class 'cube'"):
