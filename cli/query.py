@@ -8,7 +8,7 @@ from cosnet_index.cli.store import store_options
 __all__ = ["classify", "discover", "export", "search"]
 
 # the same values as cosnet_index.query.DEFAULT_MIN_PROB / DEFAULT_REDUCE, kept literal here so
-# that `--help` stays instant (checked by tests/test_query_cli.py)
+# that `--help` stays instant (checked by tests/test_query_store.py)
 DEFAULT_MIN_PROB = 0.5
 DEFAULT_REDUCE = "max"
 

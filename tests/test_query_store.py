@@ -166,7 +166,10 @@ def test_cli_worked_example(toy, tmp_path):
 
     for label in ("ball", "cube", "rod", "ring"):
         run("classes", "add", label, "--subtomogram", str(ids[label][0]))
-    assert "ring" in run("classes", "list")
+    x, y, z = (str(v) for v in toy.truth.loc[toy.truth["label"] == "ring", ["x", "y", "z"]].iloc[1])
+    assert "2 shot(s)" in run("classes", "add", "ring", "--append", "--at", "toy", x, y, z)
+    listing = run("classes", "list")
+    assert "ring" in listing and "subtomogram" in listing
     out = run("classify", "--out", str(tmp_path / "result.parquet"))
     assert "classified 64 subtomograms" in out
     table, meta = read_table(tmp_path / "result.parquet")
@@ -182,3 +185,12 @@ def test_cli_worked_example(toy, tmp_path):
     assert "candidate" in run("discover", "--exclude-known", "--min-size", "4")
     bad = runner.invoke(cli, ["search", "--store", str(path), "nope"])
     assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
+
+
+def test_cli_defaults_are_the_librarys():
+    from cosnet_index.cli import query as cli_query
+
+    from cosnet_index.query import DEFAULT_MIN_PROB, DEFAULT_REDUCE
+
+    assert cli_query.DEFAULT_MIN_PROB == DEFAULT_MIN_PROB
+    assert cli_query.DEFAULT_REDUCE == DEFAULT_REDUCE
