@@ -148,6 +148,9 @@ def _write_mrc(path: Path, data: np.ndarray, voxel_size_angstrom: float) -> None
     with mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(data)
         mrc.voxel_size = voxel_size_angstrom
+        # a fixed label instead of mrcfile's timestamp: same seed, same bytes
+        mrc.header.label[0] = b"cosnet-index simulate".ljust(80)
+        mrc.header.nlabl = 1
     os.replace(tmp, path)
 
 
