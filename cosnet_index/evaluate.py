@@ -140,7 +140,8 @@ def classification_episodes(
         n_base = min(count, max(0, config.baseline_episodes - start))
         for j in range(n_base):
             t0 = time.perf_counter()
-            s = template_match_scores(support[j], query[j : j + 1], rotations)[:, 0]
+            # symmetric score: rotate the single query, compare it with all N supports at once
+            s = template_match_scores(query[j : j + 1], support[j], rotations)[0]
             per_comparison = (time.perf_counter() - t0) / ways
             rows += _rows(
                 "template_matching",
