@@ -20,7 +20,12 @@ from cosnet_index.segment import (
     save_crf_params,
     unary_logit,
 )
-from cosnet_index.segment._filters import axis_factors, bilateral_levels, separable_filter
+from cosnet_index.segment._filters import (
+    axis_factors,
+    bilateral_filter,
+    bilateral_levels,
+    separable_filter,
+)
 from tests._segment_util import noisy_spheres
 
 NOISE_LEVELS = (0.1, 0.3, 1.0, 2.0)
@@ -53,8 +58,7 @@ def test_bilateral_quadrature_is_the_dense_kernel_up_to_a_constant(
     x = torch.rand(1, n, n, n, generator=gen)
     intensity = 2 * torch.randn(1, n, n, n, generator=gen)
     factors = [axis_factors(n, theta_alpha) for _ in range(3)]
-    phi = bilateral_levels(intensity, theta_beta)
-    got = (phi * separable_filter(phi * x.unsqueeze(1), factors)).sum(dim=1)
+    got = bilateral_filter(x, bilateral_levels(intensity, theta_beta), factors)
     pos, feat = _positions(n), intensity.reshape(-1)
     kernel = torch.exp(
         -(torch.cdist(pos, pos) ** 2) / (2 * theta_alpha**2)

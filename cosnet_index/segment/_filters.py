@@ -29,6 +29,7 @@ import torch
 
 __all__ = [
     "axis_factors",
+    "bilateral_filter",
     "bilateral_levels",
     "separable_filter",
 ]
@@ -36,7 +37,7 @@ __all__ = [
 # Keep eigenpairs of a 1-D Gaussian matrix down to this fraction of the largest eigenvalue.
 _EIG_TOL = 1e-5
 # Above this rank, a plain (n, n) matrix product is cheaper than two low-rank products.
-_MAX_LOW_RANK = 12
+_MAX_LOW_RANK = 16
 
 
 def gaussian_matrix(
@@ -107,7 +108,7 @@ def bilateral_levels(
     spacing: float = 1.0,
     max_levels: int = 64,
 ) -> torch.Tensor:
-    """Quadrature weights ``phi (b, L, d, h, w)`` of the range kernel at ``(b, d, h, w)`` values.
+    """Quadrature weights ``phi (b, d, h, L, w)`` of the range kernel at ``(b, d, h, w)`` values.
 
     Levels are evenly spaced, ``spacing * beta`` apart (at most ``max_levels``; the spacing widens
     when the intensity range would need more), from each box's lowest intensity minus
@@ -125,5 +126,38 @@ def bilateral_levels(
         n_levels = max(2, math.ceil(float(span.max()) / step) + 1)
         offsets = step * torch.arange(n_levels, device=intensity.device, dtype=intensity.dtype)
         centres = lo[:, None] + offsets[None, :]  # (b, L): a box's levels ignore its batch-mates
-    diff = intensity.unsqueeze(1) - centres.view(b, n_levels, 1, 1, 1)  # (b, L, d, h, w)
-    return torch.exp(-(diff**2) / beta**2)
+    diff = intensity.unsqueeze(3) - centres.view(b, 1, 1, n_levels, 1)  # (b, d, h, L, w)
+    return torch.exp(-(diff**2) / beta**2).contiguous()
+
+
+def bilateral_filter(
+    x: torch.Tensor, phi: torch.Tensor, factors: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """``sum_l phi_l * G(phi_l * x)``: the bilateral kernel (up to a constant) applied to ``x``.
+
+    ``x`` is ``(b, d, h, w)``, ``phi`` from :func:`bilateral_levels` ``(b, d, h, L, w)``, and
+    ``factors`` the spatial ``(down, up)`` pairs of axes d, h, w. The range weights are folded into
+    two batched matrix products per image row (splat + w-projection, then slicing), so the
+    ``L`` filtered copies of the volume are never materialised at full resolution.
+    """
+    b, d, h, n_levels, w = phi.shape
+    (down_d, up_d), (down_h, up_h), (down_w, up_w) = factors
+    rows = phi.reshape(b * d * h, n_levels, w)
+    xa = x.reshape(b * d * h, w, 1) * down_w.T  # (rows, w, r): x_w * A[w, r]
+    grid = torch.bmm(rows, xa)  # (rows, L, r): splat onto the levels, projected along w
+    r = grid.shape[-1]
+    grid = grid.reshape(b, d, h, n_levels * r)
+    grid = torch.matmul(down_h, grid)  # (b, d, rh, C), C = L * r
+    grid = torch.matmul(down_d, grid.transpose(1, 2))  # (b, rh, rd, C)
+    if up_d.numel() > 0:
+        grid = torch.matmul(up_d, grid)  # (b, rh, d, C)
+    grid = grid.transpose(1, 2)  # (b, d, rh, C)
+    if up_h.numel() > 0:
+        grid = torch.matmul(up_h, grid)  # (b, d, h, C)
+    grid = grid.reshape(b * d * h, n_levels, r)
+    sliced = torch.bmm(rows.transpose(1, 2), grid)  # (rows, w, r): sum_l phi_l(w) grid[l, r]
+    if up_w.numel() > 0:
+        y = (sliced * up_w).sum(-1)  # (rows, w)
+    else:
+        y = sliced.diagonal(dim1=1, dim2=2)  # full-rank w: column v of the filter is voxel v
+    return y.reshape(b, d, h, w)

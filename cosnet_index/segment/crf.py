@@ -30,7 +30,12 @@ from collections.abc import Callable
 import torch
 
 from cosnet_index.errors import InputError
-from cosnet_index.segment._filters import axis_factors, bilateral_levels, separable_filter
+from cosnet_index.segment._filters import (
+    axis_factors,
+    bilateral_filter,
+    bilateral_levels,
+    separable_filter,
+)
 from cosnet_index.segment.params import CRFParams
 
 __all__ = ["crf_refine", "mean_field", "normalise_intensity", "unary_logit"]
@@ -96,10 +101,10 @@ def mean_field(
         fac_a = [
             axis_factors(n, theta_alpha, low_rank=low_rank, device=dev, dtype=dt) for n in shape
         ]
-        phi = bilateral_levels(intensity, theta_beta)  # (b, L, d, h, w)
+        phi = bilateral_levels(intensity, theta_beta)  # (b, d, h, L, w)
 
         def filt_b(x: torch.Tensor) -> torch.Tensor:
-            return (phi * separable_filter(phi * x.unsqueeze(1), fac_a)).sum(dim=1)
+            return bilateral_filter(x, phi, fac_a)
 
         terms.append((w_bilateral, _normalised(filt_b, unary)))
 
