@@ -57,10 +57,18 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def _run(engine: Engine, fn, revision: str) -> None:  # type: ignore[no-untyped-def]
+    from alembic.util.exc import CommandError
+
     config = alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        fn(config, revision)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            fn(config, revision)
+    except CommandError as exc:  # e.g. an unknown revision: nothing was migrated
+        raise SchemaError(
+            f"cannot migrate the catalog to revision {revision!r} ({exc}); give 'head', 'base', "
+            "a relative step such as -1, or a revision listed by `cosnet-index db current`"
+        ) from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
