@@ -157,6 +157,17 @@ def remove_partial_files(store: Store) -> list[Path]:
     return removed
 
 
+def _open_shard(job: _Job, next_id: int, shard_dir: Path, dim: int) -> int:
+    """Allocate the job's ids and open its shard writer; return the next free id."""
+    job.ids = np.arange(next_id, next_id + len(job.xyz), dtype=np.int64)
+    job.writer = ShardWriter(
+        _free_shard_path(shard_dir, job.tomogram.name),
+        dim,
+        None if job.extra is None else job.extra.schema,
+    )
+    return next_id + len(job.xyz)
+
+
 def _free_shard_path(shard_dir: Path, tomogram: str) -> Path:
     """``<safe name>.parquet``, or ``<safe name>-<k>.parquet`` when two names sanitise alike."""
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tomogram)[:100] or "tomogram"
@@ -255,6 +266,19 @@ def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
     return False
 
 
+@dataclass
+class _Batch:
+    """Boxes of one forward pass, possibly from several tomograms (sparse tomograms fill it).
+
+    ``segments``: ``(job, start, n)`` slices of the boxes, in order; ``done``: jobs whose last
+    box is in this batch (or earlier), to commit once the batch is written.
+    """
+
+    segments: list[tuple[int, int, int]]
+    boxes: Any  # (b, box, box, box) torch tensor, or None for a batch without boxes
+    done: list[int]
+
+
 def _read_boxes(
     jobs: list[_Job],
     box: int,
@@ -265,29 +289,48 @@ def _read_boxes(
     out: queue.Queue,
     stop: threading.Event,
 ) -> None:
-    """Reader thread: ``(job, start, boxes)`` per batch, ``(job, None, None)`` per tomogram end."""
+    """Reader thread: full :class:`_Batch` es across tomograms, then None (or an exception)."""
     import torch
+
+    parts: list[np.ndarray] = []
+    segments: list[tuple[int, int, int]] = []
+    done: list[int] = []
+
+    def emit() -> bool:
+        boxes = None
+        if parts:
+            boxes = torch.from_numpy(np.concatenate(parts) if len(parts) > 1 else parts[0])
+            if pin:
+                boxes = boxes.pin_memory()
+        ok = _put(out, _Batch(list(segments), boxes, list(done)), stop)
+        parts.clear()
+        segments.clear()
+        done.clear()
+        return ok
 
     try:
         for j, job in enumerate(jobs):
             with job.tomogram.open() as tomogram:
-                for start in range(0, len(job.xyz), batch_size):
+                start = 0
+                while start < len(job.xyz):
+                    n = min(batch_size - sum(s[2] for s in segments), len(job.xyz) - start)
                     boxes, plan = extract_boxes(
                         tomogram.data,
-                        job.xyz[start : start + batch_size],
+                        job.xyz[start : start + n],
                         box,
                         source_box=job.source_box,
                         edge=edge,
                         invert_contrast=invert_contrast,
                     )
                     assert plan.keep.all()
-                    tensor = torch.from_numpy(boxes)  # (b, box, box, box)
-                    if pin:
-                        tensor = tensor.pin_memory()
-                    if not _put(out, (j, start, tensor), stop):
+                    parts.append(boxes)  # (n, box, box, box)
+                    segments.append((j, start, n))
+                    start += n
+                    if sum(s[2] for s in segments) >= batch_size and not emit():
                         return
-            if not _put(out, (j, None, None), stop):
-                return
+            done.append(j)
+        if (segments or done) and not emit():
+            return
         _put(out, None, stop)
     except BaseException as exc:  # handed to the main thread, which re-raises it
         _put(out, exc, stop)
@@ -295,7 +338,7 @@ def _read_boxes(
 
 def _batches(
     jobs: list[_Job], box: int, batch_size: int, edge: str, invert_contrast: bool, pin: bool
-) -> Iterator[tuple[int, int | None, Any]]:
+) -> Iterator[_Batch]:
     q: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
     reader = threading.Thread(
@@ -421,6 +464,15 @@ def index_tomograms(
     started = time.perf_counter()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if device is not None:
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:
+            raise InputError(
+                f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N"
+            ) from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
     if edge not in EDGE_POLICIES:
         raise InputError(f"--edge must be one of {', '.join(EDGE_POLICIES)}, got {edge!r}")
     if not tomogram_paths:
@@ -533,16 +585,31 @@ def _run_jobs(
     bar = tqdm(total=total, unit="subtomo", desc="indexing", disable=not progress, smoothing=0.1)
     batches = _batches(jobs, box, batch_size, edge, invert_contrast, pin=device.startswith("cuda"))
     try:
-        for j, start, boxes in batches:
-            job = jobs[j]
-            if job.writer is None:
-                job.ids = np.arange(next_id, next_id + len(job.xyz), dtype=np.int64)
-                next_id += len(job.xyz)
-                final = _free_shard_path(shard_dir, job.tomogram.name)
-                job.writer = ShardWriter(
-                    final, dim, None if job.extra is None else job.extra.schema
+        for batch in batches:
+            vectors = None
+            if batch.boxes is not None:
+                vectors = model.embed(batch.boxes.to(device, non_blocking=True), batch_size)
+                vectors = vectors.numpy()  # (b, dim) float32
+            offset = 0
+            for j, start, n in batch.segments:
+                job = jobs[j]
+                if job.writer is None:
+                    next_id = _open_shard(job, next_id, shard_dir, dim)
+                assert vectors is not None
+                job.writer.write(
+                    job.ids[start : start + n],
+                    job.xyz[start : start + n],
+                    job.coordinate_row[start : start + n],
+                    vectors[offset : offset + n],
+                    None if job.extra is None else job.extra.slice(start, n),
                 )
-            if start is None:
+                offset += n
+            bar.update(offset)
+            for j in batch.done:
+                job = jobs[j]
+                if job.writer is None:  # no box of this tomogram was kept: an empty shard
+                    next_id = _open_shard(job, next_id, shard_dir, dim)
+                assert job.writer is not None
                 _commit_job(store, job, model_id, edge, invert_contrast)
                 for ids, xb in iter_shard_vectors(job.writer.final):  # read back in chunks
                     index.add_with_ids(xb, ids)
@@ -553,18 +620,6 @@ def _run_jobs(
                     store.persist_index(index, model_hash)
                     index_dirty = False
                     last_flush = time.monotonic()
-                continue
-            vectors = model.embed(boxes.to(device, non_blocking=True), batch_size=batch_size)
-            vectors = vectors.numpy()  # (b, dim) float32
-            n = len(vectors)
-            job.writer.write(
-                job.ids[start : start + n],
-                job.xyz[start : start + n],
-                job.coordinate_row[start : start + n],
-                vectors,
-                None if job.extra is None else job.extra.slice(start, n),
-            )
-            bar.update(n)
     except BaseException:
         for job in jobs:
             if job.writer is not None:
