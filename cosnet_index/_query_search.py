@@ -92,11 +92,20 @@ def _flat_view(index: Any) -> tuple[np.ndarray, np.ndarray] | None:
         inner = faiss.downcast_index(index.index)
         if not isinstance(inner, faiss.IndexFlat):
             return None
-        xb = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d)
+        raw = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d)
         ids = faiss.vector_to_array(index.id_map).astype(np.int64)
     except (AttributeError, TypeError, RuntimeError):
         return None
-    return ids, np.asarray(xb).reshape(inner.ntotal, inner.d)
+    xb = np.asarray(_KeepAlive(index, np.asarray(raw)))  # its base holds the index
+    return ids, xb.reshape(inner.ntotal, inner.d)
+
+
+class _KeepAlive:
+    """Exposes FAISS-owned memory to NumPy while keeping the owning index alive."""
+
+    def __init__(self, index: Any, view: np.ndarray) -> None:
+        self.index = index
+        self.__array_interface__ = view.__array_interface__
 
 
 def _reconstruct(index: Any) -> VectorsFn:

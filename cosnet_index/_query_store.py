@@ -25,7 +25,7 @@ from cosnet_index._query_scores import (
     classify,
     match_probability,
 )
-from cosnet_index._query_search import search_class
+from cosnet_index._query_search import _flat_view, search_class
 from cosnet_index._query_tables import classification_table, hits_table
 from cosnet_index.classes import DEFAULT_SET, get_classes, list_classes
 from cosnet_index.errors import ClassError, InputError
@@ -58,12 +58,35 @@ def _check_reachable(min_prob: float, bias: float) -> None:
         )
 
 
+def _locations(store: Any) -> pd.DataFrame:
+    """``id, tomogram, x, y, z`` of every vector of the store's model, by id (one lean query)."""
+    from sqlalchemy import select
+
+    from cosnet_index.store.tables import ModelRecord, Subtomogram, TomogramRecord
+
+    query = (
+        select(
+            Subtomogram.id,
+            TomogramRecord.name.label("tomogram"),
+            Subtomogram.x,
+            Subtomogram.y,
+            Subtomogram.z,
+        )
+        .join(TomogramRecord, Subtomogram.tomogram_id == TomogramRecord.id)
+        .join(ModelRecord, Subtomogram.model_id == ModelRecord.id)
+        .where(ModelRecord.weights_hash == store.model_hash)
+        .order_by(Subtomogram.id)
+    )
+    with store.engine.connect() as connection:
+        table = pd.read_sql_query(query, connection)
+    return table.astype({"id": np.int64, "x": np.float64, "y": np.float64, "z": np.float64})
+
+
 def _collection(
     store: Any, tomograms: Sequence[str] | None, ids: Sequence[int] | None
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """(ids, xb, locations) of the store's model's vectors, optionally filtered."""
-    table = store.subtomogram_table()
-    table = table[table["model_hash"] == store.model_hash]
+    table = _locations(store)
     if tomograms:
         unknown = sorted(set(tomograms) - set(table["tomogram"]))
         if unknown:
@@ -76,14 +99,36 @@ def _collection(
         if len(missing):
             raise InputError(f"subtomogram ids {missing[:5].tolist()} are not in the selection")
         table = table.set_index("id").loc[wanted].reset_index()
-    if not tomograms and ids is None:
-        all_ids, xb = store.load_vectors()
-        return all_ids, xb, table
-    want = table["id"].to_numpy(dtype=np.int64)
-    parts = [store.load_vectors(want[s : s + _ID_CHUNK]) for s in range(0, len(want), _ID_CHUNK)]
-    if not parts:
-        return want, np.zeros((0, 0), np.float32), table
-    return want, np.concatenate([p[1] for p in parts]), table
+    want = None if not tomograms and ids is None else table["id"].to_numpy(dtype=np.int64)
+    all_ids, xb = _vectors(store, want)
+    return all_ids, xb, table
+
+
+def _vectors(store: Any, want: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the store's model (all, or ``want`` in that order).
+
+    Read in place from the store's CPU flat index (kept up to date with the catalog by the
+    store; no copy of the whole collection) or, for other index types, from the shards.
+    """
+    flat = _flat_view(store.cpu_index())
+    if flat is None:
+        if want is None:
+            return store.load_vectors()
+        parts = [
+            store.load_vectors(want[s : s + _ID_CHUNK]) for s in range(0, len(want), _ID_CHUNK)
+        ]
+        if not parts:
+            return want, np.zeros((0, 0), np.float32)
+        return want, np.concatenate([p[1] for p in parts])
+    ids, xb = flat
+    if want is None:
+        return ids, xb
+    order = np.argsort(ids, kind="stable")
+    pos = order[np.clip(np.searchsorted(ids, want, sorter=order), 0, max(len(ids) - 1, 0))]
+    if len(want) and (len(ids) == 0 or not np.array_equal(ids[pos], want)):
+        raise InputError("some selected subtomograms are missing from the vector index; run "
+                         "`cosnet-index check` then `cosnet-index reindex`")  # fmt: skip
+    return want, xb[pos]
 
 
 def classify_store(
@@ -217,7 +262,7 @@ def discover_store(
     Raises:
         ClassError: ``exclude_known`` with no class in the set.
     """
-    ids, xb = store.load_vectors()
+    ids, xb = _vectors(store, None)
     bias = store.model().head_bias
     support = get_classes(store, set_name=set_name) if list_classes(store, set_name) else []
     if exclude_known:
