@@ -24,6 +24,9 @@ __all__ = [
 ]
 
 
+CPU_CHUNK = 32  # subtomograms per pose / FFT chunk on CPU (cache-sized; fixes the bytes per seed)
+
+
 @dataclass
 class SubtomogramBatch:
     """Simulated subtomograms (numpy), one per requested class name.
@@ -199,10 +202,14 @@ def simulate_subtomograms_torch(
     infos = [class_info(u, config.voxel_size_nm, config.resolution_nm) for u in unique]
     rot_t = torch.as_tensor(rotations, dtype=torch.float32, device=device)
     shift_t = torch.as_tensor(shifts, dtype=torch.float32, device=device)
+    chunk = CPU_CHUNK if device == "cpu" else n
     with torch.no_grad():
-        maps, _ = _stacked_maps(names, config, device)  # (n, m, m, m)
-        posed = pose_maps(maps, rot_t, shift_t, box)  # (n, box, box, box)
-        del maps
+        posed = torch.empty((n, box, box, box), dtype=torch.float32, device=device)
+        for start in range(0, n, chunk):  # small chunks stay in cache on CPU
+            part = slice(start, start + chunk)
+            maps, _ = _stacked_maps(names[part], config, device)  # (c, m, m, m)
+            posed[part] = pose_maps(maps, rot_t[part], shift_t[part], box)
+            del maps
         thresholds = torch.tensor([infos[i].threshold for i in class_idx], device=device)
         masks = posed > thresholds.view(-1, 1, 1, 1)
         signal = posed
@@ -215,7 +222,16 @@ def simulate_subtomograms_torch(
         generator.manual_seed(noise_seed)
         snr_t = torch.as_tensor(snr_values, device=device)
         defocus_t = torch.as_tensor(defocus, dtype=torch.float32, device=device)
-        noisy, clean = apply_ctf_wedge(signal, snr_t, config, defocus_t, generator, return_clean)
+        noisy = torch.empty_like(signal)
+        clean = torch.empty_like(signal) if return_clean else None
+        for start in range(0, n, chunk):
+            part = slice(start, start + chunk)
+            noisy_part, clean_part = apply_ctf_wedge(
+                signal[part], snr_t[part], config, defocus_t[part], generator, return_clean
+            )
+            noisy[part] = noisy_part
+            if clean is not None:
+                clean[part] = clean_part
     return SubtomogramTensors(
         volumes=noisy,
         masks=masks,
