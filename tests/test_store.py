@@ -272,3 +272,35 @@ def test_ivf_probing_every_list_equals_flat() -> None:
     np.testing.assert_array_equal(search_index(flat, xq, 10)[1], search_index(ivf, xq, 10)[1])
     with pytest.raises(InputError, match="shape"):
         search_index(flat, xq[:, :10], 3)
+
+
+def test_batches_across_tomograms_store_each_box_own_vector(store, collection, tmp_path) -> None:
+    import torch
+
+    from cosnet_index.io import extract_boxes, open_tomogram
+
+    # a third tomogram whose only coordinate gives no box: committed as an empty shard
+    lonely = write_tomogram(tmp_path / "TS_03.mrc", seed=5)
+    table = pd.concat(
+        [
+            collection["table"],
+            pd.DataFrame({"tomogram": ["TS_03"], "x": [2.0], "y": [30.0], "z": [20.0]}),
+        ]
+    )
+    coords = tmp_path / "all.csv"
+    table.to_csv(coords, index=False)
+    paths = [*collection["tomograms"], lonely]
+    summary = index_tomograms(store, paths, coords, batch_size=5, progress=False)
+    assert summary.subtomograms_indexed == 12
+    assert check_store(store).ok
+    again = index_tomograms(store, paths, coords, batch_size=5, progress=False)
+    assert again.subtomograms_indexed == 0 and "TS_03" in again.tomograms_skipped
+
+    stored = store.subtomogram_table()
+    _, xb = store.load_vectors(stored["id"].to_numpy())
+    model = store.model()
+    for name, rows in stored.groupby("tomogram"):
+        with open_tomogram(tmp_path / f"{name}.mrc") as tomogram:
+            boxes, _ = extract_boxes(tomogram.data, rows[["x", "y", "z"]].to_numpy(), 32)
+        expected = model.embed(torch.from_numpy(boxes)).numpy()
+        np.testing.assert_allclose(xb[rows.index.to_numpy()], expected, rtol=1e-4, atol=1e-6)

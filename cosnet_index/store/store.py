@@ -358,7 +358,8 @@ class Store:
             model_hash: the model the vectors must come from (default: the store's model).
 
         Returns:
-            ``(ids (n,) int64, xb (n, dim) float32)``, in the order of ``ids`` when given.
+            ``(ids (n,) int64, xb (n, dim) float32)``: in the order of ``ids`` when given, else
+            in ascending id order (the order of :meth:`subtomogram_table`).
 
         Raises:
             StoreError: unknown ids, or ids embedded by another model (never mixed).
@@ -375,10 +376,12 @@ class Store:
                 dim = int(self._model_config(model_hash).get("embed_dim", 512))
                 if not parts:
                     return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-                return (
-                    np.concatenate([p[0] for p in parts]),
-                    np.concatenate([p[1] for p in parts]),
-                )
+                all_ids = np.concatenate([p[0] for p in parts])
+                xb = np.concatenate([p[1] for p in parts])
+                if len(all_ids) > 1 and not np.all(np.diff(all_ids) > 0):
+                    order = np.argsort(all_ids, kind="stable")
+                    all_ids, xb = all_ids[order], xb[order]
+                return all_ids, xb
             ids = np.asarray(ids, dtype=np.int64).reshape(-1)
             query = select(
                 Subtomogram.id, Subtomogram.model_id, Subtomogram.row, ShardRecord.path
