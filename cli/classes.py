@@ -70,7 +70,11 @@ def classes() -> None:
 @click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
 @click.option("--description", default="", help="Free text shown by `classes list`.")
 @click.option("--append", is_flag=True, help="Add the examples as more shots of an existing class.")
-@click.option("--invert-contrast", is_flag=True, help="Negate --mrc boxes (bright molecules).")
+@click.option(
+    "--invert-contrast",
+    is_flag=True,
+    help="Negate boxes of files the store did not index (bright molecules).",
+)
 def add(
     store_path: str,
     db_url: str | None,

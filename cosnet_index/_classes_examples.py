@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from cosnet_index.errors import CoordinateError, InputError
 
@@ -56,30 +57,60 @@ def vectors_of_mrc(store: Any, paths: Sequence[str | os.PathLike[str]], invert: 
     return model.embed(torch.from_numpy(np.stack(boxes))).numpy()  # (n, dim)
 
 
+def _indexed(store: Any, name: str) -> tuple[Any, pd.DataFrame, bool]:
+    """(tomogram record or None, its particles id/x/y/z of the store's model, invert_contrast)."""
+    from sqlalchemy import select
+
+    from cosnet_index.store.tables import ModelRecord, ShardRecord, Subtomogram, TomogramRecord
+
+    with store.session() as session:
+        record = session.scalars(select(TomogramRecord).where(TomogramRecord.name == name)).first()
+        if record is None:
+            return None, pd.DataFrame(columns=["id", "x", "y", "z"]), False
+        model_id = session.scalars(
+            select(ModelRecord.id).where(ModelRecord.weights_hash == store.model_hash)
+        ).one()
+        rows = session.execute(
+            select(Subtomogram.id, Subtomogram.x, Subtomogram.y, Subtomogram.z).where(
+                Subtomogram.tomogram_id == record.id, Subtomogram.model_id == model_id
+            )
+        ).all()
+        invert = session.scalars(
+            select(ShardRecord.invert_contrast).where(
+                ShardRecord.tomogram_id == record.id, ShardRecord.model_id == model_id
+            )
+        ).first()
+    return record, pd.DataFrame(rows, columns=["id", "x", "y", "z"]), bool(invert)
+
+
 def vectors_at(
-    store: Any, at: Sequence[tuple[str, float, float, float]]
+    store: Any, at: Sequence[tuple[str, float, float, float]], invert_contrast: bool = False
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Vectors at tomogram positions: the stored one if indexed there, else embedded once."""
+    """Vectors at tomogram positions: the stored one if indexed there, else embedded once.
+
+    A tomogram the store indexed is cut with the same voxel size and contrast convention as at
+    indexing; an MRC path the store does not know uses its header and ``invert_contrast``.
+    """
     import torch
 
     from cosnet_index.geometry import resampled_box_size
-    from cosnet_index.io import extract_boxes, open_tomogram
+    from cosnet_index.io import extract_boxes, open_tomogram, tomogram_name
 
-    table = store.subtomogram_table()
     out, sources = [], []
     for tomo, x, y, z in at:
         xyz = np.array([x, y, z], dtype=np.float64)
-        name = Path(tomo).stem if str(tomo).endswith((".mrc", ".rec", ".map")) else str(tomo)
-        rows = table[table["tomogram"] == name]
-        close = rows[(np.abs(rows[["x", "y", "z"]].to_numpy() - xyz) <= 0.5).all(axis=1)]
+        name = tomogram_name(tomo)
+        record, rows, invert = _indexed(store, name)
+        close = rows[(np.abs(rows[["x", "y", "z"]].to_numpy(np.float64) - xyz) <= 0.5).all(axis=1)]
         source = {"tomogram": name, "x": float(x), "y": float(y), "z": float(z)}
         if len(close):  # indexed already: reuse the stored vector
             sid = int(close["id"].iloc[0])
             out.append(store.load_vectors(np.array([sid]))[1][0])
             sources.append({**source, "source_kind": "subtomogram", "subtomogram_id": sid})
             continue
-        path = rows["tomogram_path"].iloc[0] if len(rows) else str(tomo)
-        voxel = float(rows["voxel_size_angstrom"].iloc[0]) if len(rows) else None
+        path = record.path if record is not None else str(tomo)
+        voxel = float(record.voxel_size_angstrom) if record is not None else None
+        invert = invert if record is not None else invert_contrast
         if not Path(path).is_file():
             raise InputError(
                 f"tomogram {tomo!r} is neither indexed in the store nor an MRC file; give its path"
@@ -91,7 +122,9 @@ def vectors_at(
             side = resampled_box_size(
                 box, tomogram.voxel_size_angstrom, float(model.config.voxel_size_nm) * 10.0
             )
-            boxes, plan = extract_boxes(tomogram.data, xyz[None], box, source_box=side)
+            boxes, plan = extract_boxes(
+                tomogram.data, xyz[None], box, source_box=side, invert_contrast=invert
+            )
         finally:
             tomogram.close()
         if not plan.keep.all():

@@ -163,7 +163,8 @@ def add_class(
         set_name: the class set (created when new).
         description: free text shown by ``classes list``.
         append: add the examples as further shots of an existing class.
-        invert_contrast: negate MRC boxes (bright molecules).
+        invert_contrast: negate boxes of MRC files the store did not index (bright molecules);
+            tomograms the store indexed keep the convention they were indexed with.
 
     Raises:
         ClassError: bad or duplicate name (without ``append``), no example given.
@@ -195,7 +196,7 @@ def add_class(
             vectors.append(vectors_of_mrc(store, mrc_paths, invert_contrast))
             sources += [{"source_kind": "mrc", "source_path": str(p)} for p in mrc_paths]
         if len(at):
-            xb, at_sources = vectors_at(store, at)
+            xb, at_sources = vectors_at(store, at, invert_contrast)
             vectors.append(xb)
             sources += at_sources
         xb = np.ascontiguousarray(np.concatenate(vectors), dtype="<f4")  # (K, dim)
