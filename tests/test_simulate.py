@@ -290,3 +290,45 @@ def test_dataset_round_trip_is_memory_mapped_and_deterministic(tmp_path) -> None
     assert loaded.masks[:6].any(axis=(1, 2, 3)).all()
     with pytest.raises(InputError):
         make_dataset(tmp_path / "a", classes, 3, [0.5], seed=2)
+
+
+# ---------------------------------------------------------------------------- custom maps
+
+
+def test_custom_mrc_map_can_be_registered_and_simulated(tmp_path) -> None:
+    import mrcfile
+
+    from cosnet_index.simulate import map_from_mrc_file, register_class_map
+
+    grid = np.indices((40, 40, 40)).astype(np.float32) - 20
+    rod = np.exp(-(grid[1] ** 2 + grid[2] ** 2) / 8 - grid[0] ** 2 / 200)  # along z, 0.5 nm voxels
+    with mrcfile.new(tmp_path / "rod.mrc") as mrc:
+        mrc.set_data(rod.astype(np.float32))
+        mrc.voxel_size = 5.0
+    name = f"my_rod_{tmp_path.name}"
+    info = map_from_mrc_file(tmp_path / "rod.mrc", mass_da=100_000.0, name=name)
+    assert abs((info.density > info.threshold).sum() - 123) <= 2  # 100 kDa / 810 Da/nm^3
+    register_class_map(info)
+    batch = simulate_subtomograms([name, "enolase_3enl"], 0.5, seed=0)
+    assert batch.masks[0].sum() > 50
+    with pytest.raises(InputError):
+        register_class_map(map_from_mrc_file(tmp_path / "rod.mrc", name=name))
+
+
+def test_atomic_model_map(tmp_path) -> None:
+    pytest.importorskip("gemmi")
+    from cosnet_index.simulate import map_from_atomic_model
+
+    lines = []
+    for i in range(400):  # a helix of carbon atoms, 4 nm long along x
+        x, y, z = i * 0.1 - 20.0, 6 * np.cos(i * 0.5), 6 * np.sin(i * 0.5)
+        xyz = f"{x:8.3f}{y:8.3f}{z:8.3f}"
+        lines.append(f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {xyz}  1.00  0.00           C")
+    (tmp_path / "helix.pdb").write_text("\n".join([*lines, "END", ""]))
+    info = map_from_atomic_model(tmp_path / "helix.pdb")
+    assert info.name == "helix" and info.mass_da == pytest.approx(400 * 12.011, rel=1e-3)
+    density = info.density
+    centre = density.shape[0] // 2
+    profile_x = density.sum(axis=(0, 1))
+    assert np.argmax(profile_x) == pytest.approx(centre, abs=1)
+    assert profile_x[centre + 3] > 2 * density.sum(axis=(1, 2))[centre + 3]  # elongated along x

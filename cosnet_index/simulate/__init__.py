@@ -3,6 +3,8 @@
 See ``docs/simulation.md`` for the physics and every parameter.
 """
 
+from cosnet_index.simulate._real import map_from_mrc_file
+from cosnet_index.simulate.atomic import map_from_atomic_model
 from cosnet_index.simulate.config import SimulationConfig
 from cosnet_index.simulate.dataset import SimulatedDataset, load_dataset, make_dataset
 from cosnet_index.simulate.maps import (
@@ -14,6 +16,7 @@ from cosnet_index.simulate.maps import (
     procedural_map,
     procedural_name,
     real_map,
+    register_class_map,
 )
 from cosnet_index.simulate.split import ClassSplit, default_split, resolve_classes
 from cosnet_index.simulate.subtomograms import (
@@ -44,9 +47,12 @@ __all__ = [
     "is_class_name",
     "load_dataset",
     "make_dataset",
+    "map_from_atomic_model",
+    "map_from_mrc_file",
     "procedural_map",
     "procedural_name",
     "real_map",
+    "register_class_map",
     "resolve_classes",
     "simulate_collection",
     "simulate_subtomograms",

@@ -20,10 +20,29 @@ __all__ = [
     "procedural_map",
     "procedural_name",
     "real_map",
+    "register_class_map",
 ]
 
 _PROC = re.compile(r"^proc-(\d+)$")
 DEFAULT_RESOLUTION_NM = 4.0
+_REGISTERED: dict[tuple[str, float, float], ClassMap] = {}
+
+
+def register_class_map(info: ClassMap, resolution_nm: float = DEFAULT_RESOLUTION_NM) -> None:
+    """Make a custom map (from :func:`map_from_mrc_file` or :func:`map_from_atomic_model`)
+    usable by name in every simulator function, at its voxel size and ``resolution_nm``.
+
+    Raises:
+        InputError: the name is a built-in class or already registered with another map.
+    """
+    key = (info.name, float(info.voxel_size_nm), float(resolution_nm))
+    if info.name in REAL_CLASSES or _PROC.match(info.name):
+        raise InputError(
+            f"{info.name!r} is a built-in class name; register the map under another name"
+        )
+    if key in _REGISTERED and _REGISTERED[key] is not info:
+        raise InputError(f"a class {info.name!r} is already registered; use another name")
+    _REGISTERED[key] = info
 
 
 def procedural_name(class_id: int) -> str:
@@ -34,8 +53,9 @@ def procedural_name(class_id: int) -> str:
 
 
 def is_class_name(name: str) -> bool:
-    """True for a real class stem or a procedural name ``proc-<digits>``."""
-    return name in REAL_CLASSES or _PROC.match(name) is not None
+    """True for a real class stem, a procedural name ``proc-<digits>`` or a registered map."""
+    registered = any(key[0] == name for key in _REGISTERED)
+    return name in REAL_CLASSES or _PROC.match(name) is not None or registered
 
 
 def class_info(
@@ -51,6 +71,9 @@ def class_info(
         raise InputError(f"voxel_size_nm must be > 0, got {voxel_size_nm}")
     if name in REAL_CLASSES:
         return load_real(name, voxel_size_nm, resolution_nm)
+    registered = _REGISTERED.get((name, voxel_size_nm, resolution_nm))
+    if registered is not None:
+        return registered
     match = _PROC.match(name)
     if match is None:
         raise InputError(
