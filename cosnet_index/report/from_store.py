@@ -69,7 +69,10 @@ def read_truth(path: str | Path) -> pd.DataFrame:
         raise InputError(f"truth table {path}: use .parquet, .csv, .tsv or .star")
     missing = [c for c in ("tomogram", "x", "y", "z", "class") if c not in frame.columns]
     if missing:
-        raise InputError(f"truth table {path} lacks the column(s) {missing}")
+        raise InputError(
+            f"truth table {path} lacks the column(s) {missing}: give one row per particle with "
+            "tomogram, x, y, z (voxels) and class, like the simulator's truth.parquet"
+        )
     return frame
 
 
