@@ -16,6 +16,13 @@ _SET_HELP = "Class set to use (default: 'default')."
 _REDUCE_HELP = "How the K shots of a class combine: best shot (max) or mean probability."
 
 
+def _ids(values: tuple[str, ...]) -> list[int]:
+    try:
+        return [int(p) for v in values for p in v.replace(",", " ").split()]
+    except ValueError:
+        raise click.BadParameter("ids are integers", param_hint="--subtomogram") from None
+
+
 def _names(value: str | None) -> list[str] | None:
     return [n.strip() for n in value.split(",") if n.strip()] if value else None
 
@@ -50,6 +57,13 @@ def _names(value: str | None) -> list[str] | None:
     help="Only subtomograms of this tomogram (repeatable).",
 )
 @click.option(
+    "--subtomogram",
+    "subtomograms",
+    multiple=True,
+    metavar="ID[,ID...]",
+    help="Only these subtomogram ids (repeatable).",
+)
+@click.option(
     "--out",
     "out_path",
     required=True,
@@ -64,6 +78,7 @@ def classify(
     min_prob: float,
     reduce: str,
     tomograms: tuple[str, ...],
+    subtomograms: tuple[str, ...],
     out_path: str,
 ) -> None:
     """Give every stored subtomogram its probability for each class, best class and margin.
@@ -90,6 +105,7 @@ def classify(
             min_prob=min_prob,
             reduce=reduce,  # type: ignore[arg-type]
             tomograms=list(tomograms) or None,
+            ids=_ids(subtomograms) or None,
         )
     path = write_table(table, out_path, meta)
     counts = table["class"].value_counts()

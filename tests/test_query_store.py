@@ -174,6 +174,9 @@ def test_cli_worked_example(toy, tmp_path):
     assert "classified 64 subtomograms" in out
     table, meta = read_table(tmp_path / "result.parquet")
     assert meta["kind"] == "classify" and {"p_ball", "p_ring"} <= set(table.columns)
+    two = f"{ids['ball'][0]},{ids['cube'][0]}"
+    run("classify", "--subtomogram", two, "--out", str(tmp_path / "two.parquet"))
+    assert len(pd.read_parquet(tmp_path / "two.parquet")) == 2
     run("search", "ball", "-k", "5", "--out", str(tmp_path / "hits.parquet"))
     assert len(pd.read_parquet(tmp_path / "hits.parquet")) == 5
     run("export", "--format", "star", "--result", str(tmp_path / "result.parquet"),
