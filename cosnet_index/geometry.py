@@ -108,8 +108,14 @@ def table_to_voxels(
 
 
 def round_half_up(values: np.ndarray) -> np.ndarray:
-    """``floor(v + 0.5)`` as int64: the voxel a coordinate falls in (12.5 -> 13, -0.5 -> 0)."""
-    return np.floor(np.asarray(values, dtype=np.float64) + 0.5).astype(np.int64)
+    """``floor(v + 0.5)`` as int64: the voxel a coordinate falls in (12.5 -> 13, -0.5 -> 0).
+
+    Values beyond +-2^52 voxels and NaN/inf map to -2^52: outside every volume, no overflow.
+    """
+    rounded = np.floor(np.asarray(values, dtype=np.float64) + 0.5)
+    far = float(2**52)
+    rounded = np.where(np.abs(rounded) <= far, rounded, -far)  # NaN compares False: -far
+    return rounded.astype(np.int64)
 
 
 def box_bounds(xyz_voxels: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
