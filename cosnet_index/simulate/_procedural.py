@@ -173,11 +173,22 @@ def _points(domains: list, rng: np.random.Generator, diameter_nm: float) -> np.n
     ball = rng.normal(size=(owner.size, 3))
     ball *= (rng.random(owner.size) ** (1 / 3) / np.linalg.norm(ball, axis=1))[:, None]
     points = np.einsum("nij,nj->ni", orients[owner], ball * axes[owner]) + centres[owner]
-    # keep a point only in the first domain that contains it: uniform density over the union
-    local = np.einsum("pji,npj->npi", orients, points[:, None, :] - centres[None])  # (n, P, 3)
-    inside = ((local / axes[None]) ** 2).sum(axis=2) < 1.0
-    first = np.argmax(inside, axis=1)
-    return points[first == owner]
+    # keep a point only in the first domain that contains it: uniform density over the union.
+    # Only earlier domains whose bounding spheres meet this one's can contain its points.
+    reach = axes.max(axis=1)
+    keep = np.ones(owner.size, dtype=bool)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for p in range(len(domains)):
+        near = np.nonzero(np.linalg.norm(centres[:p] - centres[p], axis=1) < reach[:p] + reach[p])[
+            0
+        ]
+        if near.size == 0 or counts[p] == 0:
+            continue
+        own = points[starts[p] : starts[p + 1]]
+        local = np.einsum("qji,nqj->nqi", orients[near], own[:, None, :] - centres[near][None])
+        inside = ((local / axes[near][None]) ** 2).sum(axis=2) < 1.0
+        keep[starts[p] : starts[p + 1]] = ~inside.any(axis=1)
+    return points[keep]
 
 
 @functools.lru_cache(maxsize=4096)
