@@ -332,3 +332,39 @@ def test_atomic_model_map(tmp_path) -> None:
     profile_x = density.sum(axis=(0, 1))
     assert np.argmax(profile_x) == pytest.approx(centre, abs=1)
     assert profile_x[centre + 3] > 2 * density.sum(axis=(1, 2))[centre + 3]  # elongated along x
+
+
+def test_tomogram_particle_boxes_have_about_the_requested_snr(tmp_path) -> None:
+    import mrcfile
+
+    from cosnet_index.simulate import simulate_tomogram
+
+    result = simulate_tomogram(
+        tmp_path,
+        "t",
+        ["apoferritin_6z6u", "proc-00003"],
+        12,
+        0.5,
+        seed=3,
+        shape=(48, 96, 96),
+        write_clean=True,
+    )
+    with mrcfile.open(result.path) as mrc:
+        noisy = np.array(mrc.data)
+    with mrcfile.open(tmp_path / "t_clean.mrc") as mrc:
+        clean = np.array(mrc.data)
+    ratios = []
+    for row in result.particles.itertuples():
+        lo = np.clip(np.floor(np.array([row.z, row.y, row.x]) + 0.5).astype(int) - 16, 0, None)
+        box = tuple(slice(a, a + 32) for a in lo)
+        ratios.append(clean[box].var() / (noisy[box] - clean[box]).var())
+    assert np.mean(ratios) == pytest.approx(0.5, rel=0.15)
+
+
+def test_torch_api_returns_tensors_on_the_device() -> None:
+    out = simulate_subtomograms_torch(["enolase_3enl"] * 3, 0.1, seed=0, device="cpu")
+    assert isinstance(out.volumes, torch.Tensor) and out.volumes.device.type == "cpu"
+    assert out.volumes.shape == (3, 32, 32, 32) and out.masks.dtype == torch.bool
+    np.testing.assert_array_equal(
+        out.numpy().volumes, simulate_subtomograms(["enolase_3enl"] * 3, 0.1, seed=0).volumes
+    )
