@@ -63,9 +63,12 @@ def _place(
     rng: np.random.Generator,
     shape_zyx: tuple[int, int, int],
     radii: np.ndarray,
+    margin: float,
     max_tries: int = 200,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random sequential placement of non-overlapping spheres inside the volume.
+
+    Centres keep at least ``max(radius, margin)`` voxels from every face.
 
     Returns the (k, 3) x, y, z centres and the indices (into ``radii``) of those placed.
     """
@@ -76,10 +79,11 @@ def _place(
     order = np.argsort(-radii, kind="stable")  # big molecules first: they are the hard ones
     for i in order:
         r = radii[i]
-        if np.any(2 * r > upper):
+        keep_out = max(r, margin)
+        if np.any(2 * keep_out > upper):
             continue
         for _ in range(max_tries):
-            candidate = rng.uniform(r, upper - r)
+            candidate = rng.uniform(keep_out, upper - keep_out)
             if not centres:
                 break
             dist = np.linalg.norm(np.asarray(centres) - candidate, axis=1)
@@ -184,6 +188,7 @@ def simulate_tomogram(
     write_tables: bool = True,
     write_labels: bool = False,
     write_clean: bool = False,
+    edge_margin: int | None = None,
 ) -> SimulatedTomogram:
     """Simulate one tomogram and write ``<out_dir>/<name>.mrc`` (+ STAR and truth Parquet).
 
@@ -205,6 +210,8 @@ def simulate_tomogram(
         write_tables: also write ``<name>.star`` and ``<name>_truth.parquet``.
         write_labels: also write ``<name>_labels.mrc`` (int16: particle row + 1 in its mask).
         write_clean: also write ``<name>_clean.mrc`` (noise-free, CTF and wedge applied).
+        edge_margin: particle centres keep this many voxels from every face (default
+            ``config.box // 2``, so that a box around every particle fits in the tomogram).
 
     Raises:
         InputError: empty classes, unknown class, bad shape, snr or n_particles.
@@ -224,7 +231,8 @@ def simulate_tomogram(
     rng = np.random.default_rng(int(seed))
     wanted = rng.integers(0, len(unique), n_particles)
     radii = np.array([infos[c].radius_voxels for c in wanted])
-    centres, kept = _place(rng, shape, radii)
+    margin = config.box // 2 if edge_margin is None else int(edge_margin)
+    centres, kept = _place(rng, shape, radii, margin)
     if len(kept) < n_particles:
         logger.warning(
             "%s: only %d of %d molecules fit without overlap", name, len(kept), n_particles
