@@ -1,0 +1,126 @@
+"""`cosnet-index segment`: masks of matched hits (decoder + 3D dense CRF), MRC + Parquet."""
+
+from __future__ import annotations
+
+import click
+from cosnet_index.cli.store import store_options
+
+__all__ = ["segment"]
+
+
+@click.command("segment")
+@store_options
+@click.option(
+    "--hits",
+    "hits_path",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Hits table (.parquet) from `search` or `classify` (needs subtomogram_id).",
+)
+@click.option("--class", "class_name", default=None, help="Segment the top -k hits of this class.")
+@click.option(
+    "-k", "k", type=click.IntRange(min=1), default=100, show_default=True, help="Hits with --class."
+)
+@click.option("--set", "set_name", default="default", show_default=True, help="Class set.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for segments.parquet and masks/ (or labels/ with --merge).",
+)
+@click.option("--no-crf", is_flag=True, help="Threshold the decoder's probability (no CRF).")
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="One label volume per tomogram (label = the hit's row in segments.parquet).",
+)
+@click.option(
+    "--crf-params",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="CRF parameter JSON (default: the one fitted for the shipped weights).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--cpu", is_flag=True, help="Run on the CPU even when a GPU is present.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+def segment(
+    store_path: str,
+    db_url: str | None,
+    hits_path: str | None,
+    class_name: str | None,
+    k: int,
+    set_name: str,
+    out_dir: str,
+    no_crf: bool,
+    merge: bool,
+    crf_params: str | None,
+    batch_size: int,
+    cpu: bool,
+    overwrite: bool,
+) -> None:
+    """Segment matched hits: decoder probability -> 3D dense CRF -> mask, per hit.
+
+    Each hit's box is cut again from its tomogram (memory-mapped), decoded by the store's model
+    and refined by the dense CRF fitted for that model. Writes OUT/masks/<subtomogram_id>.mrc
+    (one int8 mask per hit, the tomogram's voxel size, header origin at the box corner) or, with
+    --merge, OUT/labels/<tomogram>.mrc (the tomogram's shape; voxel = the hit's label), and
+    OUT/segments.parquet: label, subtomogram_id, tomogram, x, y, z, class, probability, voxels,
+    volume_nm3, centroid_x/y/z (tomogram voxels), extent_major/mid/minor_nm (principal axes),
+    mean_probability (decoder, inside the mask), mask_path (docs/segmentation.md).
+
+    Examples:
+
+        cosnet-index segment --store ./store --hits hits.parquet --out seg/
+
+        cosnet-index segment --store ./store --class ribosome -k 50 --out seg/ --merge
+
+        cosnet-index segment --store ./store --hits hits.parquet --out seg-raw/ --no-crf
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from cosnet_index.errors import InputError
+    from cosnet_index.segment import load_crf_params
+    from cosnet_index.segment.hits import segment_hits
+    from cosnet_index.store import Store
+
+    if (hits_path is None) == (class_name is None):
+        raise InputError("give exactly one of --hits FILE or --class NAME")
+    with Store.open(store_path, db_url=db_url, readonly=True) as store:
+        params = None
+        if not no_crf:
+            params, _ = load_crf_params(crf_params, model_hash=store.model_hash)
+        if hits_path is not None:
+            hits = pd.read_parquet(hits_path)
+            source = hits_path
+        else:
+            from cosnet_index.query import search_store
+
+            hits, _ = search_store(store, class_name, k=k, set_name=set_name)
+            source = f"top {len(hits)} of class {class_name!r}"
+        with tqdm(total=len(hits), unit="hit", disable=None) as bar:
+            summary = segment_hits(
+                store,
+                hits,
+                out_dir,
+                crf_params=params,
+                merge=merge,
+                batch_size=batch_size,
+                device="cpu" if cpu else None,
+                overwrite=overwrite,
+                progress=lambda done: bar.update(done - bar.n),
+            )
+    table = summary.table
+    click.echo(
+        f"segmented {len(table)} hits ({source}) in {summary.seconds:.1f} s "
+        f"({summary.hits_per_second:.0f}/s, {'decoder + CRF' if params else 'decoder alone'})"
+    )
+    if len(table):
+        click.echo(
+            f"  median {table['voxels'].median():.0f} voxels, "
+            f"{table['volume_nm3'].median():.0f} nm^3; "
+            f"{int((table['voxels'] == 0).sum())} empty masks"
+        )
+    kind = "label volumes" if merge else "masks"
+    click.echo(f"  {len(summary.mask_paths)} {kind} and {summary.stats_path}")

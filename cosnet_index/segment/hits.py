@@ -1,0 +1,278 @@
+"""Segment matched hits: re-extract each box, decoder -> probability -> CRF -> mask -> files.
+
+For every hit (a stored subtomogram id), the box is cut again from its tomogram (memory-mapped,
+only the box's voxels are read) exactly as it was indexed (same resampling, contrast and edge
+padding), the store's model decodes it to a probability mask, the dense CRF refines it (unless
+disabled), and the mask is written (one MRC per hit, or one label volume per tomogram) together
+with a Parquet of per-hit statistics (:data:`SEGMENT_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cosnet_index.errors import InputError
+from cosnet_index.geometry import box_bounds, resampled_box_size
+from cosnet_index.segment.crf import crf_refine
+from cosnet_index.segment.params import CRFParams
+from cosnet_index.segment.stats import STAT_COLUMNS, mask_statistics
+from cosnet_index.segment.write import LabelVolume, write_hit_mask
+
+__all__ = ["SEGMENT_COLUMNS", "SegmentSummary", "segment_boxes", "segment_hits"]
+
+log = logging.getLogger(__name__)
+
+SEGMENT_COLUMNS = (
+    "label",
+    "subtomogram_id",
+    "tomogram",
+    "x",
+    "y",
+    "z",
+    "class",
+    "probability",
+    *STAT_COLUMNS,
+    "mask_path",
+)
+
+
+@dataclass
+class SegmentSummary:
+    """What :func:`segment_hits` did."""
+
+    table: pd.DataFrame
+    stats_path: Path
+    mask_paths: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    crf: bool = True
+
+    @property
+    def hits_per_second(self) -> float:
+        return len(self.table) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def segment_boxes(
+    model: Any,
+    boxes: torch.Tensor,
+    crf_params: CRFParams | None,
+    *,
+    out_side: int | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks and decoder probabilities of raw boxes ``(n, B, B, B)``: decoder, then CRF (if given).
+
+    With ``out_side`` (tomogram voxels per box side when the tomogram was resampled to the
+    model's voxel size), probabilities are trilinearly resampled to ``out_side^3`` before
+    thresholding, so that masks are in the tomogram's sampling.
+
+    Returns:
+        ``(masks bool, decoder probability float32)``, each ``(n, s, s, s)`` numpy arrays; the
+        mask is the CRF marginal (or the decoder probability without CRF) above 0.5.
+    """
+    boxes = boxes.to(device)
+    prob = model.decode(boxes).to(device)  # (n, B, B, B)
+    refined = crf_refine(prob, boxes, crf_params) if crf_params is not None else prob
+    if out_side is not None and out_side != prob.shape[-1]:
+        both = torch.stack([prob, refined], dim=1)  # (n, 2, B, B, B)
+        both = torch.nn.functional.interpolate(
+            both, size=(out_side,) * 3, mode="trilinear", align_corners=False
+        )
+        prob, refined = both[:, 0], both[:, 1]
+    return (refined > 0.5).cpu().numpy(), prob.float().cpu().numpy()
+
+
+def _shard_settings(store: Any, shard_paths: list[str]) -> dict[str, tuple[bool, str]]:
+    """``shard path -> (invert_contrast, edge)`` as the boxes were indexed."""
+    from sqlalchemy import select
+
+    from cosnet_index.store.tables import ShardRecord
+
+    with store.session() as session:
+        rows = session.execute(
+            select(ShardRecord.path, ShardRecord.invert_contrast, ShardRecord.edge).where(
+                ShardRecord.path.in_(shard_paths)
+            )
+        ).all()
+    return {path: (bool(invert), str(edge)) for path, invert, edge in rows}
+
+
+def _hit_frame(hits: pd.DataFrame) -> pd.DataFrame:
+    if "subtomogram_id" not in hits.columns:
+        raise InputError(
+            "the hits table has no subtomogram_id column; use a table written by "
+            "`cosnet-index search` or `classify`"
+        )
+    frame = pd.DataFrame({"subtomogram_id": hits["subtomogram_id"].astype(np.int64)})
+    frame["class"] = hits["class"].astype(str) if "class" in hits.columns else ""
+    frame["probability"] = (
+        hits["probability"].astype(np.float64) if "probability" in hits.columns else np.nan
+    )
+    if frame["subtomogram_id"].duplicated().any():
+        frame = frame.drop_duplicates("subtomogram_id").reset_index(drop=True)
+        log.warning("duplicate subtomogram ids in the hits table: each is segmented once")
+    return frame
+
+
+def segment_hits(
+    store: Any,
+    hits: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    crf_params: CRFParams | None,
+    merge: bool = False,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> SegmentSummary:
+    """Segment every hit of ``hits`` (a search/classify table) and write masks + statistics.
+
+    Args:
+        store: an open :class:`~cosnet_index.store.Store`.
+        hits: a table with ``subtomogram_id`` (and optionally ``class``, ``probability``).
+        out_dir: folder for ``segments.parquet`` and ``masks/`` (or ``labels/`` with ``merge``).
+        crf_params: the CRF's parameters, or None for the decoder's mask alone.
+        merge: one label volume per tomogram instead of one MRC per hit.
+        batch_size: boxes per decoder + CRF batch.
+        device: torch device (default: CUDA when present).
+        overwrite: replace existing output files.
+        progress: called with the number of hits done after each batch.
+
+    Raises:
+        InputError: a hits table without ``subtomogram_id``; existing outputs.
+        StoreError: ids unknown to the store. MrcError: a tomogram moved or changed.
+    """
+    from cosnet_index.io import extract_boxes, open_tomogram
+
+    t0 = time.perf_counter()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(out_dir)
+    stats_path = out / "segments.parquet"
+    if stats_path.exists() and not overwrite:
+        raise InputError(f"{stats_path} already exists; choose another --out or pass --overwrite")
+    frame = _hit_frame(hits)
+    catalog = store.subtomogram_table(frame["subtomogram_id"].to_numpy())
+    frame = frame.merge(
+        catalog.rename(columns={"id": "subtomogram_id"}), on="subtomogram_id", how="left"
+    )
+    frame["label"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    settings = _shard_settings(store, sorted(frame["shard"].unique()))
+    model = store.model().to(device)
+    box = int(model.config.box)
+    model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    (out / ("labels" if merge else "masks")).mkdir(parents=True, exist_ok=True)
+
+    columns: dict[str, list] = {name: [] for name in (*STAT_COLUMNS, "mask_path")}
+    order: list[np.ndarray] = []
+    mask_paths: list[Path] = []
+    done = 0
+    for tomo_name, rows in frame.groupby("tomogram", sort=False):
+        first = rows.iloc[0]
+        voxel_angstrom = float(first["voxel_size_angstrom"])
+        source_box = box
+        if abs(voxel_angstrom - model_voxel_angstrom) > 1e-6 * model_voxel_angstrom:
+            source_box = resampled_box_size(box, voxel_angstrom, model_voxel_angstrom)
+        xyz = rows[["x", "y", "z"]].to_numpy(np.float64)
+        start_zyx, _ = box_bounds(xyz, source_box)
+        with open_tomogram(first["tomogram_path"], voxel_size_angstrom=voxel_angstrom) as tomo:
+            labels = (
+                LabelVolume(
+                    out / "labels" / f"{tomo_name}.mrc",
+                    tomo.shape_zyx,
+                    voxel_size_angstrom=voxel_angstrom,
+                    n_labels=int(frame["label"].max()),
+                    overwrite=overwrite,
+                )
+                if merge
+                else None
+            )
+            try:
+                for s in range(0, len(rows), batch_size):
+                    part = rows.iloc[s : s + batch_size]
+                    invert = np.array([settings[p][0] for p in part["shard"]])
+                    boxes, plan = extract_boxes(
+                        tomo.data, xyz[s : s + batch_size], box, source_box=source_box, edge="pad"
+                    )
+                    if not plan.keep.all():
+                        raise InputError(
+                            f"hits of {tomo_name} lie outside the tomogram {tomo.path}: "
+                            "the file changed since it was indexed; re-index it"
+                        )
+                    boxes[invert] *= -1
+                    masks, prob = segment_boxes(
+                        model,
+                        torch.from_numpy(boxes),
+                        crf_params,
+                        out_side=source_box,
+                        device=device,
+                    )
+                    starts = start_zyx[s : s + batch_size]
+                    stats = mask_statistics(masks, prob, starts, voxel_angstrom)
+                    for name in STAT_COLUMNS:
+                        columns[name].extend(stats[name].tolist())
+                    for i, (_, hit) in enumerate(part.iterrows()):
+                        if labels is not None:
+                            labels.place(masks[i], starts[i], int(hit["label"]))
+                            columns["mask_path"].append(f"labels/{tomo_name}.mrc")
+                        else:
+                            rel = f"masks/{int(hit['subtomogram_id'])}.mrc"
+                            mask_paths.append(
+                                write_hit_mask(
+                                    out / rel,
+                                    masks[i],
+                                    voxel_size_angstrom=voxel_angstrom,
+                                    start_zyx=starts[i],
+                                    overwrite=overwrite,
+                                )
+                            )
+                            columns["mask_path"].append(rel)
+                    order.append(part.index.to_numpy())
+                    done += len(part)
+                    if progress is not None:
+                        progress(done)
+            except BaseException:
+                if labels is not None:
+                    labels.close(keep=False)
+                raise
+            if labels is not None:
+                labels.close()
+                mask_paths.append(labels.path)
+
+    index = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+    stats_frame = pd.DataFrame(columns, index=index)
+    table = frame.join(stats_frame)[list(SEGMENT_COLUMNS)].sort_values("label")
+    table = table.reset_index(drop=True)
+    _write_parquet(table, stats_path)
+    seconds = time.perf_counter() - t0
+    log.info("segmented %d hits in %.1f s", len(table), seconds)
+    return SegmentSummary(
+        table=table,
+        stats_path=stats_path,
+        mask_paths=mask_paths,
+        seconds=seconds,
+        crf=crf_params is not None,
+    )
+
+
+def _write_parquet(table: pd.DataFrame, path: Path) -> None:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

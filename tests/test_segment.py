@@ -1,0 +1,230 @@
+"""Segmenting hits: masks land at the hits' coordinates, keep the voxel size; statistics; CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from cosnet_index.cli._app import cli
+
+from cosnet_index.model import CosNetConfig
+from cosnet_index.segment import CRFParams, save_crf_params
+from cosnet_index.segment.hits import segment_hits
+from cosnet_index.segment.stats import mask_statistics
+from tests._store_util import SHAPE_ZYX, tiny_checkpoint, write_tomogram
+
+VOXEL_ANGSTROM = 10.0
+RADIUS = 4.0
+
+
+class SphereModel:
+    """A stand-in decoder: a sphere of radius 4 around the box centre voxel, whatever the box.
+
+    Lets the tests know exactly where every mask must land in the tomogram.
+    """
+
+    def __init__(self, config: CosNetConfig) -> None:
+        self.config = config
+        self.calls = 0
+
+    def to(self, device: object) -> SphereModel:
+        return self
+
+    def decode(self, volumes: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        b = self.config.box
+        c = torch.arange(b, dtype=torch.float32) - b // 2
+        zz, yy, xx = torch.meshgrid(c, c, c, indexing="ij")
+        inside = (zz**2 + yy**2 + xx**2).sqrt() <= RADIUS
+        prob = torch.where(inside, 0.95, 0.05)
+        return prob.expand(volumes.shape[0], b, b, b).clone()
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A store with two tiny tomograms indexed (tiny random model), and its particles."""
+    from cosnet_index.store import Store, index_tomograms
+
+    root = tmp_path_factory.mktemp("segment")
+    nz = SHAPE_ZYX[0]
+    frames = []
+    paths = []
+    for t, name in enumerate(("TS_01", "TS_02")):
+        # four well separated particles (their masks never overlap), off the voxel grid
+        corners = [[20.3, 20.6, nz / 2 - 0.3], [50.7, 21.2, nz / 2], [21.1, 44.4, 19.6]]
+        xyz = np.array([*corners, [51.5, 43.8, 20.4]]) + np.array([t, -t, 0.0])
+        frame = pd.DataFrame({"tomogram": name, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+        frames.append(frame)
+        paths.append(
+            write_tomogram(
+                root / f"{name}.mrc", voxel_size_angstrom=VOXEL_ANGSTROM, seed=t, centres_xyz=xyz
+            )
+        )
+    coords = root / "coords.csv"
+    pd.concat(frames, ignore_index=True).to_csv(coords, index=False)
+    checkpoint, model_hash = tiny_checkpoint(root / "tiny.pt")
+    with Store.create(root / "store", model_path=checkpoint) as store:
+        index_tomograms(store, paths, coords, progress=False)
+        table = store.subtomogram_table()
+    return {"root": root, "store": root / "store", "table": table, "model_hash": model_hash}
+
+
+def _sphere_store(path: Path):
+    from cosnet_index.store import Store
+
+    store = Store.open(path, readonly=True)
+    fake = SphereModel(store.model().config)
+    store.model = lambda: fake  # type: ignore[method-assign]
+    return store, fake
+
+
+def test_merged_masks_land_at_the_hits_coordinates(indexed: dict, tmp_path: Path) -> None:
+    store, fake = _sphere_store(indexed["store"])
+    hits = pd.DataFrame({"subtomogram_id": indexed["table"]["id"], "class": "blob"})
+    with store:
+        summary = segment_hits(store, hits, tmp_path, crf_params=None, merge=True, batch_size=3)
+    table = summary.table
+    assert len(table) == len(hits) and fake.calls >= 2  # batches of 3 over 4 hits per tomogram
+    for name, rows in table.groupby("tomogram"):
+        with mrcfile.open(tmp_path / "labels" / f"{name}.mrc") as mrc:
+            labels = mrc.data.copy()
+            assert labels.shape == SHAPE_ZYX
+            assert float(mrc.voxel_size.x) == pytest.approx(VOXEL_ANGSTROM)
+        for row in rows.itertuples():
+            zyx = np.argwhere(labels == row.label)
+            assert len(zyx) > 0
+            expected_xyz = np.floor(np.array([row.x, row.y, row.z]) + 0.5)
+            np.testing.assert_allclose(zyx.mean(axis=0)[::-1], expected_xyz, atol=0.5)
+            # the statistics say the same thing
+            np.testing.assert_allclose(
+                [row.centroid_x, row.centroid_y, row.centroid_z], expected_xyz, atol=0.5
+            )
+    assert set(np.unique(labels)) <= {0, *table["label"].tolist()}
+
+
+def test_per_hit_masks_keep_voxel_size_and_origin(indexed: dict, tmp_path: Path) -> None:
+    store, _ = _sphere_store(indexed["store"])
+    ids = indexed["table"]["id"].to_numpy()[:3]
+    with store:
+        summary = segment_hits(
+            store, pd.DataFrame({"subtomogram_id": ids}), tmp_path, crf_params=CRFParams()
+        )
+    table = summary.table
+    assert (tmp_path / "segments.parquet").is_file()
+    stored = pd.read_parquet(tmp_path / "segments.parquet")
+    assert list(stored["subtomogram_id"]) == list(ids)
+    for row in table.itertuples():
+        with mrcfile.open(tmp_path / row.mask_path) as mrc:
+            assert mrc.data.shape == (32, 32, 32)
+            assert float(mrc.voxel_size.x) == pytest.approx(VOXEL_ANGSTROM)
+            corner_xyz = np.floor(np.array([row.x, row.y, row.z]) + 0.5) - 16
+            origin = np.array([mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z])
+            np.testing.assert_allclose(origin, corner_xyz * VOXEL_ANGSTROM)
+            assert int(mrc.data.sum()) == row.voxels > 0
+    # a sphere of radius 4 voxels of 1 nm: ~268 nm^3 and ~8 nm across on every axis
+    assert table["volume_nm3"].between(220, 300).all()
+    for axis in ("major", "mid", "minor"):
+        assert table[f"extent_{axis}_nm"].between(7.0, 9.5).all()
+    assert (table["mean_probability"] > 0.9).all()
+
+
+def test_mask_statistics_of_an_ellipsoid() -> None:
+    c = np.arange(40) - 20
+    zz, yy, xx = np.meshgrid(c, c, c, indexing="ij")
+    mask = (xx / 12.0) ** 2 + (yy / 6.0) ** 2 + (zz / 3.0) ** 2 <= 1
+    stats = mask_statistics(mask[None], mask[None].astype(np.float32), np.zeros((1, 3)), 5.0)
+    # full axes 24, 12, 6 voxels of 0.5 nm
+    assert stats["extent_major_nm"][0] == pytest.approx(12.0, rel=0.05)
+    assert stats["extent_mid_nm"][0] == pytest.approx(6.0, rel=0.05)
+    assert stats["extent_minor_nm"][0] == pytest.approx(3.0, rel=0.1)
+    assert stats["centroid_x"][0] == pytest.approx(20.0)
+    empty = mask_statistics(
+        np.zeros((1, 4, 4, 4), bool), np.zeros((1, 4, 4, 4)), np.zeros((1, 3)), 10
+    )
+    assert empty["voxels"][0] == 0 and np.isnan(empty["centroid_x"][0])
+
+
+def test_cli_segment_with_fitted_params_and_no_crf(indexed: dict, tmp_path: Path) -> None:
+    ids = indexed["table"]["id"].to_numpy()[:2]
+    hits = tmp_path / "hits.parquet"
+    pd.DataFrame({"subtomogram_id": ids, "class": "blob", "probability": 0.9}).to_parquet(hits)
+    params = save_crf_params(
+        CRFParams(), tmp_path / "crf.json", metadata={"model_hash": indexed["model_hash"]}
+    )
+    runner = CliRunner()
+    base = ["segment", "--store", str(indexed["store"]), "--hits", str(hits)]
+    result = runner.invoke(cli, [*base, "--out", str(tmp_path / "a"), "--crf-params", str(params)])
+    assert result.exit_code == 0, result.output
+    assert "segmented 2 hits" in result.output and "decoder + CRF" in result.output
+    table = pd.read_parquet(tmp_path / "a" / "segments.parquet")
+    assert list(table["subtomogram_id"]) == list(ids) and (table["class"] == "blob").all()
+
+    result = runner.invoke(cli, [*base, "--out", str(tmp_path / "b"), "--no-crf", "--merge"])
+    assert result.exit_code == 0, result.output
+    assert "decoder alone" in result.output
+    assert len(list((tmp_path / "b" / "labels").glob("*.mrc"))) == 1
+
+    # running again into the same folder refuses, unless --overwrite
+    again = runner.invoke(cli, [*base, "--out", str(tmp_path / "b"), "--no-crf", "--merge"])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_cli_refuses_crf_params_of_another_model(indexed: dict, tmp_path: Path) -> None:
+    hits = tmp_path / "hits.parquet"
+    pd.DataFrame({"subtomogram_id": indexed["table"]["id"][:1]}).to_parquet(hits)
+    params = save_crf_params(CRFParams(), tmp_path / "crf.json", metadata={"model_hash": "0" * 64})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "segment",
+            "--store",
+            str(indexed["store"]),
+            "--hits",
+            str(hits),
+            "--out",
+            str(tmp_path / "o"),
+            "--crf-params",
+            str(params),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "fitted for model" in result.output
+
+
+def test_cli_needs_hits_or_class(indexed: dict, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["segment", "--store", str(indexed["store"]), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1 and "--hits" in result.output
+
+
+def test_cli_segments_the_top_hits_of_a_class(indexed: dict, tmp_path: Path) -> None:
+    from cosnet_index.classes import add_class
+    from cosnet_index.store import Store
+
+    with Store.open(indexed["store"]) as store:
+        add_class(store, "blob", subtomogram_ids=[int(indexed["table"]["id"][0])])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "segment",
+            "--store",
+            str(indexed["store"]),
+            "--class",
+            "blob",
+            "-k",
+            "3",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-crf",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "o" / "segments.parquet")
+    assert len(table) == 3 and (table["class"] == "blob").all()
+    assert int(indexed["table"]["id"][0]) in set(table["subtomogram_id"])
