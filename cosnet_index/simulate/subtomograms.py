@@ -90,28 +90,21 @@ def as_generator(seed: int | np.random.Generator) -> np.random.Generator:
 
 
 @functools.lru_cache(maxsize=8192)
-def _device_map(
-    name: str, voxel_size_nm: float, resolution_nm: float, size: int, device: str
-) -> torch.Tensor:
-    """A class map on ``device``, zero-padded to (size, size, size) with its centre kept."""
-    density = class_info(name, voxel_size_nm, resolution_nm).density
-    pad = (size - density.shape[0]) // 2
-    return torch.from_numpy(np.pad(density, pad)).to(device)
+def _device_map(name: str, voxel_size_nm: float, resolution_nm: float, device: str) -> torch.Tensor:
+    """A class map as a tensor on ``device`` (cached)."""
+    return torch.tensor(class_info(name, voxel_size_nm, resolution_nm).density, device=device)
 
 
-def _stacked_maps(
-    names: Sequence[str], config: SimulationConfig, device: str
-) -> tuple[torch.Tensor, list]:
-    """(n, m, m, m) maps of the given classes padded to one size, and their ClassMap infos.
-
-    ``m`` is the largest map size rounded up to 8k + 1, so that the padded copies cached per
-    class take few distinct sizes.
-    """
-    infos = [class_info(n, config.voxel_size_nm, config.resolution_nm) for n in names]
-    size = max(info.density.shape[0] for info in infos)
-    size = 8 * ((size - 1 + 7) // 8) + 1
-    maps = [_device_map(n, config.voxel_size_nm, config.resolution_nm, size, device) for n in names]
-    return torch.stack(maps), infos
+def _stacked_maps(names: Sequence[str], config: SimulationConfig, device: str) -> torch.Tensor:
+    """(n, m, m, m) maps of the given classes, zero-padded (centres kept) to the largest size."""
+    maps = [_device_map(n, config.voxel_size_nm, config.resolution_nm, device) for n in names]
+    size = max(m.shape[0] for m in maps)
+    size += 1 - size % 2  # odd: every (odd) map pads symmetrically
+    out = torch.zeros((len(maps), size, size, size), dtype=torch.float32, device=device)
+    for k, m in enumerate(maps):
+        lo = (size - m.shape[0]) // 2
+        out[k, lo : lo + m.shape[0], lo : lo + m.shape[0], lo : lo + m.shape[0]] = m
+    return out
 
 
 def _add_neighbours(
@@ -207,7 +200,7 @@ def simulate_subtomograms_torch(
         posed = torch.empty((n, box, box, box), dtype=torch.float32, device=device)
         for start in range(0, n, chunk):  # small chunks stay in cache on CPU
             part = slice(start, start + chunk)
-            maps, _ = _stacked_maps(names[part], config, device)  # (c, m, m, m)
+            maps = _stacked_maps(names[part], config, device)  # (c, m, m, m)
             posed[part] = pose_maps(maps, rot_t[part], shift_t[part], box)
             del maps
         thresholds = torch.tensor([infos[i].threshold for i in class_idx], device=device)
