@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from cosnet_index.cli.store import store_options
 
 __all__ = ["demo", "report"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from cosnet_index.cli.store import store_options
 
 __all__ = ["segment"]

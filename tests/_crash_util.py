@@ -15,6 +15,7 @@ identical, no lost and no duplicated vector. ``bench/crash.py`` runs many trials
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -213,6 +214,7 @@ def compare_content(
 def invoke(args: Sequence[str]):  # type: ignore[no-untyped-def]
     """Run ``cosnet-index ARGS`` in this process (click's runner); returns the click Result."""
     from click.testing import CliRunner
+
     from cosnet_index.cli._app import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
@@ -252,7 +254,10 @@ import cosnet_index.store, cosnet_index.classes  # noqa: F401
 from cosnet_index.cli._app import cli
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 sys.stdin.readline()
-cli.main(sys.argv[1:], prog_name="cosnet-index")
+try:
+    cli.main(sys.argv[1:], prog_name="cosnet-index")
+finally:  # the work is over here; the interpreter's exit takes a while longer
+    sys.stdout.write("\\ndone\\n"); sys.stdout.flush()
 """
 
 
@@ -284,8 +289,7 @@ def go(proc: subprocess.Popen) -> float:
     """Let a started child run; returns the start time (``time.monotonic``)."""
     assert proc.stdin is not None
     proc.stdin.write("go\n")
-    proc.stdin.flush()
-    proc.stdin.close()
+    proc.stdin.flush()  # communicate() closes it later
     return time.monotonic()
 
 
@@ -310,12 +314,30 @@ def reference_run(world: World, command: str, folder: Path) -> Reference:
     store = world.fresh_store(folder)
     proc = start_child(command_args(world, command, store))
     started = go(proc)
-    out, err = proc.communicate(timeout=600)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # until the work is over (not the interpreter's exit)
+        lines.append(line)
+        if line.strip() == "done":
+            break
     seconds = time.monotonic() - started
+    out, err = proc.communicate(timeout=600)
+    out = "".join(lines) + out
     if proc.returncode != 0:
         raise RuntimeError(f"reference {command} failed ({proc.returncode}): {out}\n{err}")
     table, classes = store_content(store)
     return Reference(command, seconds, table, classes, _index_digest(store))
+
+
+def _state(store: Path) -> tuple[int, int]:
+    """(shard rows committed, temporary files present) of a store, read without writing."""
+    import sqlite3
+
+    uri = f"file:{store / 'catalog.sqlite'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
+        (shards,) = connection.execute("SELECT count(*) FROM shards").fetchone()
+    partial = sum(1 for p in store.rglob("*") if p.is_file() and ".tmp-" in p.name)
+    return int(shards), partial
 
 
 @dataclass
@@ -325,7 +347,7 @@ class CrashResult:
     command: str
     seed: int
     delay_s: float
-    killed: bool  # False: the command had finished before the kill
+    killed: bool  # False: the command's work was over before the kill
     rerun_exit: int
     check_ok: bool
     lost: int = 0
@@ -333,7 +355,10 @@ class CrashResult:
     extra: int = 0
     changed: int = 0
     class_mismatch: int = 0
+    index_mismatch: int = 0  # reindex: the rebuilt file differs from the crash-free one
     leftovers: int = 0  # temporary or orphan files after the re-run
+    committed_at_kill: int = -1  # shard rows (tomograms done) the killed run had committed
+    partial_at_kill: int = 0  # temporary files the killed run left behind
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -342,12 +367,16 @@ class CrashResult:
             self.check_ok
             and self.rerun_exit == 0
             and not (self.lost or self.duplicated or self.extra or self.changed)
-            and not (self.class_mismatch or self.leftovers)
+            and not (self.class_mismatch or self.index_mismatch or self.leftovers)
         )
 
 
 def crash_trial(world: World, reference: Reference, folder: Path, seed: int) -> CrashResult:
-    """Kill ``reference.command`` at a seeded random moment, re-run it, check, compare."""
+    """Kill ``reference.command`` at a seeded random moment, re-run it, check, compare.
+
+    The moment is uniform over the reference run's work (from "go" to the end of the command,
+    the interpreter's exit left out).
+    """
     from cosnet_index.store import Store, check_store
 
     rng = np.random.default_rng(seed)
@@ -358,12 +387,12 @@ def crash_trial(world: World, reference: Reference, folder: Path, seed: int) -> 
     started = go(proc)
     try:
         proc.wait(timeout=max(0.0, started + delay - time.monotonic()))
-        killed = False
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        killed = True
-    proc.communicate()
+    out, _ = proc.communicate()
+    killed = "done" not in out.split()  # False: the command's work was over before the kill
+    committed_at_kill, partial_at_kill = _state(store)
     rerun = invoke(args)
     notes = []
     rerun_exit = rerun.exit_code
@@ -381,9 +410,9 @@ def crash_trial(world: World, reference: Reference, folder: Path, seed: int) -> 
         not np.array_equal(classes[n], reference.classes[n])
         for n in set(classes) & set(reference.classes)
     )
-    if reference.command == "reindex" and _index_digest(store) != reference.index_digest:
-        notes.append("the rebuilt index file differs from the reference run's")
-        class_mismatch += 1
+    index_mismatch = int(
+        reference.command == "reindex" and _index_digest(store) != reference.index_digest
+    )
     leftovers = [
         p for p in store.rglob("*") if p.is_file() and (".tmp-" in p.name or ".creating-" in p.name)
     ]
@@ -395,6 +424,9 @@ def crash_trial(world: World, reference: Reference, folder: Path, seed: int) -> 
         rerun_exit=rerun_exit,
         check_ok=report.ok,
         class_mismatch=class_mismatch,
+        index_mismatch=index_mismatch,
+        committed_at_kill=committed_at_kill,
+        partial_at_kill=partial_at_kill,
         leftovers=len(leftovers),
         notes=notes,
         **diff,

@@ -1,4 +1,4 @@
-"""The command line as a whole: every command has help text, --version, errors without tracebacks."""
+"""The command line as a whole: help text on every command, --version, errors without tracebacks."""
 
 from __future__ import annotations
 

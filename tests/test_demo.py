@@ -9,6 +9,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+
 from cosnet_index.cli._app import cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -8,9 +8,9 @@ import pytest
 import starfile
 import torch
 from click.testing import CliRunner
-from cosnet_index.cli._app import cli
 
 from cosnet_index.classes import add_class, remove_class
+from cosnet_index.cli._app import cli
 from cosnet_index.errors import ClassError, InputError
 from cosnet_index.io import extract_boxes, open_tomogram
 from cosnet_index.query import (
@@ -192,7 +192,6 @@ def test_cli_worked_example(toy, tmp_path):
 
 def test_cli_defaults_are_the_librarys():
     from cosnet_index.cli import query as cli_query
-
     from cosnet_index.query import DEFAULT_MIN_PROB, DEFAULT_REDUCE
 
     assert cli_query.DEFAULT_MIN_PROB == DEFAULT_MIN_PROB

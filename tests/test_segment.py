@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from cosnet_index.cli._app import cli
 
+from cosnet_index.cli._app import cli
 from cosnet_index.model import CosNetConfig
 from cosnet_index.segment import CRFParams, save_crf_params
 from cosnet_index.segment.hits import segment_hits

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cosnet_index.errors import InputError
 from cosnet_index.simulate import (
@@ -368,3 +370,30 @@ def test_torch_api_returns_tensors_on_the_device() -> None:
     np.testing.assert_array_equal(
         out.numpy().volumes, simulate_subtomograms(["enolase_3enl"] * 3, 0.1, seed=0).volumes
     )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    quaternion=st.tuples(*[st.floats(-1, 1) for _ in range(4)]).filter(
+        lambda q: sum(v * v for v in q) > 0.1
+    ),
+    shift=st.tuples(*[st.floats(-3, 3) for _ in range(3)]),
+    offset=st.tuples(*[st.integers(-5, 5) for _ in range(3)]),
+)
+def test_pose_moves_a_point_to_centre_plus_r_q_plus_s(quaternion, shift, offset) -> None:
+    from scipy.spatial.transform import Rotation
+
+    density = torch.zeros(17, 17, 17)
+    blob = np.exp(-((np.indices((17, 17, 17)) - 8.0) ** 2).sum(axis=0) / 2.0)  # smooth, centred
+    q = np.array(offset, dtype=float)  # x, y, z
+    density += torch.from_numpy(np.roll(blob, offset[::-1], axis=(0, 1, 2))).float()
+    rotation = Rotation.from_quat(np.array(quaternion) / np.linalg.norm(quaternion)).as_matrix()
+    posed = pose_map(
+        density,
+        torch.tensor(rotation[None], dtype=torch.float32),
+        torch.tensor([shift], dtype=torch.float32),
+        box=32,
+    )[0].numpy()
+    centroid_zyx = np.indices(posed.shape).reshape(3, -1) @ posed.ravel() / posed.sum()
+    expected_xyz = 16.0 + rotation @ q + np.array(shift)
+    np.testing.assert_allclose(centroid_zyx[::-1], expected_xyz, atol=0.3)

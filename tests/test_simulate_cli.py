@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from cosnet_index.cli._app import cli
 
+from cosnet_index.cli._app import cli
 from cosnet_index.errors import InputError
 from cosnet_index.simulate import default_split, resolve_classes
 
@@ -53,7 +53,7 @@ def test_simulate_subtomograms_and_tomograms(tmp_path) -> None:
             "--n-tomograms",
             "2",
             "--shape",
-            "32",
+            "48",
             "64",
             "64",
             "--n-particles",

@@ -304,3 +304,31 @@ def test_batches_across_tomograms_store_each_box_own_vector(store, collection, t
             boxes, _ = extract_boxes(tomogram.data, rows[["x", "y", "z"]].to_numpy(), 32)
         expected = model.embed(torch.from_numpy(boxes)).numpy()
         np.testing.assert_allclose(xb[rows.index.to_numpy()], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_index_simulated_tomograms_from_their_star_file(store, tmp_path) -> None:
+    from cosnet_index.io import read_coordinates
+    from cosnet_index.simulate import REAL_CLASSES, simulate_collection
+
+    shape = (48, 80, 80)
+    simulate_collection(tmp_path / "sim", 2, REAL_CLASSES[:2], 4, 1.0, seed=0, shape=shape)
+    star = tmp_path / "sim" / "particles.star"
+    tomograms = sorted((tmp_path / "sim").glob("TS_*.mrc"))
+    assert len(tomograms) == 2
+    summary = index_tomograms(store, tomograms, star, progress=False)
+    coords = read_coordinates(star)
+    inside = sum(
+        int(plan_boxes(shape, rows[["x", "y", "z"]].to_numpy(), 32, "skip").keep.sum())
+        for _, rows in coords.groupby("tomogram")
+    )
+    report = check_store(store)
+    assert report.ok, report.problems
+    (counts,) = report.counts.values()
+    assert summary.subtomograms_indexed == inside > 0
+    assert counts == {"rows": inside, "shard_rows": inside, "index_ntotal": inside}
+    # the class names of the STAR file travel into the shards
+    import pyarrow.parquet as pq
+
+    shard = pq.read_table(store.path / store.subtomogram_table()["shard"].iloc[0]).to_pandas()
+    assert "rlnClassName" in shard.columns
+    assert index_tomograms(store, tomograms, star, progress=False).subtomograms_indexed == 0

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from cosnet_index.cli._app import cli
 
+from cosnet_index.cli._app import cli
 from tests._store_util import particle_table, tiny_checkpoint, write_star_relion5, write_tomogram
 
 

@@ -130,7 +130,7 @@ def load_checkpoint(
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # damaged or foreign files raise many types (IndexError, KeyError...)
         text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
+        first = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__
         if isinstance(exc, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
             # keep torch's reason, not its advice to load with weights_only=False
             reason = text.split("WeightsUnpickler error:", 1)[1].strip()

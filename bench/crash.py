@@ -1,0 +1,99 @@
+"""Crash safety: SIGKILL `index`, `classes add` and `reindex` at random moments, re-run, check.
+
+For each command a crash-free reference run is timed first. Each trial copies the same tiny
+store, starts the command in a subprocess (torch and faiss already imported, so the kill lands
+in the work), kills it with SIGKILL after a seeded uniform delay within the reference run's
+duration, runs the same command again, runs `check`, and compares the store with the reference:
+the same set of (tomogram, x, y, z), identical vectors, identical classes.
+
+    python bench/crash.py --trials 20 --seed 0
+
+prints the trials, lost vectors, duplicated vectors and check failures (all must be 0), and how
+far the killed runs had got. Exit code 1 when any count is not 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests._crash_util import COMMANDS, crash_trial, make_world, reference_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20, help="trials in all (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill delays")
+    parser.add_argument(
+        "--commands",
+        default=",".join(COMMANDS),
+        help=f"comma-separated, trials split evenly in this order (default {','.join(COMMANDS)})",
+    )
+    parser.add_argument("--tomograms", type=int, default=4, help="tomograms in the world")
+    parser.add_argument("--particles", type=int, default=12, help="particles per tomogram")
+    parser.add_argument("--workdir", default=None, help="folder for the stores (default: temp)")
+    args = parser.parse_args(argv)
+    commands = [c.strip() for c in args.commands.split(",") if c.strip()]
+    # index gets half of the trials (it has the most moments to be killed at), the rest share
+    weights = [2 if c == "index" else 1 for c in commands]
+    counts = [args.trials * w // sum(weights) for w in weights]
+    counts[0] += args.trials - sum(counts)
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        root = Path(tmp)
+        world = make_world(
+            root / "world",
+            n_tomograms=args.tomograms,
+            n_per_tomogram=args.particles,
+            n_indexed=1,
+            seed=args.seed,
+        )
+        results = []
+        trial = 0
+        for command, count in zip(commands, counts, strict=True):
+            if count == 0:
+                continue
+            reference = reference_run(world, command, root / f"ref-{command}")
+            print(f"reference {command}: {reference.seconds:.2f} s, {len(reference.table)} vectors")
+            for _ in range(count):
+                result = crash_trial(world, reference, root / f"trial-{trial}", args.seed + trial)
+                results.append(result)
+                status = "ok" if result.ok else "FAIL"
+                print(
+                    f"  trial {trial:>2} {command:<11} kill at {result.delay_s:5.2f} s "
+                    f"({'killed' if result.killed else 'had finished'}; "
+                    f"{result.committed_at_kill} shards committed, {result.partial_at_kill} "
+                    f"temporary files) -> re-run exit {result.rerun_exit}, check "
+                    f"{'ok' if result.check_ok else 'FAILED'}: {status}"
+                )
+                for note in result.notes:
+                    print(f"      {note}")
+                trial += 1
+
+    def total(name: str) -> int:
+        return sum(getattr(r, name) for r in results)
+
+    print()
+    print(f"trials                {len(results)}")
+    print(f"killed mid-run        {sum(r.killed for r in results)}")
+    print(f"lost vectors          {total('lost')}")
+    print(f"duplicated vectors    {total('duplicated')}")
+    print(f"unexpected vectors    {total('extra')}")
+    print(f"changed vectors       {total('changed')}")
+    print(f"class mismatches      {total('class_mismatch')}")
+    print(f"index mismatches      {total('index_mismatch')}")
+    print(f"leftover files        {total('leftovers')}")
+    print(f"re-run failures       {sum(r.rerun_exit != 0 for r in results)}")
+    print(f"check failures        {sum(not r.check_ok for r in results)}")
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
