@@ -239,7 +239,7 @@ def _plan_jobs(
         with tomogram.open() as opened:
             check_finite(opened)
         kept = rows[plan.keep]
-        order = np.lexsort(xyz[plan.keep][:, ::-1].T)  # by z, then y, then x: memory-map locality
+        order = np.lexsort(xyz[plan.keep].T)  # last key first: by z, then y, then x (mmap)
         kept = kept[order]
         extra = _extra_table(coordinates.iloc[kept][extra_columns].reset_index(drop=True))
         jobs.append(
