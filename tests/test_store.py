@@ -112,8 +112,8 @@ def test_faiss_l1_equals_numpy_brute_force(store, collection) -> None:
     np.testing.assert_allclose(np.take_along_axis(l1, returned, 1), D, rtol=1e-4)
     ranked = np.sort(l1, axis=1)[:, : k + 1]  # (q, k + 1)
     gaps = np.diff(ranked, axis=1, prepend=-np.inf)  # gap to the previous rank
-    clear = (gaps[:, :k] > 1e-4 * ranked[:, :k]) & (gaps[:, 1:] > 1e-4 * ranked[:, :k])
-    assert clear.mean() > 0.5  # most ranks are no near-tie: compare those exactly
+    clear = (gaps[:, :k] > 1e-5 * ranked[:, :k]) & (gaps[:, 1:] > 1e-5 * ranked[:, :k])
+    assert clear.sum() >= k  # ranks with no near-tie: compared exactly
     np.testing.assert_array_equal(I[clear], ids[order][clear])
     # the vectors are the model's embeddings of the boxes
     sub_ids, sub_xb = store.load_vectors(ids[[3, 0]])
