@@ -18,6 +18,8 @@ def _floats(text: str) -> tuple[float, ...]:
 def _load_refiner(spec: str):
     from cosnet_index.errors import InputError
 
+    if spec.strip().lower() == "crf":  # the shipped dense CRF with its fitted parameters
+        spec = "decoder + CRF=cosnet_index.segment.refine:refine_masks"
     name, sep, target = spec.partition("=")
     module_name, colon, attr = target.partition(":")
     if not sep or not colon:
@@ -73,7 +75,8 @@ def _load_refiner(spec: str):
     "--refine",
     "refine_specs",
     multiple=True,
-    help="Extra Dice column: 'NAME=module:function', function(volumes, probs)->masks.",
+    help="Extra Dice column: 'crf' (the shipped dense CRF, parameters from $COSNET_CRF_PARAMS or "
+    "weights/crf.json) or 'NAME=module:function', function(volumes, probs)->masks.",
 )
 @click.option(
     "--baseline-only",
@@ -120,7 +123,9 @@ def evaluate(
 
         cosnet-index evaluate --checkpoint runs/cosnet/last.pt --out runs/eval --episodes 200
 
-        cosnet-index evaluate --out runs/eval --refine "decoder + CRF=mypkg.crf:refine"
+        cosnet-index evaluate --out runs/eval --refine crf
+
+        cosnet-index evaluate --out runs/eval --refine "my CRF=mypkg.crf:refine"
     """
     import pandas as pd
     import torch

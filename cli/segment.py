@@ -78,7 +78,6 @@ def segment(
 
         cosnet-index segment --store ./store --hits hits.parquet --out seg-raw/ --no-crf
     """
-    import pandas as pd
     from tqdm import tqdm
 
     from cosnet_index.errors import InputError
@@ -93,7 +92,15 @@ def segment(
         if not no_crf:
             params, _ = load_crf_params(crf_params, model_hash=store.model_hash)
         if hits_path is not None:
-            hits = pd.read_parquet(hits_path)
+            from cosnet_index.query import read_table
+
+            hits, meta = read_table(hits_path)
+            made_by = meta.get("model_hash")
+            if made_by and made_by != store.model_hash:
+                raise InputError(
+                    f"{hits_path} was made with model {made_by[:12]}, the store holds "
+                    f"{store.model_hash[:12]}: give the store the hits came from"
+                )
             source = hits_path
         else:
             from cosnet_index.query import search_store

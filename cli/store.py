@@ -128,7 +128,7 @@ def db_upgrade(store_path: str, db_url: str | None, revision: str) -> None:
 @click.argument("revision")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) -> None:
-    """Migrate the catalog down to REVISION (e.g. 0001, -1, or base: drops every table).
+    """Migrate the catalog down to REVISION: 0001, -1 for one step, or base (drops every table).
 
     Examples:
 

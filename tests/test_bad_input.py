@@ -507,6 +507,16 @@ def _classify(c: Ctx, *args: object) -> list:
     return ["classify", "--store", c.store, "--out", c.dir / "r.parquet", *args]
 
 
+def segment_hits_of_other_model(c: Ctx) -> list:
+    from cosnet_index.query import search_store, write_table
+    from cosnet_index.store import Store
+
+    with Store.open(c.store, readonly=True) as store:
+        hits, meta = search_store(store, CLASS_NAME, k=2)
+    path = write_table(hits, c.dir / "hits.parquet", {**meta, "model_hash": "f" * 64})
+    return ["segment", "--store", c.store, "--hits", path, "--out", c.dir / "seg", "--no-crf"]
+
+
 def classify_unknown_class(c: Ctx) -> list:
     return _classify(c, "--classes", "ribosome")
 
@@ -663,6 +673,7 @@ CASES: list[tuple[Callable[[Ctx], list], str]] = [
     (class_remove_unknown, "no class 'ribosome'"),
     (class_rename_taken, "already exists"),
     (class_rename_invalid, "invalid class name"),
+    (segment_hits_of_other_model, "give the store the hits came from"),
     (classify_unknown_class, "no class 'ribosome'"),
     (classify_class_twice, "named twice"),
     (classify_min_prob_above_one, "'--min-prob'"),

@@ -197,3 +197,28 @@ def test_write_report_without_truth(tmp_path: Path) -> None:
         assert name in text
     with pytest.raises(InputError, match="no 'label' column"):
         write_report(tmp_path, result, class_column="label")
+
+
+def test_report_boxes_keep_the_contrast_they_were_indexed_with(tmp_path) -> None:
+    from cosnet_index.report._particles import invert_flags, read_boxes
+    from cosnet_index.store import Store, index_tomograms
+    from tests._crash_util import make_world
+
+    world = make_world(tmp_path / "world", n_tomograms=2, n_per_tomogram=3, n_indexed=0)
+    table = pd.read_csv(world.coords)
+    for name in ("TS_01", "TS_02"):
+        table[table["tomogram"] == name].to_csv(tmp_path / f"{name}.csv", index=False)
+    with Store.create(tmp_path / "store", model_path=world.checkpoint) as store:
+        index_tomograms(store, [world.tomograms[0]], tmp_path / "TS_01.csv", progress=False)
+        index_tomograms(
+            store, [world.tomograms[1]], tmp_path / "TS_02.csv", progress=False,
+            invert_contrast=True,
+        )  # fmt: skip
+        rows = store.subtomogram_table()
+        flags = invert_flags(store, rows)
+        np.testing.assert_array_equal(flags, (rows["tomogram"] == "TS_02").to_numpy())
+        plain = read_boxes(rows, 32)
+        boxes = read_boxes(rows, 32, invert=flags)
+    np.testing.assert_array_equal(boxes[~flags], plain[~flags])
+    np.testing.assert_array_equal(boxes[flags], -plain[flags])
+    assert np.abs(plain[flags]).sum() > 0

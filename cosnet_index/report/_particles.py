@@ -9,19 +9,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["crf_params_for", "read_boxes", "segment_boxes"]
+__all__ = ["crf_params_for", "invert_flags", "read_boxes", "segment_boxes"]
 
 logger = logging.getLogger(__name__)
 
 
 def read_boxes(
-    rows: pd.DataFrame, box: int, model_voxel_angstrom: float | None = None
+    rows: pd.DataFrame,
+    box: int,
+    model_voxel_angstrom: float | None = None,
+    invert: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(n, box, box, box)`` boxes at rows with ``tomogram_path, x, y, z`` (in row order).
 
     Boxes that cross the volume's edge are padded (indexed boxes never do with the default
     ``skip`` policy). With ``model_voxel_angstrom`` and a ``voxel_size_angstrom`` column, boxes
     of tomograms at another voxel size are Fourier-resampled to the model's, as indexing does.
+    ``invert`` (bool per row, e.g. from :func:`invert_flags`) negates the boxes of tomograms
+    indexed with ``--invert-contrast``, so that the model sees them as it did when indexing.
     """
     from cosnet_index.geometry import resampled_box_size
     from cosnet_index.io.boxes import extract_boxes
@@ -45,7 +50,19 @@ def read_boxes(
                 edge="pad",
             )
         out[part["_pos"].to_numpy()] = boxes
+    if invert is not None:
+        out[np.asarray(invert, dtype=bool)] *= -1.0
     return out
+
+
+def invert_flags(store: Any, rows: pd.DataFrame) -> np.ndarray:
+    """Per row of ``store.subtomogram_table()``: was its shard indexed with --invert-contrast."""
+    from cosnet_index.segment.hits import _shard_settings
+
+    if "shard" not in rows.columns or rows.empty:
+        return np.zeros(len(rows), dtype=bool)
+    settings = _shard_settings(store, sorted(set(rows["shard"])))
+    return np.array([settings[path][0] for path in rows["shard"]], dtype=bool)
 
 
 @functools.lru_cache(maxsize=8)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cosnet_index.errors import InputError
-from cosnet_index.report._particles import read_boxes, segment_boxes
+from cosnet_index.report._particles import invert_flags, read_boxes, segment_boxes
 from cosnet_index.report.confusion import UNKNOWN
 from cosnet_index.report.gallery import GalleryHit
 from cosnet_index.report.summary import attach_truth
@@ -80,7 +80,7 @@ def _support_box(store: Any, source: str, box: int, voxel_a: float) -> np.ndarra
     """The box of a support shot described by ``SupportClass.sources`` (None if unreadable)."""
     if match := _SUBTOMOGRAM.match(source):
         rows = store.subtomogram_table(np.array([int(match.group(1))]))
-        return read_boxes(rows, box, voxel_a)[0]
+        return read_boxes(rows, box, voxel_a, invert_flags(store, rows))[0]
     if match := _MRC.match(source):
         import mrcfile
 
@@ -89,12 +89,14 @@ def _support_box(store: Any, source: str, box: int, voxel_a: float) -> np.ndarra
         return data if data.shape == (box, box, box) else None
     if match := _AT.match(source):
         table = store.subtomogram_table()
-        paths = table.drop_duplicates("tomogram").set_index("tomogram")["tomogram_path"]
+        tomograms = table.drop_duplicates("tomogram").set_index("tomogram")
         name = match.group(1)
-        path = paths.get(name, name)
+        path = tomograms["tomogram_path"].get(name, name)
         xyz = [float(match.group(i)) for i in (2, 3, 4)]
         rows = pd.DataFrame({"tomogram_path": [path], "x": [xyz[0]], "y": [xyz[1]], "z": [xyz[2]]})
-        return read_boxes(rows, box, voxel_a)[0]
+        if name in tomograms.index:  # an indexed tomogram: its contrast as indexed
+            rows["shard"] = [tomograms.loc[name, "shard"]]
+        return read_boxes(rows, box, voxel_a, invert_flags(store, rows))[0]
     return None
 
 
@@ -156,7 +158,7 @@ def report_from_store(
         if support_box is None:
             continue
         rows = store.subtomogram_table(members["subtomogram_id"].to_numpy(np.int64))
-        boxes = read_boxes(rows, box, voxel_a)
+        boxes = read_boxes(rows, box, voxel_a, invert_flags(store, rows))
         hit_masks = (
             segment_boxes(model, boxes, crf=crf, model_hash=store.model_hash)[1] if masks else None
         )
