@@ -157,6 +157,10 @@ def evaluate(
         cosnet=not baseline_only,
     )
     refiners = dict(_load_refiner(s) for s in refine_specs)
+    if any(getattr(fn, "__name__", "") == "refine_masks" for fn in refiners.values()):
+        from cosnet_index.segment.refine import check_fitted_for
+
+        check_fitted_for(info.hash)  # before hours of episodes, not after
     classes = default_split(n_heldout_procedural=heldout_procedural).heldout
     episodes_df, dice_df = run_evaluation(model, classes, config, refiners=refiners)
     out = pathlib.Path(out_dir)
@@ -183,7 +187,7 @@ def evaluate(
     ]
     if len(dice_df):
         lines += [
-            "## Dice of the decoder masks (probability > 0.5)",
+            "## Dice of the masks (probability > 0.5) against the truth",
             "",
             dice_markdown(dice_table(dice_df)),
             "",

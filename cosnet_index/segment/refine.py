@@ -15,7 +15,7 @@ import torch
 from cosnet_index.segment.crf import crf_refine
 from cosnet_index.segment.params import CRFParams, load_crf_params
 
-__all__ = ["refine_masks"]
+__all__ = ["check_fitted_for", "refine_masks"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,15 @@ def _params(path: str | None) -> CRFParams:
     params, meta = load_crf_params(path)
     log.info("CRF parameters %s (fitted for model %s)", params, str(meta.get("model_hash"))[:12])
     return params
+
+
+def check_fitted_for(model_hash: str) -> None:
+    """Refuse CRF parameters (``$COSNET_CRF_PARAMS`` or the shipped ones) fitted for another model.
+
+    Raises:
+        CheckpointError: missing or unreadable parameters, or fitted for another model.
+    """
+    load_crf_params(os.environ.get("COSNET_CRF_PARAMS") or None, model_hash=model_hash)
 
 
 def refine_masks(volumes: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
