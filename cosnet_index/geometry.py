@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "RESAMPLE_TOLERANCE",
     "angstrom_to_voxels",
     "box_bounds",
     "centre_voxels",
@@ -32,6 +33,10 @@ __all__ = [
     "xyz_to_zyx",
     "zyx_to_xyz",
 ]
+
+
+RESAMPLE_TOLERANCE = 0.01
+"""Relative voxel-size difference below which boxes are used as they are (not resampled)."""
 
 
 def xyz_to_zyx(xyz: np.ndarray) -> np.ndarray:

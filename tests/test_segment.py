@@ -228,3 +228,25 @@ def test_cli_segments_the_top_hits_of_a_class(indexed: dict, tmp_path: Path) -> 
     table = pd.read_parquet(tmp_path / "o" / "segments.parquet")
     assert len(table) == 3 and (table["class"] == "blob").all()
     assert int(indexed["table"]["id"][0]) in set(table["subtomogram_id"])
+
+
+def test_a_tomogram_changed_since_indexing_is_refused(indexed: dict, tmp_path: Path) -> None:
+    import contextlib
+    import shutil
+    import sqlite3
+
+    from cosnet_index.errors import MrcError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(indexed["root"], copy)
+    table = indexed["table"]
+    ts01 = Path(table.loc[table["tomogram"] == "TS_01", "tomogram_path"].iloc[0])
+    old, new = str(indexed["root"]), str(copy)
+    with contextlib.closing(sqlite3.connect(copy / "store" / "catalog.sqlite")) as db, db:
+        db.execute("UPDATE tomograms SET path = replace(path, ?, ?)", (old, new))  # the copies
+    with mrcfile.open(copy / ts01.name, mode="r+") as mrc:  # same voxels, another header
+        mrc.header.label[0] = b"edited after indexing"
+    store, _ = _sphere_store(copy / "store")
+    hits = pd.DataFrame({"subtomogram_id": table["id"]})
+    with store, pytest.raises(MrcError, match="changed since tomogram 'TS_01' was indexed"):
+        segment_hits(store, hits, tmp_path / "seg", crf_params=None)

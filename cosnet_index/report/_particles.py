@@ -28,7 +28,7 @@ def read_boxes(
     ``invert`` (bool per row, e.g. from :func:`invert_flags`) negates the boxes of tomograms
     indexed with ``--invert-contrast``, so that the model sees them as it did when indexing.
     """
-    from cosnet_index.geometry import resampled_box_size
+    from cosnet_index.geometry import RESAMPLE_TOLERANCE, resampled_box_size
     from cosnet_index.io.boxes import extract_boxes
     from cosnet_index.io.mrc import open_tomogram
 
@@ -39,7 +39,8 @@ def read_boxes(
         voxel = None  # the store's voxel size of the tomogram (it may override a bad header)
         if "voxel_size_angstrom" in part.columns:
             voxel = float(part["voxel_size_angstrom"].iloc[0])
-            if model_voxel_angstrom and abs(voxel / model_voxel_angstrom - 1.0) > 0.01:
+            ratio = voxel / model_voxel_angstrom if model_voxel_angstrom else 1.0
+            if abs(ratio - 1.0) > RESAMPLE_TOLERANCE:
                 source_box = resampled_box_size(box, voxel, model_voxel_angstrom)
         with open_tomogram(path, voxel_size_angstrom=voxel) as tomogram:
             boxes, _ = extract_boxes(

@@ -16,8 +16,9 @@ on the same inputs:
 With two labels ``Q_0 = 1 - Q_1`` and the update needs one filtered channel per kernel:
 ``a <- u + sum_k w_k K~_k (2 Q_1 - 1)``, ``Q_1 = sigmoid(a)`` with ``u = U_0 - U_1``.
 
-Filtering is exact (separable Gaussian matrices and a quadrature of the range kernel, see
-``_filters.py``) instead of the permutohedral lattice's approximation; everything runs on the
+Filtering is near-exact instead of the permutohedral lattice's approximation: the spatial Gaussian
+by separable matrices (exact, or low-rank for wide kernels), the bilateral range kernel by a
+quadrature (ripple of about 1.4%, see ``_filters.py``); everything runs on the
 device of the input tensors (CUDA when the caller puts them there) and is differentiable, which is
 how the parameters are fitted (``fit.py``).
 """

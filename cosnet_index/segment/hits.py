@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cosnet_index.errors import InputError
-from cosnet_index.geometry import box_bounds, resampled_box_size
+from cosnet_index.errors import InputError, MrcError
+from cosnet_index.geometry import RESAMPLE_TOLERANCE, box_bounds, resampled_box_size
 from cosnet_index.segment.crf import crf_refine
 from cosnet_index.segment.params import CRFParams
 from cosnet_index.segment.stats import STAT_COLUMNS, mask_statistics
@@ -107,6 +107,21 @@ def _shard_settings(store: Any, shard_paths: list[str]) -> dict[str, tuple[bool,
     return {path: (bool(invert), str(edge)) for path, invert, edge in rows}
 
 
+def _header_checksums(store: Any, names: list[str]) -> dict[str, str]:
+    """``tomogram name -> sha256 of its MRC header`` as recorded when it was indexed."""
+    from sqlalchemy import select
+
+    from cosnet_index.store.tables import TomogramRecord
+
+    with store.session() as session:
+        rows = session.execute(
+            select(TomogramRecord.name, TomogramRecord.header_sha256).where(
+                TomogramRecord.name.in_(names)
+            )
+        ).all()
+    return {name: checksum for name, checksum in rows}
+
+
 def _hit_frame(hits: pd.DataFrame) -> pd.DataFrame:
     if "subtomogram_id" not in hits.columns:
         raise InputError(
@@ -151,7 +166,8 @@ def segment_hits(
 
     Raises:
         InputError: a hits table without ``subtomogram_id``; existing outputs.
-        StoreError: ids unknown to the store. MrcError: a tomogram moved or changed.
+        StoreError: ids unknown to the store.
+        MrcError: a tomogram moved, or its header changed since indexing.
     """
     from cosnet_index.io import extract_boxes, open_tomogram
 
@@ -168,6 +184,7 @@ def segment_hits(
     )
     frame["label"] = np.arange(1, len(frame) + 1, dtype=np.int64)
     settings = _shard_settings(store, sorted(frame["shard"].unique()))
+    headers = _header_checksums(store, sorted(frame["tomogram"].unique()))
     model = store.model().to(device)
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
@@ -181,11 +198,16 @@ def segment_hits(
         first = rows.iloc[0]
         voxel_angstrom = float(first["voxel_size_angstrom"])
         source_box = box
-        if abs(voxel_angstrom - model_voxel_angstrom) > 1e-6 * model_voxel_angstrom:
+        if abs(voxel_angstrom / model_voxel_angstrom - 1.0) > RESAMPLE_TOLERANCE:  # as indexed
             source_box = resampled_box_size(box, voxel_angstrom, model_voxel_angstrom)
         xyz = rows[["x", "y", "z"]].to_numpy(np.float64)
         start_zyx, _ = box_bounds(xyz, source_box)
         with open_tomogram(first["tomogram_path"], voxel_size_angstrom=voxel_angstrom) as tomo:
+            if tomo.header_sha256 != headers.get(tomo_name, tomo.header_sha256):
+                raise MrcError(
+                    f"{tomo.path} changed since tomogram {tomo_name!r} was indexed (its header "
+                    "differs): restore the file, or index it again into a new store"
+                )
             labels = (
                 LabelVolume(
                     out / "labels" / f"{tomo_name}.mrc",

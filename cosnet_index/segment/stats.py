@@ -36,8 +36,8 @@ def mask_statistics(
       tensor, ``2 sqrt(5 lambda_i)`` times the voxel size for the eigenvalues ``lambda_i`` of the
       coordinates' covariance: the axis lengths of the solid ellipsoid with the same second
       moments (exact for an ellipsoid; a sphere of radius r gives 2r on every axis);
-    - ``mean_probability``: mean of ``probability`` inside the mask (the decoder's, or the CRF
-      marginal's, confidence).
+    - ``mean_probability``: mean of ``probability`` inside the mask (``segment`` passes the
+      decoder's probability: the network's confidence in the refined mask).
 
     Empty masks give 0 voxels and NaN centroid, extents and mean probability.
     """

@@ -6,7 +6,8 @@
   on the tomogram.
 - Merged (``--merge``): ``labels/<tomogram>.mrc``, the tomogram's shape and voxel size; voxel
   value = the hit's ``label`` (its 1-based row in the statistics table), 0 = background; int16
-  (mode 1) up to 32767 hits per tomogram, float32 (mode 2, exact integers) past that. Where masks
+  (mode 1) while the largest label of the whole hits table is at most 32767 (labels are numbered
+  across all tomograms), float32 (mode 2, exact integers) past that. Where masks
   of two hits overlap, the voxel keeps the label of the earlier row (the better-ranked hit).
 """
 

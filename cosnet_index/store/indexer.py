@@ -33,7 +33,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cosnet_index.errors import CoordinateError, InputError, StoreError
-from cosnet_index.geometry import resampled_box_size
+from cosnet_index.geometry import RESAMPLE_TOLERANCE, resampled_box_size
 from cosnet_index.io import (
     EDGE_POLICIES,
     TomogramInfo,
@@ -53,7 +53,6 @@ __all__ = ["IndexSummary", "index_tomograms", "remove_partial_files"]
 
 logger = logging.getLogger(__name__)
 
-RESAMPLE_TOLERANCE = 0.01  # relative voxel-size difference below which boxes are used as they are
 _INSERT_CHUNK = 2_000  # rows per INSERT: memory stays flat however many particles a tomogram has
 
 
