@@ -4,7 +4,8 @@ All on the same simulated boxes in the same run (held-out classes, equal shares 
 and 0.5), with the shipped model and its fitted CRF parameters (or ``--checkpoint`` /
 ``--crf-params``). Prints boxes/s of: the decoder alone (the reference), decoder + torch CRF,
 the torch CRF alone, and pydensecrf2's CPU dense CRF (permutohedral lattice approximation; the
-`crf` extra; single-threaded C++, box by box) on the same decoder probabilities, plus the Dice agreement of the two CRFs' masks.
+`crf` extra; single-threaded C++, box by box) on the same decoder probabilities, plus the Dice
+agreement of the two CRFs' masks.
 Rates depend on the machine and its load: compare the ratios.
 
     python bench/segment.py --threads 2
