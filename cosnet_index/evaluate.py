@@ -213,7 +213,10 @@ def dice_scores(
     from cosnet_index.model.losses import soft_dice
 
     simulate = simulate or default_simulate()
-    rows = []
+    rows: list[dict] = []
+    if model.decoder is None:  # the no-decoder ablation: nothing to segment
+        logger.info("model without decoder: no Dice table")
+        return pd.DataFrame(rows, columns=["class", "snr", "box", "method", "dice"])
     for snr in config.dice_snrs:
         for c, name in enumerate(class_names):
             seed = int(np.random.default_rng([config.seed, 7, _snr_code(snr), c]).integers(2**31))

@@ -86,3 +86,13 @@ def test_baseline_only_run_sees_the_same_episodes() -> None:
     assert set(b["method"]) == {"template_matching"}
     assert a["classes"][:3].tolist() == b["classes"].tolist()
     assert a["target"][:3].tolist() == b["target"].tolist()
+
+
+def test_a_model_without_decoder_is_evaluated_without_dice() -> None:
+    torch.manual_seed(0)
+    model = CosNet(CosNetConfig(widths=(4, 8, 8), convs_per_level=1, use_decoder=False))
+    config = EvalConfig(ways=(2,), snrs=(math.inf,), episodes=4, baseline_episodes=0, dice_boxes=2)
+    scores = dice_scores(model, ["ball", "cube"], config, toy_simulate)
+    assert scores.empty and list(scores.columns) == ["class", "snr", "box", "method", "dice"]
+    episodes = classification_episodes(model, ["ball", "cube"], 2, math.inf, config, toy_simulate)
+    assert len(episodes) == 4
