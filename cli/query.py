@@ -10,7 +10,7 @@ __all__ = ["classify", "discover", "export", "search"]
 
 # the same values as cosnet_index.query.DEFAULT_MIN_PROB / DEFAULT_REDUCE, kept literal here so
 # that `--help` stays instant (checked by tests/test_query_store.py)
-DEFAULT_MIN_PROB = 0.5
+DEFAULT_MIN_PROB = 0.86
 DEFAULT_REDUCE = "max"
 
 _SET_HELP = "Class set to use (default: 'default')."

@@ -39,8 +39,9 @@ UNKNOWN = "unknown"
 
 Reduce = Literal["max", "mean"]
 
-DEFAULT_MIN_PROB = 0.5
-"""Open-set threshold used when none is given (measured: docs/queries.md)."""
+DEFAULT_MIN_PROB = 0.86
+"""Open-set threshold used when none is given: the best balanced open-set accuracy of the
+shipped weights on held-out classes (``python bench/open_set.py``; docs/queries.md)."""
 
 DEFAULT_REDUCE: Reduce = "max"
 """How K shots combine into a class probability (measured: docs/queries.md)."""

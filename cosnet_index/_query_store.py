@@ -101,6 +101,12 @@ def _collection(
         table = table.set_index("id").loc[wanted].reset_index()
     want = None if not tomograms and ids is None else table["id"].to_numpy(dtype=np.int64)
     all_ids, xb = _vectors(store, want)
+    if want is None:
+        # the catalog was read first: vectors an `index` running now committed since then are
+        # left out, so that the result is the catalog's snapshot (a copy only in that case)
+        known = np.isin(all_ids, table["id"].to_numpy(dtype=np.int64))
+        if not known.all():
+            all_ids, xb = all_ids[known], xb[known]
     return all_ids, xb, table
 
 
