@@ -127,7 +127,10 @@ def bilateral_levels(
         offsets = step * torch.arange(n_levels, device=intensity.device, dtype=intensity.dtype)
         centres = lo[:, None] + offsets[None, :]  # (b, L): a box's levels ignore its batch-mates
     diff = intensity.unsqueeze(3) - centres.view(b, 1, 1, n_levels, 1)  # (b, d, h, L, w)
-    return torch.exp(-(diff**2) / beta**2).contiguous()
+    if torch.is_grad_enabled() and (intensity.requires_grad or beta.requires_grad):
+        return torch.exp(-(diff**2) / beta**2).contiguous()  # differentiable (the CRF fit)
+    # inference: the same values in place (this array is the CRF's largest, ~L volumes)
+    return diff.square_().mul_(-1.0 / float(beta) ** 2).exp_()
 
 
 def bilateral_filter(
