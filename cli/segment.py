@@ -92,15 +92,10 @@ def segment(
         if not no_crf:
             params, _ = load_crf_params(crf_params, model_hash=store.model_hash)
         if hits_path is not None:
-            from cosnet_index.query import read_table
+            from cosnet_index.query import check_same_model, read_table
 
             hits, meta = read_table(hits_path)
-            made_by = meta.get("model_hash")
-            if made_by and made_by != store.model_hash:
-                raise InputError(
-                    f"{hits_path} was made with model {made_by[:12]}, the store holds "
-                    f"{store.model_hash[:12]}: give the store the hits came from"
-                )
+            check_same_model(meta, store.model_hash, "the hits")
             source = hits_path
         else:
             from cosnet_index.query import search_store

@@ -42,6 +42,7 @@ from cosnet_index.errors import InputError
 __all__ = [
     "META_KEY",
     "PROB_PREFIX",
+    "check_same_model",
     "classification_table",
     "export_star",
     "hits_table",
@@ -143,6 +144,20 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         ) from exc
     raw = (table.schema.metadata or {}).get(META_KEY)
     return table.to_pandas(), (json.loads(raw) if raw else {})
+
+
+def check_same_model(meta: Mapping[str, Any], model_hash: str, what: str = "the result") -> None:
+    """Refuse a table whose provenance names another model than ``model_hash``.
+
+    Raises:
+        InputError: the table was made with another model (tables without provenance pass).
+    """
+    made_by = meta.get("model_hash")
+    if made_by and made_by != model_hash:
+        raise InputError(
+            f"{what} came from model {made_by[:12]}, the store holds {model_hash[:12]}: "
+            f"give the store {what} came from"
+        )
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")

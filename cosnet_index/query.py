@@ -33,6 +33,7 @@ from cosnet_index._query_search import Hits, search_class, search_vectors
 from cosnet_index._query_store import classify_store, discover_store, search_store
 from cosnet_index._query_tables import (
     PROB_PREFIX,
+    check_same_model,
     classification_table,
     export_star,
     hits_table,
@@ -49,6 +50,7 @@ __all__ = [
     "Classification",
     "Discovery",
     "Hits",
+    "check_same_model",
     "class_scores",
     "classification_table",
     "classify",

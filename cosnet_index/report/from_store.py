@@ -135,13 +135,10 @@ def report_from_store(
         InputError, ClassError, StoreError: an unusable result or store.
     """
     from cosnet_index.classes import get_classes
+    from cosnet_index.query import check_same_model
 
     meta = meta or {}
-    if meta.get("model_hash") and meta["model_hash"] != store.model_hash:
-        raise InputError(
-            f"the result was made with model {meta['model_hash'][:12]}, the store holds "
-            f"{store.model_hash[:12]}: give the store the result came from"
-        )
+    check_same_model(meta, store.model_hash)
     classes = _class_names(result, meta)
     model = store.model()
     box = int(model.config.box)
