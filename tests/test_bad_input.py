@@ -258,7 +258,7 @@ def coords_star_missing_z(c: Ctx) -> list:
 
 
 def coords_unknown_tomogram(c: Ctx) -> list:
-    return c.index(coords=c.csv("c.csv", "tomogram,x,y,z\nTS_02,24,24,20\nTS_99,24,24,20\n"))
+    return c.index(coords=c.csv("c.csv", "tomogram,x,y,z\nTS_98,24,24,20\nTS_99,24,24,20\n"))
 
 
 def coords_empty_tomogram_name(c: Ctx) -> list:

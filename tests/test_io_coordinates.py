@@ -118,8 +118,8 @@ def test_bad_star_and_unknown_names(tmp_path) -> None:
     path.write_text("data_\nloop_\n_rlnAngleRot #1\n1.0\n")
     with pytest.raises(CoordinateError, match="rlnCoordinateX"):
         parse_coordinates(path)
-    star = write_star_warp(tmp_path / "w.star", particle_table(names=("TS_01", "TS_77")))
-    with pytest.raises(CoordinateError, match="TS_77"):
+    star = write_star_warp(tmp_path / "w.star", particle_table(names=("TS_76", "TS_77")))
+    with pytest.raises(CoordinateError, match=r"names none of the given tomograms.*TS_77"):
         read_coordinates(star, tomograms=GEOMETRY)
     with pytest.raises(CoordinateError, match="does not exist"):
         parse_coordinates(tmp_path / "missing.star")
@@ -145,3 +145,20 @@ def test_geometry_round_trips() -> None:
         angstrom, voxel_size_angstrom=7.5, centred_angstrom=True, shape_zyx=SHAPE_ZYX
     )
     np.testing.assert_allclose(back, xyz)
+
+
+@pytest.mark.parametrize("writer", [write_star_warp, write_star_relion4, write_star_relion31])
+def test_rows_of_tomograms_not_given_are_skipped_and_counted(tmp_path, writer, caplog) -> None:
+    """A project-wide STAR file indexes one tomogram: other rows are skipped with one info line."""
+    table = particle_table(names=("TS_01", "TS_77", "TS_78"))
+    star = writer(tmp_path / "project.star", table)
+    one = {"TS_01": GEOMETRY["TS_01"]}
+    with caplog.at_level("INFO", logger="cosnet_index.io.coordinates"):
+        parsed = read_coordinates(star, tomograms=one)
+    assert set(parsed["tomogram"]) == {"TS_01"}
+    expected = table[table["tomogram"] == "TS_01"]
+    np.testing.assert_allclose(_sorted(parsed), _sorted(expected), atol=1e-4)
+    # the rows keep their numbers in the file (stored as coordinate_row)
+    assert list(parsed.index) == list(expected.index)
+    lines = [r.getMessage() for r in caplog.records if "not given" in r.getMessage()]
+    assert len(lines) == 1 and "skipped 16 rows naming 2 tomograms" in lines[0], lines

@@ -172,8 +172,12 @@ def test_bad_input_leaves_the_store_unchanged(store, collection, tmp_path) -> No
         index_tomograms(store, collection["tomograms"][:1], far, progress=False)
     with pytest.raises(InputError, match="batch-size"):
         index_tomograms(store, collection["tomograms"], collection["star"], batch_size=0)
-    with pytest.raises(CoordinateError, match="not given"):
-        index_tomograms(store, collection["tomograms"][:1], collection["star"], progress=False)
+    elsewhere = tmp_path / "elsewhere.csv"
+    pd.DataFrame({"tomogram": ["TS_09"], "x": [30.0], "y": [30.0], "z": [20.0]}).to_csv(
+        elsewhere, index=False
+    )
+    with pytest.raises(CoordinateError, match="names none of the given tomograms"):
+        index_tomograms(store, collection["tomograms"][:1], elsewhere, progress=False)
     assert snapshot() == before
 
 
@@ -341,3 +345,18 @@ def test_index_simulated_tomograms_from_their_star_file(store, tmp_path) -> None
     shard = pq.read_table(store.path / store.subtomogram_table()["shard"].iloc[0]).to_pandas()
     assert "rlnClassName" in shard.columns
     assert index_tomograms(store, tomograms, star, progress=False).subtomograms_indexed == 0
+
+
+def test_one_tomogram_from_a_project_wide_star_file(store, collection) -> None:
+    """`index TS_02.mrc --coords particles.star` (naming TS_01 too) indexes TS_02 only."""
+    summary = index_tomograms(
+        store, collection["tomograms"][1:], collection["star"], progress=False
+    )
+    assert summary.tomograms_indexed == ("TS_02",)
+    assert summary.subtomograms_indexed == _inside(collection["table"].query("tomogram == 'TS_02'"))
+    assert check_store(store).ok
+    # the shard keeps each particle's row of the file (TS_02's rows come after TS_01's 8)
+    import pyarrow.parquet as pq
+
+    shard = pq.read_table(store.path / store.subtomogram_table()["shard"].iloc[0]).to_pandas()
+    assert shard["coordinate_row"].min() >= 8

@@ -6,6 +6,8 @@ that tomogram (see :mod:`cosnet_index.geometry`), then every other column of the
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ import pandas as pd
 from cosnet_index.errors import CoordinateError
 from cosnet_index.geometry import table_to_voxels
 from cosnet_index.io.mrc import tomogram_name
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ParsedCoordinates", "TomogramGeometry", "parse_coordinates", "read_coordinates"]
 
@@ -237,6 +241,21 @@ def parse_coordinates(path: str | os.PathLike[str]) -> ParsedCoordinates:
     )
 
 
+def _select_rows(parsed: ParsedCoordinates, keep: np.ndarray) -> ParsedCoordinates:
+    """``parsed`` restricted to the rows where ``keep`` is True (per-row arrays follow)."""
+
+    def rows(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[keep]
+
+    return dataclasses.replace(
+        parsed,
+        table=parsed.table[keep].reset_index(drop=True),
+        shift_pixels=rows(parsed.shift_pixels),
+        shift_angstrom=rows(parsed.shift_angstrom),
+        coordinate_pixel_size_angstrom=rows(parsed.coordinate_pixel_size_angstrom),
+    )
+
+
 def read_coordinates(
     path: str | os.PathLike[str] | ParsedCoordinates,
     *,
@@ -256,7 +275,8 @@ def read_coordinates(
 
     Raises:
         CoordinateError: unreadable file (see :func:`parse_coordinates`), rows without a tomogram
-            name when several tomograms are possible, names not in ``tomograms``, or a file that
+            name when several tomograms are possible, no row naming a tomogram of ``tomograms``,
+            or a file that
             needs the tomograms' geometry when none is given.
     """
     parsed = path if isinstance(path, ParsedCoordinates) else parse_coordinates(path)
@@ -273,13 +293,26 @@ def read_coordinates(
             )
         table["tomogram"] = table["tomogram"].fillna(default_tomogram)
     if tomograms is not None:
-        unknown = sorted(set(table["tomogram"]) - set(tomograms))
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        given = table["tomogram"].isin(list(tomograms))
+        if not given.any():
+            named = sorted(set(table["tomogram"]))
+            shown = ", ".join(named[:5]) + (" ..." if len(named) > 5 else "")
             raise CoordinateError(
-                f"{source} names tomograms that were not given: {shown} (given: "
-                f"{', '.join(sorted(tomograms)[:5])}); pass their MRC files or remove those rows"
+                f"{source} names none of the given tomograms (it names {shown}; given: "
+                f"{', '.join(sorted(tomograms)[:5])}); pass the MRC files its rows name, or a "
+                "coordinate file for these tomograms"
             )
+        if not given.all():
+            others = sorted(set(table.loc[~given, "tomogram"]))
+            logger.info(
+                "%s: skipped %d rows naming %d tomograms that were not given (%s)",
+                source,
+                int((~given).sum()),
+                len(others),
+                ", ".join(others[:5]) + (" ..." if len(others) > 5 else ""),
+            )
+            table = table[given.to_numpy()].copy()
+            parsed = _select_rows(parsed, given.to_numpy())
     if not parsed.needs_geometry and tomograms is None:
         if parsed.shift_pixels is not None:
             shifted = table[["x", "y", "z"]].to_numpy() - parsed.shift_pixels

@@ -245,7 +245,7 @@ def _plan_jobs(
             _Job(
                 tomogram=tomogram,
                 xyz=coordinates[["x", "y", "z"]].to_numpy(dtype=np.float64)[kept],
-                coordinate_row=np.asarray(kept, dtype=np.int64),
+                coordinate_row=coordinates.index.to_numpy(dtype=np.int64)[kept],  # the file's rows
                 extra=extra,
                 source_box=source_box,
                 skipped=plan.skipped(),
