@@ -5,7 +5,9 @@ linkage on L1 distances (scipy) over a seeded subsample, cut the tree where the 
 probability falls to ``min_prob`` (distance ``b - logit(min_prob)``), keep clusters of at least
 ``min_size`` sampled members, take each cluster's medoid as its representative (a real stored
 subtomogram a user can name with ``classes add --subtomogram``), and assign every vector to its
-nearest medoid if the head says they match.
+nearest medoid if the head says they match. A candidate left with fewer than ``min_size``
+assigned members is then dropped (its members go to the next-nearest medoid), so that every
+reported candidate has at least ``min_size`` members.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def discover(
         min_prob: two vectors "match" when the head's probability is at least this; the tree is
             cut at the matching distance, and a vector joins a candidate only if it matches its
             medoid.
-        min_size: smallest cluster (members in the subsample) proposed as a candidate.
+        min_size: smallest candidate: at least this many sampled members to be proposed, and at
+            least this many assigned members to be reported.
         n_clusters: cut the tree into this many clusters instead of at the matching distance.
         max_sample: vectors clustered (seeded subsample; memory grows as its square).
         seed: subsample seed.
@@ -129,11 +132,31 @@ def discover(
             for s in range(0, n, 65536)
         ]
     )  # (n, n_candidates)
-    nearest = d_all.argmin(axis=1)
-    probability = match_probability(d_all[np.arange(n), nearest], bias)
-    matched = probability >= min_prob if n_clusters is None else np.ones(n, bool)
-    labels = np.where(matched, nearest, -1)
-    sizes = np.bincount(labels[labels >= 0], minlength=len(groups))
+    # --min-size holds for what is reported: a candidate left with fewer than min_size members
+    # after the assignment is dropped and its members go to the next-nearest medoid (repeated
+    # until every kept candidate is large enough; each round drops at least one)
+    alive = np.ones(len(groups), bool)
+    while True:
+        d_alive = np.where(alive[None, :], d_all, np.inf)
+        nearest = d_alive.argmin(axis=1)
+        probability = match_probability(d_alive[np.arange(n), nearest], bias)
+        matched = probability >= min_prob if n_clusters is None else np.ones(n, bool)
+        labels = np.where(matched, nearest, -1)
+        sizes = np.bincount(labels[labels >= 0], minlength=len(groups))
+        small = alive & (sizes < min_size)
+        if not small.any():
+            break
+        alive &= ~small
+        if not alive.any():
+            log.info("discover: no candidate keeps >= %d members after assignment", min_size)
+            return Discovery(np.full(n, -1, np.int64), np.zeros(n, np.float32), empty)
+    keep = np.flatnonzero(alive)
+    remap = np.full(len(groups), -1, np.int64)
+    remap[keep] = np.arange(len(keep))
+    labels = np.where(labels >= 0, remap[np.maximum(labels, 0)], -1)
+    groups = [groups[i] for i in keep]
+    medoids = medoids[keep]
+    sizes = sizes[keep]
     cohesion = np.array(
         [probability[labels == c].mean() if sizes[c] else 0.0 for c in range(len(groups))]
     )

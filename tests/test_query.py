@@ -161,6 +161,22 @@ def test_discover_finds_unlabelled_clusters_with_medoid():
     assert match_distance(BIAS, 0.5) == pytest.approx(BIAS)
 
 
+def test_discover_reports_no_candidate_below_min_size_after_assignment():
+    """Two sampled clusters of >= 4; assignment moves members to the other medoid (found by a
+    seeded search of random planar sets): the smaller one must not be reported with 3."""
+    xb = np.zeros((12, 8), np.float32)
+    xb[:, :2] = [
+        [0.43, -3.35], [-0.85, 0.48], [-0.72, 2.23], [-0.3, -3.63], [-2.49, -2.99], [-0.74, 2.93],
+        [1.19, 0.8], [-3.01, 5.56], [-0.07, 5.67], [-2.03, -1.33], [6.1, -2.52], [0.98, -0.79],
+    ]  # fmt: skip
+    ids = np.arange(12, dtype=np.int64)
+    found = discover(xb, ids, 4.0, min_prob=0.5, min_size=4, max_sample=100)
+    assert len(found.candidates) >= 1
+    assert (found.candidates["size"] >= 4).all(), found.candidates
+    sizes = np.bincount(found.labels[found.labels >= 0], minlength=len(found.candidates))
+    assert sizes.tolist() == found.candidates["size"].tolist()
+
+
 def test_tables_round_trip_and_star_export(tmp_path):
     xb, labels, _ = clustered_vectors(3, 10, seed=9)
     result = classify(xb, [xb[labels == c][0] for c in (0, 1)], BIAS, ["ribo", "prot"], 0.5)
