@@ -144,7 +144,10 @@ def demo(
     "truth_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Truth table (tomogram, x, y, z, class; Parquet, CSV or STAR) for accuracy.",
+    help="Truth table for accuracy: one row per particle with columns tomogram, x, y, z "
+    "(voxels of that tomogram) and class (Parquet or CSV, e.g. the simulator's truth.parquet), "
+    "or a STAR file with rlnTomoName, rlnCoordinateX/Y/Z and rlnClassName or rlnClassNumber; "
+    "matched to the result by nearest coordinate.",
 )
 @click.option(
     "--out",

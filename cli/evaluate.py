@@ -47,9 +47,21 @@ def _load_refiner(spec: str):
 @click.option(
     "--episodes", type=int, default=1000, show_default=True, help="Episodes per (N, SNR) cell."
 )
-@click.option("--ways", default="2,4,6,8", show_default=True)
-@click.option("--snrs", default="inf,1000,0.5,0.1", show_default=True)
-@click.option("--dice-snrs", default="inf,1000,0.5", show_default=True)
+@click.option(
+    "--ways", default="2,4,6,8", show_default=True, help="N of the N-way 1-shot episodes."
+)
+@click.option(
+    "--snrs",
+    default="inf,1000,0.5,0.1",
+    show_default=True,
+    help="SNR levels of the accuracy table (inf = no noise).",
+)
+@click.option(
+    "--dice-snrs",
+    default="inf,1000,0.5",
+    show_default=True,
+    help="SNR levels of the Dice table.",
+)
 @click.option(
     "--dice-boxes",
     type=int,
@@ -64,7 +76,13 @@ def _load_refiner(spec: str):
     show_default=True,
     help="Episodes per cell also scored by template matching (0 = none).",
 )
-@click.option("--baseline-rotations", type=int, default=100, show_default=True)
+@click.option(
+    "--baseline-rotations",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Rotations template matching searches per comparison.",
+)
 @click.option(
     "--support-rotations",
     is_flag=True,
@@ -90,8 +108,16 @@ def _load_refiner(spec: str):
     type=click.Path(dir_okay=False),
     help="Add the rows of another run's episodes.parquet to the accuracy table.",
 )
-@click.option("--heldout-procedural", type=int, default=24, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--heldout-procedural",
+    type=int,
+    default=24,
+    show_default=True,
+    help="Procedural classes held out of training that join the real held-out maps.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the episodes and boxes."
+)
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0 = default).")
 def evaluate(
     checkpoint: str | None,

@@ -42,7 +42,13 @@ __all__ = ["segment"]
     default=None,
     help="CRF parameter JSON (default: the one fitted for the shipped weights).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Boxes per decoder/CRF batch.",
+)
 @click.option("--cpu", is_flag=True, help="Run on the CPU even when a GPU is present.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def segment(

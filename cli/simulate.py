@@ -42,7 +42,7 @@ def simulate() -> None:
 
 @simulate.command("tomograms")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--n-tomograms", type=int, default=3, show_default=True)
+@click.option("--n-tomograms", type=int, default=3, show_default=True, help="Tomograms to write.")
 @click.option(
     "--shape",
     type=(int, int, int),
@@ -55,7 +55,7 @@ def simulate() -> None:
 )
 @click.option("--n-particles", type=int, default=200, show_default=True, help="Per tomogram.")
 @click.option("--snr", default="0.5", show_default=True, help="SNR of particle boxes (inf = none).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Simulation seed.")
 @click.option("--voxel-size", type=float, default=1.0, show_default=True, help="nm per voxel.")
 @click.option("--prefix", default="TS_", show_default=True, help="Tomogram names: PREFIX01, ...")
 @click.option("--labels", is_flag=True, help="Also write <name>_labels.mrc (particle masks).")
@@ -111,7 +111,7 @@ def tomograms(
 @click.option(
     "--snr", default="inf,1000,0.5,0.1", show_default=True, help="Comma-separated SNR levels."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Simulation seed.")
 @click.option("--box", type=int, default=32, show_default=True, help="Box side in voxels.")
 @click.option("--voxel-size", type=float, default=1.0, show_default=True, help="nm per voxel.")
 @click.option("--crowding", is_flag=True, help="Put parts of neighbour molecules in the boxes.")

@@ -19,9 +19,9 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--store",
         "store_path",
         envvar="COSNET_STORE",
-        required=True,
+        default=None,
         type=click.Path(file_okay=False),
-        help="Store directory (default: $COSNET_STORE).",
+        help="Store directory (default: $COSNET_STORE; one of the two is required).",
     )
     @click.option(
         "--db-url",
@@ -32,6 +32,12 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("store_path"):
+            # click's own message ("Missing option '--store'") does not say the variable works
+            raise click.UsageError(
+                "Missing option '--store': give the store directory with --store PATH, or set "
+                "it once for the shell with `export COSNET_STORE=PATH`"
+            )
         return fn(*args, **kwargs)
 
     return wrapper

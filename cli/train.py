@@ -19,7 +19,13 @@ import click
 @click.option(
     "--widths", default="16,32,64", show_default=True, help="Encoder widths of the 3 levels."
 )
-@click.option("--convs-per-level", type=int, default=2, show_default=True)
+@click.option(
+    "--convs-per-level",
+    type=int,
+    default=2,
+    show_default=True,
+    help="3x3x3 convolutions per encoder level.",
+)
 @click.option("--no-decoder", is_flag=True, help="Ablation: no mask decoder (no Dice loss).")
 @click.option("--no-duse", is_flag=True, help="Ablation: no DuSE blocks.")
 @click.option(
@@ -43,8 +49,16 @@ import click
     show_default=True,
     help="Stop (and save) after this wall time; 0 = no limit.",
 )
-@click.option("--checkpoint-every", type=int, default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Save a resumable checkpoint every this many steps.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the weights and episodes."
+)
 @click.option(
     "--device", default="auto", show_default=True, help="auto (CUDA if present), cpu, cuda."
 )

@@ -43,6 +43,24 @@ def test_every_command_has_help_text() -> None:
         assert "Usage:" in result.output
 
 
+def test_every_option_has_help_text() -> None:
+    ctx = click.Context(cli)
+    bare = [
+        f"{' '.join(path)} {param.opts[0]}"
+        for path, command in _all_commands(cli, ctx)
+        for param in command.params
+        if isinstance(param, click.Option) and not (param.help or "").strip()
+    ]
+    assert bare == []
+
+
+def test_missing_store_names_the_environment_variable() -> None:
+    result = CliRunner(env={"COSNET_STORE": None}).invoke(cli, ["stats"])
+    assert result.exit_code == 2
+    assert "--store" in result.output and "COSNET_STORE" in result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("args", [["no-such-command"]])
 def test_unknown_command_fails_cleanly(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -107,6 +108,24 @@ def test_plot_gallery_with_and_without_masks(tmp_path: Path) -> None:
     wide = _assert_png(path)
     small = _assert_png(plot_gallery("ribosome", support, hits[:1], tmp_path / "g1.png"))
     assert wide.shape[1] > small.shape[1], "more hits must give a wider gallery"
+
+
+def test_gallery_captions_of_long_class_names_do_not_overlap() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cosnet_index.report.gallery import gallery_figure
+
+    support, _ = _sphere_box(8, seed=1)
+    long = "true: mitochondrial-membrane-associated-complex_II"
+    hits = [
+        GalleryHit(_sphere_box(7, seed=i)[0], None, 0.9, f"id {1000 + i}\n{long}") for i in range(4)
+    ]
+    fig = gallery_figure("a-rather-long-class-name", support, hits)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes[: len(hits) + 1]]
+    for left, right in itertools.pairwise(titles):
+        assert left.x1 <= right.x0, "neighbouring captions overlap"
 
 
 def test_plot_gallery_rejects_bad_boxes(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ a reconstructed tomogram. A hit's segmentation mask is drawn as a contour at 0.5
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -19,12 +20,30 @@ from matplotlib.figure import Figure
 
 from cosnet_index.errors import InputError
 
-__all__ = ["GalleryHit", "plot_gallery"]
+__all__ = ["GalleryHit", "gallery_figure", "plot_gallery"]
 
 logger = logging.getLogger(__name__)
 
 _PERCENTILES = (1.0, 99.0)
 _MASK_COLOUR = "#ff7f0e"
+_CAPTION_CHARS = 14  # characters per caption line that fit a 1.3-inch column at 7 pt
+_CAPTION_LINES = 3
+
+
+def _fit_caption(text: str) -> str:
+    """``text`` wrapped to the column width (long names broken, then cut with '...').
+
+    Captions wider than their column overlap the neighbours' (a long class name did).
+    """
+    lines = [
+        part
+        for line in str(text).splitlines()
+        for part in (textwrap.wrap(line, _CAPTION_CHARS, break_long_words=True) or [""])
+    ]
+    if len(lines) > _CAPTION_LINES:
+        lines = lines[:_CAPTION_LINES]
+        lines[-1] = lines[-1][: _CAPTION_CHARS - 3] + "..."
+    return "\n".join(lines)
 
 
 class GalleryHit(NamedTuple):
@@ -93,6 +112,22 @@ def plot_gallery(
         InputError: if a box is not 3-D or has non-finite voxels, or a mask's shape differs
             from its box's.
     """
+    fig = gallery_figure(class_name, support_box, hits, support_mask=support_mask)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    logger.info("wrote gallery %s (%d hits)", path, len(hits))
+    return path
+
+
+def gallery_figure(
+    class_name: str,
+    support_box: np.ndarray,
+    hits: Sequence[GalleryHit | tuple[np.ndarray, np.ndarray | None, float, str]],
+    *,
+    support_mask: np.ndarray | None = None,
+) -> Figure:
+    """The gallery of :func:`plot_gallery` as a matplotlib Figure (not written)."""
     support = _check_box("the support box", support_box)
     particles: list[tuple[np.ndarray, np.ndarray | None, str, str]] = [
         (support, support_mask, "support", "black")
@@ -105,7 +140,7 @@ def plot_gallery(
             raise InputError(
                 f"hit {rank}: mask shape {np.shape(mask)} differs from box shape {box.shape}"
             )
-        caption = f"#{rank} p={probability:.2f}\n{label}"
+        caption = f"#{rank} p={probability:.2f}\n{_fit_caption(label)}"
         particles.append((box, mask, caption, colours[None if correct is None else bool(correct)]))
 
     n = len(particles)
@@ -123,9 +158,4 @@ def plot_gallery(
         spine.set_edgecolor("tab:blue")
         spine.set_linewidth(2)
     fig.suptitle(f"{class_name}: support and top {n - 1} hits (mask contour in orange)", fontsize=9)
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    logger.info("wrote gallery %s (%d hits)", path, n - 1)
-    return path
+    return fig
