@@ -138,6 +138,15 @@ def classify(
     show_default=True,
     help=_REDUCE_HELP,
 )
+@click.option(
+    "--pass-prob",
+    type=click.FloatRange(0.0, 1.0),
+    default=DEFAULT_MIN_PROB,
+    show_default=True,
+    help="A hit passes (column 'passes') when classify's open-set rule at this threshold gives "
+    "it the class: probability at least this and no class of the set more probable. `export` "
+    "and `segment` take passing hits only unless --all.",
+)
 @click.option("--cpu", is_flag=True, help="Search on the CPU even when a GPU is present.")
 @click.option(
     "--out",
@@ -154,6 +163,7 @@ def search(
     set_name: str,
     min_prob: float,
     reduce: str,
+    pass_prob: float,
     cpu: bool,
     out_path: str | None,
 ) -> None:
@@ -177,15 +187,24 @@ def search(
             min_prob=min_prob,
             reduce=reduce,  # type: ignore[arg-type]
             gpu=False if cpu else None,
+            pass_prob=pass_prob,
         )
+    n_pass = int(table["passes"].sum())
+    counts = (
+        f"{len(table)} hits for {name!r}: {n_pass} pass (p >= {pass_prob:g} and {name!r} the "
+        f"best class), {len(table) - n_pass} do not; {int(table['is_support'].sum())} support"
+    )
     if out_path:
-        click.echo(f"{len(table)} hits for {name!r} -> {write_table(table, out_path, meta)}")
+        click.echo(f"{counts} -> {write_table(table, out_path, meta)}")
         return
-    click.echo(f"{len(table)} hits for {name!r}")
+    click.echo(counts)
     for row in table.head(20).itertuples():
+        flags = ("" if row.passes else "  (does not pass)") + (
+            "  [support]" if row.is_support else ""
+        )
         click.echo(
             f"  {row.rank:>4}  id {row.subtomogram_id:<8} {row.tomogram} "
-            f"({row.x:g}, {row.y:g}, {row.z:g})  p={row.probability:.4f}"
+            f"({row.x:g}, {row.y:g}, {row.z:g})  p={row.probability:.4f}{flags}"
         )
     if len(table) > 20:
         click.echo("  ... (write them all with --out hits.parquet)")
@@ -323,6 +342,12 @@ def discover(
     help="Only rows with at least this probability.",
 )
 @click.option("--include-unknown", is_flag=True, help="Also write unknown.star.")
+@click.option(
+    "--all",
+    "keep_all",
+    is_flag=True,
+    help="Also write rows that do not pass (a search's non-matches; default: passing only).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 def export(
     fmt: str,
@@ -331,6 +356,7 @@ def export(
     class_names: str | None,
     min_prob: float | None,
     include_unknown: bool,
+    keep_all: bool,
     overwrite: bool,
 ) -> None:
     """Write per-class RELION particle STAR files from a classify or search result.
@@ -346,6 +372,11 @@ def export(
     from cosnet_index.query import export_star, read_table
 
     table, _ = read_table(result_path)
+    if not keep_all and "passes" in table.columns:
+        dropped = int((~table["passes"].astype(bool)).sum())
+        table = table[table["passes"].astype(bool)]
+        if dropped:
+            click.echo(f"left out {dropped} rows that do not pass (--all keeps them)")
     paths = export_star(
         table,
         out_dir,

@@ -50,6 +50,12 @@ __all__ = ["segment"]
     help="Boxes per decoder/CRF batch.",
 )
 @click.option("--cpu", is_flag=True, help="Run on the CPU even when a GPU is present.")
+@click.option(
+    "--all",
+    "keep_all",
+    is_flag=True,
+    help="Also segment hits that do not pass (column 'passes' of search; default: passing only).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def segment(
     store_path: str,
@@ -64,6 +70,7 @@ def segment(
     crf_params: str | None,
     batch_size: int,
     cpu: bool,
+    keep_all: bool,
     overwrite: bool,
 ) -> None:
     """Segment matched hits: decoder probability -> 3D dense CRF -> mask, per hit.
@@ -108,6 +115,12 @@ def segment(
 
             hits, _ = search_store(store, class_name, k=k, set_name=set_name)
             source = f"top {len(hits)} of class {class_name!r}"
+        if not keep_all and "passes" in hits.columns:
+            dropped = int((~hits["passes"].astype(bool)).sum())
+            hits = hits[hits["passes"].astype(bool)].reset_index(drop=True)
+            if dropped:
+                click.echo(f"left out {dropped} hits that do not pass (--all keeps them)")
+                source += f", {len(hits)} passing"
         with tqdm(total=len(hits), unit="hit", disable=None) as bar:
             summary = segment_hits(
                 store,

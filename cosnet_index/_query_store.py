@@ -26,7 +26,7 @@ from cosnet_index._query_scores import (
     match_probability,
 )
 from cosnet_index._query_search import _flat_view, search_class
-from cosnet_index._query_tables import classification_table, hits_table
+from cosnet_index._query_tables import classification_table, hits_table, mark_support
 from cosnet_index.classes import DEFAULT_SET, get_classes, list_classes
 from cosnet_index.errors import ClassError, InputError
 
@@ -137,6 +137,11 @@ def _vectors(store: Any, want: np.ndarray | None) -> tuple[np.ndarray, np.ndarra
     return want, xb[pos]
 
 
+def _set_support(store: Any, set_name: str) -> list[Any]:
+    """Every class of the set made with the store's model (for ``is_support``)."""
+    return [c for c in list_classes(store, set_name) if c.model_hash == store.model_hash]
+
+
 def classify_store(
     store: Any,
     *,
@@ -168,7 +173,9 @@ def classify_store(
     _check_reachable(min_prob, bias)
     names = [c.name for c in support]
     result = classify(xb, [c.vectors for c in support], bias, names, min_prob, reduce, batch)
-    table = classification_table(result, all_ids, locations)
+    table = mark_support(
+        classification_table(result, all_ids, locations), _set_support(store, set_name)
+    )
     meta = _meta(
         store,
         "classify",
@@ -192,12 +199,16 @@ def search_store(
     min_prob: float = 0.0,
     reduce: Reduce = DEFAULT_REDUCE,
     gpu: bool | None = None,
+    pass_prob: float = DEFAULT_MIN_PROB,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The ``k`` subtomograms most probably of class ``name``.
 
     Searches the store's FAISS index (GPU when present) once per shot and merges; ``"mean"``
     rescores growing candidate lists from the shards (exact, see
-    :func:`cosnet_index.query.search_class`).
+    :func:`cosnet_index.query.search_class`). Each hit's ``passes`` says whether classify's
+    open-set rule at ``pass_prob`` gives it this class: probability at least ``pass_prob`` and
+    no class of the set more probable. The top ``k`` always come back; non-matches are marked,
+    not dropped (``min_prob`` drops them).
 
     Raises:
         ClassError: unknown class; StoreError: a class of another model; InputError: bad k.
@@ -226,9 +237,19 @@ def search_store(
         index, support.vectors, bias, k=k, min_prob=min_prob, reduce=reduce, vectors=vectors
     )
     table = hits_table(hits, support.name, store.subtomogram_table(hits.ids))
+    others = _set_support(store, set_name)
+    passes = hits.probability >= pass_prob
+    if len(hits) and len(others) > 1:
+        _, xq = store.load_vectors(hits.ids)
+        scores = class_scores(xq, [c.vectors for c in others], bias, reduce=reduce)
+        own = [c.name for c in others].index(support.name)
+        passes &= scores.argmax(axis=1) == own
+    table["passes"] = np.asarray(passes, dtype=bool)
+    table = mark_support(table, others)
     meta = _meta(
         store,
         "search",
+        pass_prob=float(pass_prob),
         set=set_name,
         classes=[support.name],
         shots={support.name: support.shots},

@@ -11,12 +11,17 @@ x, y, z            float64  particle centre in voxels of that tomogram, as index
 class              string   best class, or ``unknown`` when ``probability < min_prob``
 probability        float32  best class probability through the head
 margin             float32  best minus second-best class probability (= best with 1 class)
+passes             bool     the row is a match: ``class`` is not ``unknown``
+is_support         bool     the particle is one of the set's support shots (a class's own
+                            example, a match by construction)
 p_<class>          float32  probability against each class, one column per class
 =================  =======  ==================================================================
 
 Search table (``cosnet-index search --out hits.parquet``): ``rank`` (int64, 1 = best),
 ``subtomogram_id``, ``tomogram``, ``x``, ``y``, ``z``, ``class`` (the searched class),
-``probability``, ``distance`` (float32 L1 distance to the nearest shot; NaN with ``mean``).
+``probability``, ``distance`` (float32 L1 distance to the nearest shot; NaN with ``mean``),
+``passes`` (bool: classify's open-set rule would give the hit this class: its probability is at
+least the pass threshold and no other class of the set is more probable), ``is_support``.
 
 Both files carry the query's provenance as JSON in the Parquet key-value metadata under
 ``cosnet_index`` (kind, model hash, classes, min_prob, reduce, created).
@@ -42,10 +47,12 @@ from cosnet_index.errors import InputError
 __all__ = [
     "META_KEY",
     "PROB_PREFIX",
+    "SUPPORT_RADIUS_VOXELS",
     "check_same_model",
     "classification_table",
     "export_star",
     "hits_table",
+    "mark_support",
     "read_table",
     "write_table",
 ]
@@ -76,6 +83,34 @@ def _locations(ids: np.ndarray, locations: pd.DataFrame | None) -> pd.DataFrame:
     return out.astype({c: "float64" for c in "xyz"})
 
 
+SUPPORT_RADIUS_VOXELS = 0.5
+"""A support shot given as a position (``classes add --at``) marks the particles stored within
+this many voxels of it on every axis (the rule by which ``--at`` reuses a stored vector)."""
+
+
+def mark_support(df: pd.DataFrame, support: Sequence[Any]) -> pd.DataFrame:
+    """``df`` with a boolean ``is_support`` column: the row is a support shot of ``support``.
+
+    Args:
+        df: a result table with ``subtomogram_id, tomogram, x, y, z``.
+        support: :class:`~cosnet_index.classes.SupportClass` es (their ``subtomogram_ids`` and
+            ``positions``).
+    """
+    ids = {i for c in support for i in c.subtomogram_ids}
+    flags = df["subtomogram_id"].isin(list(ids)).to_numpy(dtype=bool)
+    for c in support:
+        for tomogram, *xyz in c.positions:
+            same = (df["tomogram"] == tomogram).to_numpy(dtype=bool)
+            near = (
+                np.abs(df[["x", "y", "z"]].to_numpy(np.float64) - np.asarray(xyz))
+                <= SUPPORT_RADIUS_VOXELS
+            ).all(axis=1)
+            flags |= same & near
+    df = df.copy()
+    df["is_support"] = flags
+    return df
+
+
 def classification_table(
     result: Classification, ids: np.ndarray, locations: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -88,6 +123,8 @@ def classification_table(
     df["class"] = pd.Series(result.labels, dtype="string")
     df["probability"] = result.probability.astype(np.float32)
     df["margin"] = result.margin.astype(np.float32)
+    df["passes"] = result.best >= 0
+    df["is_support"] = False  # the store's queries mark them (mark_support)
     for j, name in enumerate(result.class_names):
         df[PROB_PREFIX + name] = result.scores[:, j].astype(np.float32)
     return df
@@ -102,6 +139,8 @@ def hits_table(hits: Hits, class_name: str, locations: pd.DataFrame | None = Non
     df["class"] = pd.Series([class_name] * len(hits), dtype="string")
     df["probability"] = hits.probability.astype(np.float32)
     df["distance"] = hits.distance.astype(np.float32)
+    df["passes"] = True  # the store's search applies the open-set rule
+    df["is_support"] = False
     return df
 
 

@@ -58,6 +58,9 @@ class SupportClass:
         sources: one description per shot (``subtomogram 12``, ``mrc a.mrc``, ``TS_01 10 20 30``).
         description: free text given at ``add``.
         created_at: UTC time of creation.
+        subtomogram_ids: ids of the stored subtomograms among the shots.
+        positions: ``(tomogram, x, y, z)`` of shots embedded at a position the store did not
+            hold when the class was made (it may hold it since).
     """
 
     name: str
@@ -67,6 +70,8 @@ class SupportClass:
     sources: tuple[str, ...]
     description: str
     created_at: dt.datetime
+    subtomogram_ids: tuple[int, ...] = ()
+    positions: tuple[tuple[str, float, float, float], ...] = ()
 
     @property
     def shots(self) -> int:
@@ -111,6 +116,14 @@ def _to_class(record: ClassRecord, set_name: str, model_hash: str) -> SupportCla
         sources=tuple(_source(v) for v in record.vectors),
         description=record.description,
         created_at=record.created_at,
+        subtomogram_ids=tuple(
+            int(v.subtomogram_id) for v in record.vectors if v.subtomogram_id is not None
+        ),
+        positions=tuple(
+            (str(v.tomogram), float(v.x), float(v.y), float(v.z))
+            for v in record.vectors
+            if v.subtomogram_id is None and v.tomogram is not None and v.x is not None
+        ),
     )
 
 

@@ -37,6 +37,7 @@ from cosnet_index._query_tables import (
     classification_table,
     export_star,
     hits_table,
+    mark_support,
     read_table,
     write_table,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "export_star",
     "hits_table",
     "l1_distances",
+    "mark_support",
     "match_distance",
     "match_probability",
     "read_table",

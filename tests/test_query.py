@@ -187,7 +187,7 @@ def test_tables_round_trip_and_star_export(tmp_path):
     df = classification_table(result, ids, locations)
     assert list(df.columns) == [
         "subtomogram_id", "tomogram", "x", "y", "z", "class", "probability", "margin",
-        "p_ribo", "p_prot",
+        "passes", "is_support", "p_ribo", "p_prot",
     ]  # fmt: skip
     np.testing.assert_array_equal(df["x"], ids)
     path = write_table(df, tmp_path / "r.parquet", {"kind": "classify", "min_prob": 0.5})

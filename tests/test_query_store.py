@@ -196,3 +196,69 @@ def test_cli_defaults_are_the_librarys():
 
     assert cli_query.DEFAULT_MIN_PROB == DEFAULT_MIN_PROB
     assert cli_query.DEFAULT_REDUCE == DEFAULT_REDUCE
+
+
+def test_search_marks_what_matched_and_the_support_and_export_segment_take_passing(toy, tmp_path):
+    """Issue 19: `search -k 30` on 16 balls returned 30 rows all labelled ball; export and
+    segment used them all. Now hits say whether they pass and which is the support particle."""
+    path = fresh_store_path(toy, tmp_path)
+    with Store.open(path) as s:
+        ids = ids_by_label(s, toy.truth)
+        for label in ("ball", "cube", "rod"):
+            add_class(s, label, subtomogram_ids=[int(ids[label][0])])
+        hits, meta = search_store(s, "ball", k=30)
+        classified, _ = classify_store(s)
+    balls = set(ids["ball"].tolist())
+    assert len(hits) == 30 and meta["pass_prob"] == pytest.approx(0.86)
+    passing = hits[hits["passes"]]
+    assert 0 < len(passing) <= len(balls) < len(hits)
+    assert passing["subtomogram_id"].isin(balls).all()
+    assert not hits.loc[~hits["passes"], "subtomogram_id"].isin(balls).all()
+    assert hits["is_support"].sum() == 1
+    assert hits.loc[hits["is_support"], "subtomogram_id"].item() == ids["ball"][0]
+    assert classified["is_support"].sum() == 3
+    assert (classified["passes"] == (classified["class"] != UNKNOWN)).all()
+
+    from cosnet_index.query import write_table
+
+    write_table(hits, tmp_path / "hits.parquet", meta)
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, [*args], env={"COSNET_STORE": str(path)})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("export", "--result", str(tmp_path / "hits.parquet"), "--out", str(tmp_path / "star"))
+    assert len(starfile.read(tmp_path / "star" / "ball.star")) == len(passing)
+    run("export", "--result", str(tmp_path / "hits.parquet"), "--out", str(tmp_path / "all"),
+        "--all")  # fmt: skip
+    assert len(starfile.read(tmp_path / "all" / "ball.star")) == 30
+    out = run("segment", "--hits", str(tmp_path / "hits.parquet"), "--out", str(tmp_path / "seg"),
+              "--no-crf")  # fmt: skip
+    assert "do not pass" in out
+    segments = pd.read_parquet(tmp_path / "seg" / "segments.parquet")
+    assert sorted(segments["subtomogram_id"]) == sorted(passing["subtomogram_id"])
+
+
+def test_report_galleries_and_accuracy_leave_out_the_support(toy, tmp_path, monkeypatch):
+    from cosnet_index.report import from_store
+
+    path = fresh_store_path(toy, tmp_path)
+    seen = {}
+
+    def capture(out_dir, result, **kwargs):  # type: ignore[no-untyped-def]
+        seen["result"], seen["galleries"] = result, kwargs["galleries"]
+        return tmp_path / "report.md"
+
+    monkeypatch.setattr(from_store, "write_report", capture)
+    with Store.open(path) as s:
+        ids = ids_by_label(s, toy.truth)
+        add_class(s, "ball", subtomogram_ids=[int(ids["ball"][0])])
+        table, meta = classify_store(s)
+        table = table.drop(columns="is_support")  # a table written before the column existed
+        from_store.report_from_store(s, table, tmp_path, meta=meta, top_k=20, masks=False)
+    (gallery,) = seen["galleries"]
+    labels = [hit.label for hit in gallery.hits]
+    assert labels and f"id {ids['ball'][0]}" not in labels
+    assert seen["result"]["is_support"].sum() == 1

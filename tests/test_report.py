@@ -241,3 +241,17 @@ def test_report_boxes_keep_the_contrast_they_were_indexed_with(tmp_path) -> None
     np.testing.assert_array_equal(boxes[~flags], plain[~flags])
     np.testing.assert_array_equal(boxes[flags], -plain[flags])
     assert np.abs(plain[flags]).sum() > 0
+
+
+def test_accuracy_leaves_out_the_support_particles(tmp_path: Path) -> None:
+    """Issue 19: 0.600 = 108/180 counted the 9 supports; the honest figure left them out."""
+    result, truth = _tables(seed=5)
+    result = result.copy()
+    result["is_support"] = False
+    correct = result.index[(result["class"] == truth.loc[result.index, "class"]).to_numpy()]
+    result.loc[correct[:4], "is_support"] = True  # 4 supports, classified right by construction
+    text = write_report(tmp_path, result, classes=CLASSES, truth=truth).read_text()
+    honest = result[~result["is_support"]]
+    summary = summarize_classification(truth.loc[honest.index, "class"], honest["class"], CLASSES)
+    assert f"({summary.n_correct}/{summary.n_known};" in text
+    assert "4 support particle(s)" in text and "left out" in text

@@ -127,7 +127,8 @@ def report_from_store(
         out_dir: the report folder.
         meta: the result's provenance (classes, min_prob, set).
         truth: a truth table for accuracy and the confusion matrix.
-        top_k: hits per gallery: the most probable subtomograms predicted as the class.
+        top_k: hits per gallery: the most probable subtomograms predicted as the class (the
+            support particles are left out of the galleries and of the accuracy).
         gallery_classes: classes to draw (default: all of the result's classes).
         masks: outline the hits with the model's decoder (+ ``crf``).
 
@@ -143,10 +144,15 @@ def report_from_store(
     model = store.model()
     box = int(model.config.box)
     voxel_a = float(model.config.voxel_size_nm) * 10.0
-    support = {c.name: c for c in get_classes(store, set_name=meta.get("set") or "default")}
+    support_classes = get_classes(store, set_name=meta.get("set") or "default")
+    support = {c.name: c for c in support_classes}
+    if "is_support" not in result.columns:  # a table from before the column: mark them here
+        from cosnet_index.query import mark_support
+
+        result = mark_support(result, support_classes)
     galleries = []
     for name in gallery_classes or classes:
-        members = result[result["class"].astype(str) == name]
+        members = result[(result["class"].astype(str) == name) & ~result["is_support"].astype(bool)]
         members = members.sort_values("probability", ascending=False).head(top_k)
         if name not in support or members.empty:
             logger.info("no gallery for %s (no support class in the store or no member)", name)

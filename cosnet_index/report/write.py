@@ -242,7 +242,8 @@ def write_report(
         out_dir: the report folder (created).
         result: one row per classified particle with ``class_column`` (a support class or
             ``unknown``) and, to match a truth table, ``tomogram``, ``x``, ``y``, ``z``; a
-            ``true_class`` column, if present, is used as the truth directly.
+            ``true_class`` column, if present, is used as the truth directly; rows whose
+            ``is_support`` is true (the support particles) are left out of the accuracy.
         classes: the support classes in display order (default: the predicted names).
         truth: a truth table (``tomogram, x, y, z, <truth_class_column>``) matched to the result
             by nearest coordinate; adds accuracy, per-class recall and the confusion matrix.
@@ -276,12 +277,22 @@ def write_report(
     lines += _summary_section(result, class_column, classes, min_prob)
 
     true_classes = _true_classes(result, truth, truth_class_column)
+    support = (
+        result["is_support"].fillna(False).astype(bool).to_numpy()
+        if "is_support" in result.columns
+        else np.zeros(len(result), bool)
+    )
+    if support.any():
+        lines.append(
+            f"- {int(support.sum())} support particle(s) (the classes' own examples, matches by "
+            "construction) are left out of the accuracy, the confusion matrix and the galleries"
+        )
     if true_classes is not None:
-        matched = true_classes.notna().to_numpy()
+        matched = true_classes.notna().to_numpy() & ~support
         truth_labels = true_classes[matched].astype(str).tolist()
         pred_labels = pred[matched].tolist()
         summary = summarize_classification(truth_labels, pred_labels, classes)
-        lines += _truth_section(summary, int((~matched).sum()))
+        lines += _truth_section(summary, int((true_classes.isna().to_numpy() & ~support).sum()))
         lines += _confusion_section(out_dir, truth_labels, pred_labels, classes)
     if segmentation is not None and len(segmentation):
         lines += _segmentation_section(segmentation, class_column)
