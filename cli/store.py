@@ -176,6 +176,13 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
     help="Boxes crossing the volume edge: skip them, or pad with the box's mean.",
 )
 @click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
+@click.option(
+    "--commit-every",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Boxes of a tomogram per committed part: Ctrl-C loses at most one part.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def index(
     store_path: str,
@@ -187,13 +194,16 @@ def index(
     invert_contrast: bool,
     edge: str,
     device: str | None,
+    commit_every: int,
     no_progress: bool,
 ) -> None:
     """Embed every subtomogram listed in --coords from the TOMOGRAMS (MRC) into the store.
 
     Tomograms are matched to coordinate rows by name (rlnTomoName, rlnMicrographName or a
-    'tomogram' column; the MRC file's stem). Each tomogram is committed atomically; running the
-    same command again skips what is done.
+    'tomogram' column; the MRC file's stem); rows naming other tomograms are skipped. Work is
+    committed in parts of --commit-every boxes; a particle is known by its tomogram and
+    position (0.01 voxel), so running the command again (after Ctrl-C, or with more picks)
+    embeds only what the store does not hold and never stores a particle twice.
 
     Examples:
 
@@ -202,19 +212,25 @@ def index(
         cosnet-index index --store ./store TS_01.mrc --coords picks.csv --voxel-size 10
     """
     from cosnet_index.store import Store, index_tomograms
+    from cosnet_index.store.indexer import IndexInterrupted
 
     with Store.open(store_path, db_url=db_url) as store:
-        summary = index_tomograms(
-            store,
-            list(tomograms),
-            coords,
-            voxel_size_angstrom=voxel_size,
-            batch_size=batch_size,
-            invert_contrast=invert_contrast,
-            edge=edge,
-            progress=not no_progress,
-            device=device,
-        )
+        try:
+            summary = index_tomograms(
+                store,
+                list(tomograms),
+                coords,
+                voxel_size_angstrom=voxel_size,
+                batch_size=batch_size,
+                invert_contrast=invert_contrast,
+                edge=edge,
+                progress=not no_progress,
+                device=device,
+                commit_every=commit_every,
+            )
+        except IndexInterrupted as exc:
+            click.echo(str(exc), err=True)
+            raise SystemExit(130) from None
     for line in summary.lines():
         click.echo(line)
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "POSITION_DECIMALS",
     "RESAMPLE_TOLERANCE",
     "angstrom_to_voxels",
     "box_bounds",
     "centre_voxels",
+    "position_keys",
     "resampled_box_size",
     "round_half_up",
     "table_to_voxels",
@@ -110,6 +112,24 @@ def table_to_voxels(
     )
     position_angstrom = (xyz - shift_px) * pixel - shift_a
     return angstrom_to_voxels(position_angstrom, voxel_size_angstrom)
+
+
+POSITION_DECIMALS = 2
+"""A particle's identity in a store is its tomogram, model and position rounded to this many
+decimals of a voxel (0.01 voxel): far below any picking precision, far above float noise of
+coordinates that went through angstrom and back (``index`` never stores one position twice)."""
+
+
+def position_keys(xyz_voxels: np.ndarray) -> np.ndarray:
+    """``(n,)`` hashable keys of positions rounded to ``POSITION_DECIMALS`` (a structured view).
+
+    Two coordinates get the same key when each axis rounds to the same multiple of 0.01 voxel.
+    """
+    scaled = np.rint(
+        np.asarray(xyz_voxels, dtype=np.float64).reshape(-1, 3) * 10**POSITION_DECIMALS
+    )
+    keys = np.ascontiguousarray(scaled.astype(np.int64))
+    return keys.view([("x", np.int64), ("y", np.int64), ("z", np.int64)]).reshape(-1)
 
 
 def round_half_up(values: np.ndarray) -> np.ndarray:

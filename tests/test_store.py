@@ -360,3 +360,74 @@ def test_one_tomogram_from_a_project_wide_star_file(store, collection) -> None:
 
     shard = pq.read_table(store.path / store.subtomogram_table()["shard"].iloc[0]).to_pandas()
     assert shard["coordinate_row"].min() >= 8
+
+
+def _picks(n: int, seed: int = 3) -> pd.DataFrame:
+    """``n`` distinct positions well inside TS_01 (x, y on a grid, z in the middle)."""
+    grid = np.array([(x, y) for x in range(18, 55, 3) for y in range(18, 47, 3)], dtype=float)
+    rng = np.random.default_rng(seed)
+    xy = grid[rng.permutation(len(grid))[:n]] + 0.25
+    return pd.DataFrame({"tomogram": "TS_01", "x": xy[:, 0], "y": xy[:, 1], "z": 20.0})
+
+
+def test_rerun_with_more_picks_adds_only_the_new_ones(store, collection, tmp_path) -> None:
+    """Issue 19: index 30 picks, then all 90: it said 'already indexed' and kept 30."""
+    picks = _picks(90)
+    first, everything = tmp_path / "first.csv", tmp_path / "all.csv"
+    picks.iloc[:30].to_csv(first, index=False)
+    picks.sample(frac=1.0, random_state=0).to_csv(everything, index=False)  # another order
+    tomogram = collection["tomograms"][:1]
+    assert index_tomograms(store, tomogram, first, progress=False).subtomograms_indexed == 30
+    summary = index_tomograms(store, tomogram, everything, progress=False)
+    assert summary.subtomograms_indexed == 60
+    assert summary.subtomograms_stored_already == 30
+    assert any("30 coordinates already stored" in line for line in summary.lines())
+    stored = store.subtomogram_table()
+    assert len(stored) == 90 and not stored[["x", "y", "z"]].round(2).duplicated().any()
+    assert check_store(store).ok
+    again = index_tomograms(store, tomogram, everything, progress=False)
+    assert again.subtomograms_indexed == 0 and "TS_01" in again.tomograms_skipped
+    assert len(store.subtomogram_table()) == 90
+
+
+def test_interrupt_keeps_committed_parts_and_rerun_completes(store, collection, tmp_path):
+    """Issue 19: Ctrl-C lost whole tomograms; now at most one part, and a re-run resumes."""
+    from cosnet_index.store.indexer import IndexInterrupted
+
+    picks = _picks(40)
+    coords = tmp_path / "picks.csv"
+    picks.to_csv(coords, index=False)
+    tomogram = collection["tomograms"][:1]
+    model = store.model()
+    embed, calls = model.embed, []
+
+    def interrupted_embed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return embed(*args, **kwargs)
+
+    model.embed = interrupted_embed
+    try:
+        with pytest.raises(IndexInterrupted) as info:
+            index_tomograms(store, tomogram, coords, batch_size=4, commit_every=8, progress=False)
+    finally:
+        model.embed = embed
+    assert info.value.committed == 16 and info.value.parts == 2
+    assert "run the same command again" in str(info.value)
+    assert check_store(store).ok
+    assert len(store.subtomogram_table()) == 16
+    summary = index_tomograms(store, tomogram, coords, batch_size=4, progress=False)
+    assert summary.subtomograms_indexed == 24 and summary.subtomograms_stored_already == 16
+    assert check_store(store).ok
+    stored = store.subtomogram_table()
+    assert len(stored) == 40 and stored["id"].is_unique
+    # the resumed store holds the same vectors as an uninterrupted run would
+    _, xb = store.load_vectors(stored["id"].to_numpy())
+    from cosnet_index.io import extract_boxes, open_tomogram
+
+    with open_tomogram(tomogram[0]) as opened:
+        boxes, _ = extract_boxes(opened.data, stored[["x", "y", "z"]].to_numpy(), 32)
+    import torch
+
+    np.testing.assert_allclose(xb, embed(torch.from_numpy(boxes)).numpy(), rtol=1e-4, atol=1e-6)

@@ -12,6 +12,7 @@ from cosnet_index.io.boxes import (
 from cosnet_index.io.coordinates import (
     ParsedCoordinates,
     TomogramGeometry,
+    coordinate_conventions,
     parse_coordinates,
     read_coordinates,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "TomogramGeometry",
     "TomogramInfo",
     "check_finite",
+    "coordinate_conventions",
     "extract_boxes",
     "fourier_resample",
     "open_tomogram",

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,13 @@ from cosnet_index.io.mrc import tomogram_name
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ParsedCoordinates", "TomogramGeometry", "parse_coordinates", "read_coordinates"]
+__all__ = [
+    "ParsedCoordinates",
+    "TomogramGeometry",
+    "coordinate_conventions",
+    "parse_coordinates",
+    "read_coordinates",
+]
 
 _NAME_COLUMNS = ("tomogram", "rlnTomoName", "tomo_name", "tomo", "rlnMicrographName", "name")
 _PLAIN_XYZ = (("x", "y", "z"), ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"))
@@ -58,6 +64,7 @@ class ParsedCoordinates:
             tomogram's own (RELION 4 tilt-series pixels), or None.
         centred_angstrom: coordinates are angstrom from the tomogram centre (RELION 5).
         source: the file, for messages.
+        optics: the STAR file's ``data_optics`` rows as read (RELION 3.1/4/5), or None.
     """
 
     table: pd.DataFrame
@@ -66,6 +73,7 @@ class ParsedCoordinates:
     coordinate_pixel_size_angstrom: np.ndarray | None
     centred_angstrom: bool
     source: str
+    optics: tuple[dict[str, Any], ...] | None = None
 
     @property
     def needs_geometry(self) -> bool:
@@ -238,7 +246,44 @@ def parse_coordinates(path: str | os.PathLike[str]) -> ParsedCoordinates:
         coordinate_pixel_size_angstrom=pixel_size,
         centred_angstrom=centred is not None,
         source=source,
+        optics=None if optics is None else tuple(_plain(r) for r in optics.to_dict("records")),
     )
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A STAR row with NumPy scalars turned into Python ones (JSON-serialisable)."""
+    return {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+def coordinate_conventions(parsed: ParsedCoordinates) -> dict[str, dict[str, Any]]:
+    """How each named tomogram's coordinates came in, for ``export`` to write them back.
+
+    Returns:
+        name -> ``{"convention": "relion4" | "relion5" | "voxels", "pixel_size_angstrom":
+        RELION 4 tilt-series pixel size or None, "optics": the optics rows of its particles or
+        None}`` (see :data:`cosnet_index.geometry.COORDINATE_CONVENTIONS`). Rows without a
+        tomogram name are not included.
+    """
+    table = parsed.table
+    out: dict[str, dict[str, Any]] = {}
+    groups = table["tomogram"].dropna()
+    for name, rows in groups.groupby(groups, sort=False).indices.items():
+        rows = groups.index.to_numpy()[rows]
+        convention, pixel, optics = "voxels", None, None
+        if parsed.centred_angstrom:
+            convention = "relion5"
+        elif parsed.coordinate_pixel_size_angstrom is not None:
+            convention = "relion4"
+            pixel = float(parsed.coordinate_pixel_size_angstrom[rows[0]])
+        if parsed.optics is not None and convention != "voxels":
+            groups_used = (
+                set(table["rlnOpticsGroup"].iloc[rows]) if "rlnOpticsGroup" in table else set()
+            )
+            optics = [r for r in parsed.optics if r.get("rlnOpticsGroup") in groups_used] or list(
+                parsed.optics
+            )
+        out[str(name)] = {"convention": convention, "pixel_size_angstrom": pixel, "optics": optics}
+    return out
 
 
 def _select_rows(parsed: ParsedCoordinates, keep: np.ndarray) -> ParsedCoordinates:

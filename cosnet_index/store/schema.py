@@ -69,6 +69,10 @@ def _run(engine: Engine, fn, revision: str) -> None:  # type: ignore[no-untyped-
             f"cannot migrate the catalog to revision {revision!r} ({exc}); give 'head', 'base', "
             "a relative step such as -1, or a revision listed by `cosnet-index db current`"
         ) from None
+    finally:
+        # a migration may switch SQLite's foreign-key enforcement off on its connection
+        # (0003's table copies): new connections switch it on again
+        engine.dispose()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

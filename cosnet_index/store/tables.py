@@ -2,7 +2,8 @@
 
 ``subtomograms.id`` is the FAISS id of the subtomogram's vector. A row of ``shards`` exists only
 once its Parquet file is complete and renamed into place, and is committed in the same transaction
-as its subtomogram rows: a shard row is the "tomogram done for this model" marker.
+as its subtomogram rows. A particle is identified by its tomogram, model and position (rounded to
+``POSITION_DECIMALS`` decimals of a voxel): a re-run embeds only positions not stored yet.
 """
 
 from __future__ import annotations
@@ -63,13 +64,22 @@ class TomogramRecord(Base):
     voxel_size_angstrom: Mapped[float] = mapped_column(Float)
     header_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    # how the coordinates came in (``geometry.COORDINATE_CONVENTIONS``), for ``export``;
+    # None: indexed before revision 0003 (exported as plain voxels)
+    coordinate_convention: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    coordinate_pixel_size_angstrom: Mapped[float | None] = mapped_column(Float, nullable=True)
+    coordinate_optics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class ShardRecord(Base):
-    """One Parquet embedding shard: the vectors of one tomogram by one model."""
+    """One Parquet embedding shard: one part of the vectors of a tomogram by a model.
+
+    A tomogram has one part per bounded chunk committed by ``index`` (revision 0003; one per
+    tomogram before), and more when new picks are added later.
+    """
 
     __tablename__ = "shards"
-    __table_args__ = (UniqueConstraint("tomogram_id", "model_id", name="uq_shards_tomogram_model"),)
+    __table_args__ = (Index("ix_shards_tomogram_model", "tomogram_id", "model_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tomogram_id: Mapped[int] = mapped_column(ForeignKey("tomograms.id"))
