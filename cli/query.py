@@ -348,6 +348,13 @@ def discover(
     is_flag=True,
     help="Also write rows that do not pass (a search's non-matches; default: passing only).",
 )
+@click.option(
+    "--convention",
+    type=click.Choice(["relion4", "relion5", "voxels"]),
+    default=None,
+    help="Coordinates to write: relion4 (tilt-series pixels + optics block), relion5 (centred "
+    "angstrom) or voxels (default: the convention the particles were indexed from).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 def export(
     fmt: str,
@@ -357,11 +364,15 @@ def export(
     min_prob: float | None,
     include_unknown: bool,
     keep_all: bool,
+    convention: str | None,
     overwrite: bool,
 ) -> None:
     """Write per-class RELION particle STAR files from a classify or search result.
 
-    Columns: rlnTomoName, rlnCoordinateX/Y/Z (voxels), rlnClassNumber, rlnAutopickFigureOfMerit.
+    Positions are written the way the particles came in (recorded at `index`): RELION 4
+    rlnCoordinateX/Y/Z in tilt-series pixels with the optics block, RELION 5
+    rlnCenteredCoordinateX/Y/ZAngst, or rlnCoordinateX/Y/Z in tomogram voxels (CSV, Parquet,
+    RELION 3, Warp); --convention chooses. Then rlnClassNumber and rlnAutopickFigureOfMerit.
 
     Examples:
 
@@ -371,7 +382,7 @@ def export(
     """
     from cosnet_index.query import export_star, read_table
 
-    table, _ = read_table(result_path)
+    table, meta = read_table(result_path)
     if not keep_all and "passes" in table.columns:
         dropped = int((~table["passes"].astype(bool)).sum())
         table = table[table["passes"].astype(bool)]
@@ -384,6 +395,8 @@ def export(
         min_prob=min_prob,
         include_unknown=include_unknown,
         overwrite=overwrite,
+        geometry=meta.get("tomogram_geometry"),
+        convention=convention,
     )
     for path in paths:
         click.echo(f"wrote {path}")

@@ -179,6 +179,7 @@ def classify_store(
     meta = _meta(
         store,
         "classify",
+        tomogram_geometry=store.tomogram_geometry(pd.unique(table["tomogram"].astype(str))),
         set=set_name,
         classes=names,
         shots={c.name: c.shots for c in support},
@@ -249,6 +250,7 @@ def search_store(
     meta = _meta(
         store,
         "search",
+        tomogram_geometry=store.tomogram_geometry(pd.unique(table["tomogram"].astype(str))),
         pass_prob=float(pass_prob),
         set=set_name,
         classes=[support.name],

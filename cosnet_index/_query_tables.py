@@ -202,6 +202,73 @@ def check_same_model(meta: Mapping[str, Any], model_hash: str, what: str = "the 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
+def _file_convention(
+    tomograms: Sequence[str], geometry: Mapping[str, Mapping[str, Any]] | None, asked: str | None
+) -> str:
+    """The one convention of an exported file: ``asked``, else the one the tomograms came in."""
+    from cosnet_index.geometry import COORDINATE_CONVENTIONS
+
+    if asked is not None:
+        if asked not in COORDINATE_CONVENTIONS:
+            raise InputError(
+                f"--convention must be one of {', '.join(COORDINATE_CONVENTIONS)}, got {asked!r}"
+            )
+        convention = asked
+    else:
+        recorded = {
+            str((geometry or {}).get(name, {}).get("convention") or "voxels") for name in tomograms
+        }
+        if len(recorded) > 1:
+            raise InputError(
+                f"the result's tomograms came in different coordinate conventions "
+                f"({', '.join(sorted(recorded))}); one STAR file holds one: choose it with "
+                "--convention relion4|relion5|voxels"
+            )
+        convention = recorded.pop() if recorded else "voxels"
+    if convention != "voxels":
+        missing = [n for n in tomograms if n not in (geometry or {})]
+        if missing:
+            raise InputError(
+                f"the result has no geometry for tomograms {missing[:3]} (a table written "
+                f"before cosnet-index recorded it), which {convention} coordinates need; "
+                "classify or search again, or export with --convention voxels"
+            )
+    return convention
+
+
+def _optics_groups(
+    tomograms: Sequence[str], geometry: Mapping[str, Mapping[str, Any]], convention: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The optics block (the rows the particles came with, renumbered where two files clash)
+    and each tomogram's optics group."""
+    rows: list[dict[str, Any]] = []
+    group_of: dict[str, int] = {}
+    for name in tomograms:
+        info = geometry[name]
+        pixel = info.get("pixel_size_angstrom") or info["voxel_size_angstrom"]
+        recorded = [dict(r) for r in info.get("optics") or []]
+        if convention == "relion4":
+            same = [r for r in recorded if r.get("rlnTomoTiltSeriesPixelSize") == pixel]
+            row = same[0] if same else {"rlnTomoTiltSeriesPixelSize": float(pixel)}
+        else:
+            row = recorded[0] if recorded else {}
+        content = {k: v for k, v in row.items() if k != "rlnOpticsGroup"}
+        match = next((r for r in rows if {k: v for k, v in r.items() if k != "rlnOpticsGroup"}
+                      == content), None)  # fmt: skip
+        if match is None:
+            taken = {int(r["rlnOpticsGroup"]) for r in rows}
+            number = int(row.get("rlnOpticsGroup") or 1)
+            if number in taken:
+                number = max(taken) + 1
+            match = {"rlnOpticsGroup": number, **content}
+            match.setdefault("rlnOpticsGroupName", f"opticsGroup{number}")
+            rows.append(match)
+        group_of[name] = int(match["rlnOpticsGroup"])
+    optics = pd.DataFrame(rows)
+    front = ["rlnOpticsGroup", "rlnOpticsGroupName"]
+    return optics[front + [c for c in optics.columns if c not in front]], group_of
+
+
 def export_star(
     result: pd.DataFrame,
     out_dir: str | Path,
@@ -209,13 +276,25 @@ def export_star(
     min_prob: float | None = None,
     include_unknown: bool = False,
     overwrite: bool = False,
+    *,
+    geometry: Mapping[str, Mapping[str, Any]] | None = None,
+    convention: str | None = None,
 ) -> list[Path]:
     """One RELION particle STAR file per class from a classify or search table.
 
-    Each file ``<out_dir>/<class>.star`` has a ``particles`` block with ``rlnTomoName``,
-    ``rlnCoordinateX/Y/Z`` (voxels of the named tomogram, RELION 4 / Warp convention),
-    ``rlnClassNumber`` (1-based, in the order of ``classes`` or of first appearance) and
-    ``rlnAutopickFigureOfMerit`` (the class probability).
+    Each file ``<out_dir>/<class>.star`` writes the positions in the convention the particles
+    came in (``geometry``, recorded at ``index``) or the one asked for (``convention``):
+
+    - ``voxels``: ``rlnTomoName``, ``rlnCoordinateX/Y/Z`` in voxels of the named tomogram
+      (RELION 3 / Warp; what CSV and Parquet picks give);
+    - ``relion4``: a ``data_optics`` block (the one the particles came with, or one with
+      ``rlnTomoTiltSeriesPixelSize``) and ``rlnCoordinateX/Y/Z`` in tilt-series pixels,
+      ``rlnOpticsGroup``;
+    - ``relion5``: ``rlnCenteredCoordinateX/Y/ZAngst``, angstrom from the tomogram centre;
+
+    then ``rlnClassNumber`` (1-based, in the order of ``classes`` or of first appearance) and
+    ``rlnAutopickFigureOfMerit`` (the class probability). Indexing the file again gives the same
+    positions (tested to 0.01 voxel).
 
     Args:
         result: a table with columns tomogram, x, y, z, class, probability.
@@ -224,14 +303,22 @@ def export_star(
         min_prob: only rows with at least this probability.
         include_unknown: also write ``unknown.star``.
         overwrite: replace existing files (default: refuse).
+        geometry: tomogram name -> ``{"convention", "pixel_size_angstrom", "optics",
+            "voxel_size_angstrom", "shape_zyx"}`` (the result's metadata ``tomogram_geometry``, from
+            :meth:`~cosnet_index.store.Store.tomogram_geometry`); None: plain voxels.
+        convention: ``relion4``, ``relion5`` or ``voxels`` instead of the recorded one.
 
     Returns:
         The written paths.
 
     Raises:
-        InputError: missing columns, no location, or an existing file without ``overwrite``.
+        InputError: missing columns, no location, tomograms of several conventions without
+            ``convention``, a convention the geometry cannot give, or an existing file without
+            ``overwrite``.
     """
     import starfile
+
+    from cosnet_index.geometry import voxels_to_table
 
     need = {"tomogram", "x", "y", "z", "class", "probability"}
     if not need <= set(result.columns):
@@ -241,28 +328,53 @@ def export_star(
         )
     if result["tomogram"].isna().any():
         raise InputError("some rows have no tomogram name; classify through a store to get them")
+    tomograms = [str(t) for t in pd.unique(result["tomogram"].astype(str))]
+    kind = _file_convention(tomograms, geometry, convention)
+    optics, group_of = (None, {})
+    if kind != "voxels":
+        assert geometry is not None
+        optics, group_of = _optics_groups(tomograms, geometry, kind)
     df = result if min_prob is None else result[result["probability"] >= min_prob]
     names = list(classes) if classes is not None else list(pd.unique(result["class"].astype(str)))
     if not include_unknown:
         names = [c for c in names if c != UNKNOWN]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    columns = {
+        "voxels": ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"),
+        "relion4": ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"),
+        "relion5": (
+            "rlnCenteredCoordinateXAngst",
+            "rlnCenteredCoordinateYAngst",
+            "rlnCenteredCoordinateZAngst",
+        ),
+    }[kind]
     paths = []
     for number, name in enumerate(names, start=1):
         rows = df[df["class"] == name]
         path = out_dir / f"{_SAFE.sub('_', name)}.star"
         if path.exists() and not overwrite:
             raise InputError(f"{path} exists; pass --overwrite or choose another --out folder")
-        block = pd.DataFrame(
-            {
-                "rlnTomoName": rows["tomogram"].astype(str).to_numpy(),
-                "rlnCoordinateX": rows["x"].to_numpy(np.float64),
-                "rlnCoordinateY": rows["y"].to_numpy(np.float64),
-                "rlnCoordinateZ": rows["z"].to_numpy(np.float64),
-                "rlnClassNumber": np.full(len(rows), number, dtype=np.int64),
-                "rlnAutopickFigureOfMerit": rows["probability"].to_numpy(np.float64),
-            }
-        )
-        starfile.write({"particles": block}, path, float_format="%.6f")
+        tomo = rows["tomogram"].astype(str).to_numpy()
+        xyz = rows[["x", "y", "z"]].to_numpy(np.float64)
+        out = np.empty_like(xyz)
+        for t in pd.unique(tomo):
+            at = tomo == t
+            info = (geometry or {}).get(t, {})
+            out[at] = voxels_to_table(
+                xyz[at],
+                kind,
+                voxel_size_angstrom=float(info.get("voxel_size_angstrom") or 1.0),
+                coordinate_pixel_size_angstrom=info.get("pixel_size_angstrom")
+                or info.get("voxel_size_angstrom"),
+                shape_zyx=tuple(info["shape_zyx"]) if "shape_zyx" in info else None,
+            )
+        block = pd.DataFrame({"rlnTomoName": tomo, **{c: out[:, i] for i, c in enumerate(columns)}})
+        if optics is not None:
+            block["rlnOpticsGroup"] = [group_of[t] for t in tomo]
+        block["rlnClassNumber"] = np.full(len(rows), number, dtype=np.int64)
+        block["rlnAutopickFigureOfMerit"] = rows["probability"].to_numpy(np.float64)
+        data = {"particles": block} if optics is None else {"optics": optics, "particles": block}
+        starfile.write(data, path, float_format="%.6f")
         paths.append(path)
     return paths

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "COORDINATE_CONVENTIONS",
     "POSITION_DECIMALS",
     "RESAMPLE_TOLERANCE",
     "angstrom_to_voxels",
@@ -32,6 +33,7 @@ __all__ = [
     "round_half_up",
     "table_to_voxels",
     "voxels_to_angstrom",
+    "voxels_to_table",
     "xyz_to_zyx",
     "zyx_to_xyz",
 ]
@@ -130,6 +132,51 @@ def position_keys(xyz_voxels: np.ndarray) -> np.ndarray:
     )
     keys = np.ascontiguousarray(scaled.astype(np.int64))
     return keys.view([("x", np.int64), ("y", np.int64), ("z", np.int64)]).reshape(-1)
+
+
+COORDINATE_CONVENTIONS = ("voxels", "relion4", "relion5")
+"""How a coordinate table gives positions: ``voxels`` of the tomogram (CSV, Parquet, RELION 3,
+Warp), ``relion4`` tilt-series pixels (``rlnCoordinateX`` with ``rlnTomoTiltSeriesPixelSize``
+in the optics block), ``relion5`` angstrom from the tomogram centre
+(``rlnCenteredCoordinateXAngst``)."""
+
+
+def voxels_to_table(
+    xyz_voxels: np.ndarray,
+    convention: str,
+    *,
+    voxel_size_angstrom: float,
+    coordinate_pixel_size_angstrom: float | None = None,
+    shape_zyx: tuple[int, int, int] | None = None,
+) -> np.ndarray:
+    """Tomogram voxels -> coordinates in a table convention: the inverse of
+    :func:`table_to_voxels` without origin shifts (exported positions carry none).
+
+    Args:
+        xyz_voxels: ``(n, 3)`` x, y, z in voxels of the tomogram.
+        convention: one of :data:`COORDINATE_CONVENTIONS`.
+        voxel_size_angstrom: the tomogram's voxel size.
+        coordinate_pixel_size_angstrom: ``relion4``: the tilt-series pixel size.
+        shape_zyx: ``relion5``: the tomogram's shape.
+
+    Returns:
+        ``(n, 3)`` float64 coordinates as the convention's table gives them.
+
+    Raises:
+        ValueError: unknown convention, or a missing pixel size or shape it needs.
+    """
+    xyz = np.asarray(xyz_voxels, dtype=np.float64).reshape(-1, 3)
+    if convention == "voxels":
+        return xyz.copy()
+    if convention == "relion4":
+        if not coordinate_pixel_size_angstrom:
+            raise ValueError("relion4 coordinates need the tilt-series pixel size")
+        return voxels_to_angstrom(xyz, voxel_size_angstrom) / float(coordinate_pixel_size_angstrom)
+    if convention == "relion5":
+        if shape_zyx is None:
+            raise ValueError("relion5 coordinates need the tomogram shape")
+        return voxels_to_angstrom(xyz - centre_voxels(shape_zyx), voxel_size_angstrom)
+    raise ValueError(f"unknown coordinate convention {convention!r}")
 
 
 def round_half_up(values: np.ndarray) -> np.ndarray:

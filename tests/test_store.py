@@ -431,3 +431,58 @@ def test_interrupt_keeps_committed_parts_and_rerun_completes(store, collection, 
     import torch
 
     np.testing.assert_allclose(xb, embed(torch.from_numpy(boxes)).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("convention", ["relion4", "relion5", "voxels"])
+def test_export_round_trips_the_coordinate_convention(convention, collection, checkpoint, tmp_path):
+    """Issue 19: RELION 4 picks (2.5 A tilt-series pixels) came back in 10 A voxels, 4x too
+    small, and RELION 5 as plain voxels. Index from each convention, export, index the export
+    into a new store: the same positions to 0.01 voxel, and the same convention in the file."""
+    import starfile
+
+    from cosnet_index.classes import add_class
+    from cosnet_index.query import classify_store, export_star, read_table, write_table
+    from tests._store_util import write_star_relion4, write_star_relion5
+
+    table = collection["table"]
+    if convention == "relion4":
+        coords = write_star_relion4(tmp_path / "in.star", table, tilt_series_pixel=2.5)
+    elif convention == "relion5":
+        coords = write_star_relion5(tmp_path / "in.star", table)
+    else:
+        coords = tmp_path / "in.csv"
+        table.to_csv(coords, index=False)
+    with Store.create(tmp_path / "a", model_path=checkpoint) as first:
+        index_tomograms(first, collection["tomograms"], coords, progress=False)
+        add_class(first, "blob", subtomogram_ids=[int(first.subtomogram_table()["id"].iloc[0])])
+        result, meta = classify_store(first, min_prob=0.0)
+        before = first.subtomogram_table()
+    write_table(result, tmp_path / "result.parquet", meta)
+    result, meta = read_table(tmp_path / "result.parquet")
+    (path,) = export_star(result, tmp_path / "out", geometry=meta["tomogram_geometry"])
+    blocks = starfile.read(path, always_dict=True)
+    particles = blocks["particles"]
+    if convention == "relion4":
+        assert blocks["optics"]["rlnTomoTiltSeriesPixelSize"].tolist() == [2.5]
+        written = particles.query("rlnTomoName == 'TS_01'")["rlnCoordinateX"].to_numpy()
+        stored = before.query("tomogram == 'TS_01'")["x"].to_numpy()
+        np.testing.assert_allclose(np.sort(written), np.sort(stored) * 4.0, atol=1e-4)
+    elif convention == "relion5":
+        assert "rlnCenteredCoordinateXAngst" in particles and "rlnCoordinateX" not in particles
+    else:
+        assert "rlnCoordinateX" in particles and "optics" not in blocks
+    with Store.create(tmp_path / "b", model_path=checkpoint) as second:
+        index_tomograms(second, collection["tomograms"], path, progress=False)
+        after = second.subtomogram_table()
+        recorded = {g["convention"] for g in second.tomogram_geometry().values()}
+        assert recorded == {convention}
+    key = ["tomogram", "x", "y", "z"]
+    a = before[key].sort_values(key).to_numpy()
+    b = after[key].sort_values(key).to_numpy()
+    assert len(a) == len(b) == 12 and (a[:, 0] == b[:, 0]).all()
+    np.testing.assert_allclose(a[:, 1:].astype(float), b[:, 1:].astype(float), atol=0.01)
+    # --convention overrides: voxels from any input
+    (plain,) = export_star(result, tmp_path / "plain", geometry=meta["tomogram_geometry"],
+                           convention="voxels")  # fmt: skip
+    voxels = starfile.read(plain)
+    np.testing.assert_allclose(np.sort(voxels["rlnCoordinateX"]), np.sort(before["x"]), atol=1e-4)

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -581,6 +581,30 @@ class Store:
                 raise StoreError(f"unknown subtomogram ids {missing[:5].tolist()}")
             frame = frame.set_index("id").loc[np.asarray(ids, dtype=np.int64)].reset_index()
         return frame
+
+    def tomogram_geometry(self, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """How each tomogram's coordinates came in and its geometry (for ``export``).
+
+        Returns:
+            name -> ``{"voxel_size_angstrom", "shape_zyx", "convention", "pixel_size_angstrom",
+            "optics"}``; ``convention`` is ``voxels`` for tomograms indexed before it was
+            recorded (revision 0003).
+        """
+        query = select(TomogramRecord)
+        if names is not None:
+            query = query.where(TomogramRecord.name.in_(sorted(set(map(str, names)))))
+        with self.session() as session:
+            records = session.scalars(query).all()
+        return {
+            r.name: {
+                "voxel_size_angstrom": float(r.voxel_size_angstrom),
+                "shape_zyx": [int(r.shape_z), int(r.shape_y), int(r.shape_x)],
+                "convention": r.coordinate_convention or "voxels",
+                "pixel_size_angstrom": r.coordinate_pixel_size_angstrom,
+                "optics": r.coordinate_optics,
+            }
+            for r in records
+        }
 
     def size_bytes(self) -> int:
         """Bytes of every file in the store directory."""
