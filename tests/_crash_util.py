@@ -237,6 +237,8 @@ def command_args(world: World, command: str, store: Path, batch_size: int = 8) -
             str(world.coords),
             "--batch-size",
             str(batch_size),
+            "--commit-every",
+            str(batch_size),  # several parts per tomogram: kills land between commit points
             "--no-progress",
         ]
     if command == "classes-add":
@@ -362,7 +364,7 @@ class CrashResult:
     class_mismatch: int = 0
     index_mismatch: int = 0  # reindex: the rebuilt file differs from the crash-free one
     leftovers: int = 0  # temporary or orphan files after the re-run
-    committed_at_kill: int = -1  # shard rows (tomograms done) the killed run had committed
+    committed_at_kill: int = -1  # shard rows (parts of tomograms) the killed run had committed
     partial_at_kill: int = 0  # temporary files the killed run left behind
     notes: list[str] = field(default_factory=list)
 

@@ -85,3 +85,21 @@ def test_db_downgrade_and_upgrade(setup) -> None:
     assert result.exit_code == 1 and "db upgrade" in result.output
     result = _run("db", "upgrade")
     assert result.exit_code == 0 and "(empty) ->" in result.output
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(setup, monkeypatch) -> None:
+    """Issue 19: Ctrl-C printed only 'Aborted!'."""
+    import cosnet_index.store
+    from cosnet_index.store.indexer import IndexInterrupted
+
+    assert _run("init", "--model", str(setup["checkpoint"])).exit_code == 0
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise IndexInterrupted(committed=4096, parts=1)
+
+    monkeypatch.setattr(cosnet_index.store, "index_tomograms", interrupted)
+    result = CliRunner().invoke(cli, ["index", *setup["tomograms"], "--coords", setup["star"]])
+    assert result.exit_code == 130
+    assert "4096 subtomograms committed" in result.output
+    assert "run the same command again to resume" in result.output
+    assert "Aborted!" not in result.output
