@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
+import mrcfile
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -228,8 +231,6 @@ def test_realistic_tomogram_is_written_with_truth(tmp_path) -> None:
         write_labels=True,
         imaging="realistic",
     )
-    import mrcfile
-
     with mrcfile.open(result.path) as mrc:
         volume = np.array(mrc.data)
     with mrcfile.open(result.label_path) as mrc:
@@ -237,7 +238,7 @@ def test_realistic_tomogram_is_written_with_truth(tmp_path) -> None:
     assert volume.shape == labels.shape == (48, 96, 96) and np.isfinite(volume).all()
     particles = result.particles
     assert (particles["preset"] == "realistic").all()
-    drawn = Imaging.from_dict(__import__("json").loads(particles["imaging"].iloc[0]))
+    drawn = Imaging.from_dict(json.loads(particles["imaging"].iloc[0]))
     assert drawn.defocus_um == particles["defocus_um"].iloc[0]
     assert set(np.unique(labels)) <= set(range(len(particles) + 1)) and labels.max() > 0
     assert (tmp_path / "TS_r.star").exists()
@@ -255,3 +256,18 @@ def test_acquisition_orders() -> None:
     np.testing.assert_array_equal(dose_sym, [0, 2, 4, -2, -4, 6, -6])
     bidir = angles[acquisition_order(angles, "bidirectional")]
     np.testing.assert_array_equal(bidir, [0, 2, 4, 6, -2, -4, -6])
+
+
+def test_sharded_dataset_cache_is_the_same_with_worker_processes(tmp_path) -> None:
+    from cosnet_index.simulate import make_dataset
+
+    args = (["apoferritin_6z6u", "proc-00001"], 12, [0.5], 4)
+    one = make_dataset(tmp_path / "one", *args, batch_size=8, imaging="realistic")
+    two = make_dataset(tmp_path / "two", *args, batch_size=8, imaging="realistic", workers=2)
+    pd.testing.assert_frame_equal(one.labels, two.labels)
+    np.testing.assert_array_equal(one.masks, two.masks)
+    # same draws; only float rounding may differ with the torch thread count (1 per worker)
+    np.testing.assert_allclose(one.volumes, two.volumes, atol=2e-3)
+    meta = json.loads((tmp_path / "two" / "meta.json").read_text())
+    assert meta["imaging"] == "realistic"
+    assert Imaging.from_dict(json.loads(two.labels["imaging"].iloc[0]))

@@ -144,13 +144,17 @@ def image_fourier(
     voxel_size_nm: float,
     density_resolution_nm: float,
     want_clean: bool,
+    rescale: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(noisy, clean) of a batch; see :func:`cosnet_index.simulate.imaging.image_subtomograms`."""
+    """(noisy, clean) of a batch; see :func:`cosnet_index.simulate.imaging.image_subtomograms`.
+
+    ``rescale=False``: the voxel-size mismatch was already applied when posing.
+    """
     n = density.shape[-1]
     shape = (n, n, n)
     device = str(density.device)
     mismatch = np.array([im.voxel_mismatch for im in imaging])
-    volume = rescale_volumes(density.float(), mismatch)
+    volume = rescale_volumes(density.float(), mismatch) if rescale else density.float()
     filters = [_filters(im, n, voxel_size_nm, density_resolution_nm, device) for im in imaging]
     transfer = torch.stack([f[0] for f in filters])
     noise_filter = torch.stack([f[1] for f in filters])

@@ -12,7 +12,7 @@ import torch
 
 from cosnet_index.errors import InputError
 from cosnet_index.simulate._fourier import apply_ctf_wedge
-from cosnet_index.simulate._imaging_fourier import image_fourier, rescale_volumes
+from cosnet_index.simulate._imaging_fourier import image_fourier
 from cosnet_index.simulate._pose import pose_maps, random_rotations
 from cosnet_index.simulate.config import SimulationConfig
 from cosnet_index.simulate.imaging import Imaging, ImagingRanges, resolve_imaging
@@ -211,6 +211,11 @@ def simulate_subtomograms_torch(
 
     infos = [class_info(u, config.voxel_size_nm, config.resolution_nm) for u in unique]
     rot_t = torch.as_tensor(rotations, dtype=torch.float32, device=device)
+    if imagings:
+        # a data voxel ``mismatch`` x the nominal one shows the molecule (and its mask) 1 / mismatch
+        # as big: posing with ``mismatch * R`` samples the map at ``mismatch * R^T (p - c - s)``
+        mismatch = [im.voxel_mismatch for im in imagings]
+        rot_t = rot_t * torch.tensor(mismatch, dtype=torch.float32, device=device).view(-1, 1, 1)
     shift_t = torch.as_tensor(shifts, dtype=torch.float32, device=device)
     chunk = CPU_CHUNK if device == "cpu" else n
     with torch.no_grad():
@@ -245,6 +250,7 @@ def simulate_subtomograms_torch(
                     config.voxel_size_nm,
                     config.resolution_nm,
                     return_clean,
+                    rescale=False,
                 )
             else:
                 noisy_part, clean_part = apply_ctf_wedge(
@@ -253,9 +259,6 @@ def simulate_subtomograms_torch(
             noisy[part] = noisy_part
             if clean is not None:
                 clean[part] = clean_part
-        if imagings:  # a voxel-size mismatch shrinks or grows the molecule: its mask too
-            mismatch = np.array([im.voxel_mismatch for im in imagings])
-            masks = rescale_volumes(masks.float(), mismatch, mode="nearest") > 0.5
     return SubtomogramTensors(
         volumes=noisy,
         masks=masks,
