@@ -122,16 +122,6 @@ def ids_by_label(store, truth: pd.DataFrame) -> dict[str, np.ndarray]:  # type: 
     return {lab: np.sort(g["id"].to_numpy()) for lab, g in merged.groupby("label")}
 
 
-_CACHE: dict[str, ToyCollection] = {}
-
-
-def toy_collection(tmp_path_factory) -> ToyCollection:  # type: ignore[no-untyped-def]
-    """The toy collection, built once per test session (copy ``store_path`` before writing)."""
-    if "toy" not in _CACHE:
-        _CACHE["toy"] = build_store(tmp_path_factory.mktemp("toy"))
-    return _CACHE["toy"]
-
-
 def fresh_store_path(toy: ToyCollection, folder: Path) -> Path:
     """A private copy of the toy store (tests that add classes write to their own)."""
     import shutil

@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import pandas as pd
+
+from tests import _store_util
 
 __all__ = [
     "CrashResult",
@@ -57,12 +58,7 @@ COMMANDS = ("index", "classes-add", "reindex")
 
 def tiny_checkpoint(path: Path, seed: int = 0) -> str:
     """A tiny random COS-Net saved with ``save_checkpoint``; returns its hash."""
-    import torch
-
-    from cosnet_index.model import CosNet, CosNetConfig, save_checkpoint
-
-    torch.manual_seed(seed)
-    return save_checkpoint(CosNet(CosNetConfig(widths=(4, 8, 8))), path)
+    return _store_util.tiny_checkpoint(path, seed)[1]
 
 
 def write_tomogram(
@@ -74,17 +70,14 @@ def write_tomogram(
     seed: int = 0,
 ) -> Path:
     """Noise (float32) with a dark Gaussian blob at each ``(x, y, z)`` centre."""
-    rng = np.random.default_rng(seed)
-    data = rng.normal(0.0, 1.0, size=shape_zyx).astype(np.float32)  # (z, y, x)
-    z, y, x = np.indices(shape_zyx)
-    for cx, cy, cz in np.asarray(centres_xyz, dtype=np.float64).reshape(-1, 3):
-        data -= 3.0 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) / 18.0).astype(
-            np.float32
-        )
-    with mrcfile.new(path, overwrite=True) as mrc:
-        mrc.set_data(data)
-        mrc.voxel_size = voxel_size_angstrom
-    return path
+    centres = np.asarray(centres_xyz, dtype=np.float64).reshape(-1, 3)
+    return _store_util.write_tomogram(
+        path,
+        shape_zyx=shape_zyx,
+        voxel_size_angstrom=voxel_size_angstrom,
+        seed=seed,
+        centres_xyz=centres,
+    )
 
 
 @dataclass(frozen=True)

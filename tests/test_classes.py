@@ -21,23 +21,12 @@ from cosnet_index.classes import (
 )
 from cosnet_index.errors import ClassError, CoordinateError, StoreError
 from cosnet_index.model import CosNet
-from cosnet_index.store import Store, schema
+from cosnet_index.store import schema
 from cosnet_index.store._engine import make_engine
 from cosnet_index.store.tables import Base
-from tests._classes_util import BOX, fresh_store_path, ids_by_label, toy_collection
+from tests._classes_util import BOX, ids_by_label
 
 CLASS_TABLES = {"class_sets", "classes", "support_vectors"}
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return toy_collection(tmp_path_factory)
-
-
-@pytest.fixture
-def store(toy, tmp_path):
-    with Store.open(fresh_store_path(toy, tmp_path)) as s:
-        yield s
 
 
 @pytest.fixture
@@ -76,73 +65,73 @@ def test_invalid_names_are_refused_with_a_hint(bad):
         check_name(bad)
 
 
-def test_names_are_stripped_and_unique(store, toy):
-    ids = ids_by_label(store, toy.truth)
-    made = add_class(store, "  ribo  ", subtomogram_ids=[ids["ball"][0]])
+def test_names_are_stripped_and_unique(toy_store, toy):
+    ids = ids_by_label(toy_store, toy.truth)
+    made = add_class(toy_store, "  ribo  ", subtomogram_ids=[ids["ball"][0]])
     assert made.name == "ribo" and made.shots == 1 and made.set_name == "default"
     with pytest.raises(ClassError, match=r"already exists.*--append"):
-        add_class(store, "ribo", subtomogram_ids=[ids["ball"][1]])
-    add_class(store, "ribo", subtomogram_ids=[ids["ball"][1]], set_name="other")  # other set: ok
-    add_class(store, "cube", subtomogram_ids=[ids["cube"][0]])
+        add_class(toy_store, "ribo", subtomogram_ids=[ids["ball"][1]])
+    add_class(toy_store, "ribo", subtomogram_ids=[ids["ball"][1]], set_name="other")  # other set
+    add_class(toy_store, "cube", subtomogram_ids=[ids["cube"][0]])
     with pytest.raises(ClassError, match="already exists"):
-        rename_class(store, "cube", "ribo")
+        rename_class(toy_store, "cube", "ribo")
     with pytest.raises(ClassError, match=r"no class 'nope'.*known: cube, ribo"):
-        remove_class(store, "nope")
+        remove_class(toy_store, "nope")
     with pytest.raises(ClassError, match="at least one example"):
-        add_class(store, "empty")
-    assert list_sets(store) == ["default", "other"]
+        add_class(toy_store, "empty")
+    assert list_sets(toy_store) == ["default", "other"]
 
 
-def test_class_crud_never_embeds_or_changes_the_collection(store, toy, forward_calls):
-    ids_before, xb_before = store.load_vectors()
-    shards = sorted(p for p in store.path.rglob("*.parquet"))
+def test_class_crud_never_embeds_or_changes_the_collection(toy_store, toy, forward_calls):
+    ids_before, xb_before = toy_store.load_vectors()
+    shards = sorted(p for p in toy_store.path.rglob("*.parquet"))
     mtimes = [p.stat().st_mtime_ns for p in shards]
-    ids = ids_by_label(store, toy.truth)
-    ball = add_class(store, "ball", subtomogram_ids=ids["ball"][:3])
-    np.testing.assert_array_equal(ball.vectors, store.load_vectors(ids["ball"][:3])[1])
+    ids = ids_by_label(toy_store, toy.truth)
+    ball = add_class(toy_store, "ball", subtomogram_ids=ids["ball"][:3])
+    np.testing.assert_array_equal(ball.vectors, toy_store.load_vectors(ids["ball"][:3])[1])
     x, y, z = toy.truth.loc[toy.truth["label"] == "rod", ["x", "y", "z"]].iloc[0]
-    rod = add_class(store, "rod", at=[("toy", x, y, z)])  # an indexed position: reused
-    add_class(store, "rod", subtomogram_ids=[ids["rod"][5]], append=True)
-    rename_class(store, "rod", "stick")
-    remove_class(store, "ball")
+    rod = add_class(toy_store, "rod", at=[("toy", x, y, z)])  # an indexed position: reused
+    add_class(toy_store, "rod", subtomogram_ids=[ids["rod"][5]], append=True)
+    rename_class(toy_store, "rod", "stick")
+    remove_class(toy_store, "ball")
     assert forward_calls["n"] == 0
-    assert [(c.name, c.shots) for c in list_classes(store)] == [("stick", 2)]
+    assert [(c.name, c.shots) for c in list_classes(toy_store)] == [("stick", 2)]
     assert "subtomogram" in rod.sources[0] and "toy" in rod.sources[0]
-    ids_after, xb_after = store.load_vectors()
+    ids_after, xb_after = toy_store.load_vectors()
     np.testing.assert_array_equal(ids_after, ids_before)
     np.testing.assert_array_equal(xb_after, xb_before)
     assert [p.stat().st_mtime_ns for p in shards] == mtimes
-    assert store.cpu_index().ntotal == len(ids_before)
+    assert toy_store.cpu_index().ntotal == len(ids_before)
 
 
-def test_examples_outside_the_store_are_embedded_once_like_indexing(store, toy, forward_calls):
-    ids = ids_by_label(store, toy.truth)
+def test_examples_outside_the_store_are_embedded_once_like_indexing(toy_store, toy, forward_calls):
+    ids = ids_by_label(toy_store, toy.truth)
     row = toy.truth[toy.truth["label"] == "cube"].iloc[2]
     # an MRC box cut at an indexed position embeds to the stored vector of that position
     with mrcfile.open(toy.tomogram_path, permissive=True) as mrc:
         z, y, x = (int(row[c]) for c in "zyx")
         h = BOX // 2
         box = np.array(mrc.data[z - h : z + h, y - h : y + h, x - h : x + h], dtype=np.float32)
-    path = store.path.parent / "cube_box.mrc"
+    path = toy_store.path.parent / "cube_box.mrc"
     with mrcfile.new(path) as mrc:
         mrc.set_data(box)
         mrc.voxel_size = 10.0
-    made = add_class(store, "cube", mrc_paths=[path])
+    made = add_class(toy_store, "cube", mrc_paths=[path])
     assert forward_calls["n"] == 1
-    table = store.subtomogram_table(ids["cube"])
+    table = toy_store.subtomogram_table(ids["cube"])
     sid = int(table[(table["x"] == x) & (table["y"] == y) & (table["z"] == z)]["id"].iloc[0])
-    np.testing.assert_allclose(made.vectors[0], store.load_vectors([sid])[1][0], atol=1e-5)
+    np.testing.assert_allclose(made.vectors[0], toy_store.load_vectors([sid])[1][0], atol=1e-5)
     # a position the store did not index is cut from the tomogram and embedded
-    near = add_class(store, "near", at=[("toy", x + 1, y, z)])
+    near = add_class(toy_store, "near", at=[("toy", x + 1, y, z)])
     assert forward_calls["n"] == 2 and near.sources[0].startswith("toy")
     with pytest.raises(CoordinateError, match="edge"):
-        add_class(store, "edge", at=[("toy", 2.0, 2.0, 2.0)])
+        add_class(toy_store, "edge", at=[("toy", 2.0, 2.0, 2.0)])
 
 
-def test_classes_of_another_model_are_refused(store, toy):
-    ids = ids_by_label(store, toy.truth)
-    add_class(store, "ball", subtomogram_ids=[ids["ball"][0]])
-    with store.engine.begin() as connection:  # pretend the class came from another model
+def test_classes_of_another_model_are_refused(toy_store, toy):
+    ids = ids_by_label(toy_store, toy.truth)
+    add_class(toy_store, "ball", subtomogram_ids=[ids["ball"][0]])
+    with toy_store.engine.begin() as connection:  # pretend the class came from another model
         from sqlalchemy import text
 
         connection.execute(
@@ -154,7 +143,7 @@ def test_classes_of_another_model_are_refused(store, toy):
         connection.execute(text("UPDATE classes SET model_id = (SELECT id FROM models "
                                 "WHERE weights_hash = 'f00d')"))  # fmt: skip
     with pytest.raises(StoreError, match="never mix"):
-        get_classes(store)
+        get_classes(toy_store)
     with pytest.raises(StoreError, match="another model"):
-        add_class(store, "ball", subtomogram_ids=[ids["ball"][1]], append=True)
-    assert list_classes(store)[0].model_hash == "f00d"  # listed, with its model
+        add_class(toy_store, "ball", subtomogram_ids=[ids["ball"][1]], append=True)
+    assert list_classes(toy_store)[0].model_hash == "f00d"  # listed, with its model

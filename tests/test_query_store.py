@@ -23,40 +23,29 @@ from cosnet_index.query import (
     search_vectors,
 )
 from cosnet_index.store import Store
-from tests._classes_util import BOX, SHAPES, fresh_store_path, ids_by_label, toy_collection
+from tests._classes_util import BOX, SHAPES, fresh_store_path, ids_by_label
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return toy_collection(tmp_path_factory)
-
-
-@pytest.fixture
-def store(toy, tmp_path):
-    with Store.open(fresh_store_path(toy, tmp_path)) as s:
-        yield s
-
-
-def _boxes(store, ids):  # type: ignore[no-untyped-def]
-    table = store.subtomogram_table(ids)
+def _boxes(toy_store, ids):  # type: ignore[no-untyped-def]
+    table = toy_store.subtomogram_table(ids)
     with open_tomogram(table["tomogram_path"].iloc[0]) as t:
         boxes, _ = extract_boxes(t.data, table[["x", "y", "z"]].to_numpy(), BOX)
     return torch.from_numpy(boxes)
 
 
-def test_classify_equals_the_networks_own_head_and_is_accurate(store, toy):
-    ids = ids_by_label(store, toy.truth)
+def test_classify_equals_the_networks_own_head_and_is_accurate(toy_store, toy):
+    ids = ids_by_label(toy_store, toy.truth)
     support = {label: int(ids[label][0]) for label in SHAPES}
     for label, sid in support.items():
-        add_class(store, label, subtomogram_ids=[sid])
-    table, meta = classify_store(store, min_prob=0.5)
+        add_class(toy_store, label, subtomogram_ids=[sid])
+    table, meta = classify_store(toy_store, min_prob=0.5)
     assert meta["classes"] == sorted(SHAPES) and len(table) == len(toy.truth)
     # the evaluate-style reference: the network's head on unscaled features of each box pair
-    model = store.model().eval()
+    model = toy_store.model().eval()
     query = table["subtomogram_id"].to_numpy()
 
     def features(ids):  # type: ignore[no-untyped-def]
-        x = model._prepare(_boxes(store, ids))
+        x = model._prepare(_boxes(toy_store, ids))
         return model.forward_embedding(model.forward_features(x))  # (n, 512) unscaled f
 
     with torch.no_grad():
@@ -74,28 +63,28 @@ def test_classify_equals_the_networks_own_head_and_is_accurate(store, toy):
     assert (table.loc[is_support, "probability"] > 0.99).all()  # a support matches itself
 
 
-def test_unknown_fires_for_a_class_missing_from_the_support_set(store, toy):
-    ids = ids_by_label(store, toy.truth)
+def test_unknown_fires_for_a_class_missing_from_the_support_set(toy_store, toy):
+    ids = ids_by_label(toy_store, toy.truth)
     for label in ("ball", "cube", "rod"):  # "ring" is held out
-        add_class(store, label, subtomogram_ids=[ids[label][0]])
-    table, _ = classify_store(store, min_prob=0.5)
+        add_class(toy_store, label, subtomogram_ids=[ids[label][0]])
+    table, _ = classify_store(toy_store, min_prob=0.5)
     label = table.merge(toy.truth, on=["tomogram", "x", "y", "z"])["label"]
     heldout_unknown = float((table["class"] == UNKNOWN)[label == "ring"].mean())
     known_unknown = float((table["class"] == UNKNOWN)[label != "ring"].mean())
     assert heldout_unknown >= 0.9, heldout_unknown
     assert known_unknown <= 0.2, known_unknown
-    strict, _ = classify_store(store, min_prob=0.999)  # a stricter threshold flags more
+    strict, _ = classify_store(toy_store, min_prob=0.999)  # a stricter threshold flags more
     assert (strict["class"] == UNKNOWN).sum() > (table["class"] == UNKNOWN).sum()
 
 
-def test_few_shot_is_at_least_as_accurate_as_one_shot(store, toy):
-    ids = ids_by_label(store, toy.truth)
-    all_ids, xb = store.load_vectors()
+def test_few_shot_is_at_least_as_accurate_as_one_shot(toy_store, toy):
+    ids = ids_by_label(toy_store, toy.truth)
+    all_ids, xb = toy_store.load_vectors()
     row = {int(i): r for r, i in enumerate(all_ids)}
     label_of = np.empty(len(all_ids), np.int64)
     for c, label in enumerate(SHAPES):
         label_of[[row[int(i)] for i in ids[label]]] = c
-    bias = store.model().head_bias
+    bias = toy_store.model().head_bias
     rng = np.random.default_rng(0)
     acc = {"1": [], "3-max": [], "3-mean": []}
     for _ in range(40):  # seeded episodes: the same 3 shots, one-shot uses the first
@@ -109,42 +98,42 @@ def test_few_shot_is_at_least_as_accurate_as_one_shot(store, toy):
     assert mean["1"] < 1.0  # the toy data is hard enough for the comparison to mean something
 
 
-def test_search_matches_a_brute_force_scan_and_carries_locations(store, toy):
-    ids = ids_by_label(store, toy.truth)
-    add_class(store, "rod", subtomogram_ids=ids["rod"][:3])
-    table, meta = search_store(store, "rod", k=10)
-    all_ids, xb = store.load_vectors()
-    support = store.load_vectors(ids["rod"][:3])[1]
-    ref = search_vectors(xb, all_ids, support, store.model().head_bias, k=10)
+def test_search_matches_a_brute_force_scan_and_carries_locations(toy_store, toy):
+    ids = ids_by_label(toy_store, toy.truth)
+    add_class(toy_store, "rod", subtomogram_ids=ids["rod"][:3])
+    table, meta = search_store(toy_store, "rod", k=10)
+    all_ids, xb = toy_store.load_vectors()
+    support = toy_store.load_vectors(ids["rod"][:3])[1]
+    ref = search_vectors(xb, all_ids, support, toy_store.model().head_bias, k=10)
     np.testing.assert_array_equal(table["subtomogram_id"].to_numpy(), ref.ids)
     np.testing.assert_allclose(table["probability"].to_numpy(), ref.probability, atol=1e-6)
     assert set(table.merge(toy.truth, on=["tomogram", "x", "y", "z"])["label"]) == {"rod"}
     assert meta["kind"] == "search" and meta["shots"] == {"rod": 3}
-    mean, _ = search_store(store, "rod", k=10, reduce="mean", min_prob=0.5)
+    mean, _ = search_store(toy_store, "rod", k=10, reduce="mean", min_prob=0.5)
     assert len(mean) <= 10 and (mean["probability"] >= 0.5).all()
 
 
-def test_filters_and_errors(store, toy):
-    ids = ids_by_label(store, toy.truth)
+def test_filters_and_errors(toy_store, toy):
+    ids = ids_by_label(toy_store, toy.truth)
     with pytest.raises(ClassError, match="classes add"):
-        classify_store(store)
-    add_class(store, "ball", subtomogram_ids=[ids["ball"][0]])
+        classify_store(toy_store)
+    add_class(toy_store, "ball", subtomogram_ids=[ids["ball"][0]])
     with pytest.raises(InputError, match="no indexed tomogram"):
-        classify_store(store, tomograms=["nope"])
+        classify_store(toy_store, tomograms=["nope"])
     with pytest.raises(InputError, match="can never be reached"):
-        classify_store(store, min_prob=1.0)  # above sigmoid(b), the best any vector can get
-    subset, _ = classify_store(store, ids=ids["cube"][:4])
+        classify_store(toy_store, min_prob=1.0)  # above sigmoid(b), the best any vector can get
+    subset, _ = classify_store(toy_store, ids=ids["cube"][:4])
     assert subset["subtomogram_id"].tolist() == ids["cube"][:4].tolist()
     with pytest.raises(ClassError, match="no class 'cube'"):
-        search_store(store, "cube")
-    remove_class(store, "ball")
+        search_store(toy_store, "cube")
+    remove_class(toy_store, "ball")
 
 
-def test_discover_proposes_the_held_out_class(store, toy):
-    ids = ids_by_label(store, toy.truth)
+def test_discover_proposes_the_held_out_class(toy_store, toy):
+    ids = ids_by_label(toy_store, toy.truth)
     for label in ("ball", "cube", "rod"):
-        add_class(store, label, subtomogram_ids=ids[label][:2])
-    candidates, assignments, _ = discover_store(store, exclude_known=True, min_size=4)
+        add_class(toy_store, label, subtomogram_ids=ids[label][:2])
+    candidates, assignments, _ = discover_store(toy_store, exclude_known=True, min_size=4)
     assert len(candidates) >= 1
     top = candidates.iloc[0]
     assert int(top["representative_id"]) in set(ids["ring"].tolist())

@@ -16,7 +16,7 @@ from cosnet_index.model import CosNetConfig
 from cosnet_index.segment import CRFParams, save_crf_params
 from cosnet_index.segment.hits import segment_hits
 from cosnet_index.segment.stats import mask_statistics
-from tests._store_util import SHAPE_ZYX, tiny_checkpoint, write_tomogram
+from tests._store_util import SHAPE_ZYX, write_tomogram
 
 VOXEL_ANGSTROM = 10.0
 RADIUS = 4.0
@@ -46,7 +46,7 @@ class SphereModel:
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def indexed(tmp_path_factory: pytest.TempPathFactory, tiny_model: tuple[Path, str]) -> dict:
     """A store with two tiny tomograms indexed (tiny random model), and its particles."""
     from cosnet_index.store import Store, index_tomograms
 
@@ -67,7 +67,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> dict:
         )
     coords = root / "coords.csv"
     pd.concat(frames, ignore_index=True).to_csv(coords, index=False)
-    checkpoint, model_hash = tiny_checkpoint(root / "tiny.pt")
+    checkpoint, model_hash = tiny_model
     with Store.create(root / "store", model_path=checkpoint) as store:
         index_tomograms(store, paths, coords, progress=False)
         table = store.subtomogram_table()

@@ -22,33 +22,13 @@ from cosnet_index.store import Store, check_store, index_tomograms, reindex, sto
 from cosnet_index.store import schema as store_schema
 from tests._store_util import (
     SHAPE_ZYX,
-    particle_table,
-    tiny_checkpoint,
-    write_star_relion31,
     write_tomogram,
 )
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    path, _ = tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
-    return path
-
-
 @pytest.fixture
-def collection(tmp_path) -> dict:
-    """Two 10 A tomograms and a RELION 3.1 STAR file naming them."""
-    table = particle_table(n_per_tomogram=6)
-    paths = []
-    for k, name in enumerate(("TS_01", "TS_02")):
-        rows = table[table["tomogram"] == name]
-        paths.append(
-            write_tomogram(
-                tmp_path / f"{name}.mrc", seed=k, centres_xyz=rows[["x", "y", "z"]].to_numpy()
-            )
-        )
-    star = write_star_relion31(tmp_path / "particles.star", table)
-    return {"table": table, "tomograms": paths, "star": star}
+def checkpoint(tiny_model) -> Path:
+    return tiny_model[0]
 
 
 @pytest.fixture

@@ -8,22 +8,17 @@ import pytest
 from click.testing import CliRunner
 
 from cosnet_index.cli._app import cli
-from tests._store_util import particle_table, tiny_checkpoint, write_star_relion5, write_tomogram
+from tests._store_util import write_star_relion5
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
-    checkpoint, _ = tiny_checkpoint(tmp_path / "tiny.pt")
-    table = particle_table(n_per_tomogram=4)
-    tomograms = [
-        write_tomogram(tmp_path / f"{n}.mrc", seed=k) for k, n in enumerate(("TS_01", "TS_02"))
-    ]
-    star = write_star_relion5(tmp_path / "particles.star", table)
+def setup(tmp_path, monkeypatch, tiny_model, collection):
+    star = write_star_relion5(tmp_path / "particles_relion5.star", collection["table"])
     store = tmp_path / "store"
     monkeypatch.setenv("COSNET_STORE", str(store))
     return {
-        "checkpoint": checkpoint,
-        "tomograms": [str(t) for t in tomograms],
+        "checkpoint": tiny_model[0],
+        "tomograms": [str(t) for t in collection["tomograms"]],
         "star": str(star),
         "store": store,
     }
@@ -43,7 +38,7 @@ def test_init_index_check_stats_reindex(setup) -> None:
 
     result = _run("index", *setup["tomograms"], "--coords", setup["star"], "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "indexed 8 subtomograms from 2 tomograms" in result.output
+    assert "indexed 12 subtomograms from 2 tomograms" in result.output
     assert "skipped 2 coordinates: box crosses the volume edge" in result.output
 
     result = _run("index", *setup["tomograms"], "--coords", setup["star"], "--no-progress")
@@ -51,18 +46,18 @@ def test_init_index_check_stats_reindex(setup) -> None:
 
     result = _run("check")
     assert result.exit_code == 0, result.output
-    assert "8 rows, 8 shard rows, 8 in the index" in result.output
+    assert "12 rows, 12 shard rows, 12 in the index" in result.output
 
     result = _run("stats", "--json")
     info = json.loads(result.output)
-    assert (info["tomograms"], info["subtomograms"], info["classes"]) == (2, 8, 0)
+    assert (info["tomograms"], info["subtomograms"], info["classes"]) == (2, 12, 0)
 
     (setup["store"] / "index").joinpath(next((setup["store"] / "index").iterdir()).name).unlink()
     result = _run("check")
     assert result.exit_code == 1
     assert "reindex" in result.output
     result = _run("reindex")
-    assert result.exit_code == 0 and "8 vectors" in result.output
+    assert result.exit_code == 0 and "12 vectors" in result.output
     assert _run("check").exit_code == 0
 
 
