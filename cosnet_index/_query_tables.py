@@ -30,9 +30,7 @@ Both files carry the query's provenance as JSON in the Parquet key-value metadat
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ import pandas as pd
 from cosnet_index._query_scores import UNKNOWN, Classification
 from cosnet_index._query_search import Hits
 from cosnet_index.errors import InputError
+from cosnet_index.files import atomic_write
 
 __all__ = [
     "META_KEY",
@@ -157,14 +156,8 @@ def write_table(df: pd.DataFrame, path: str | Path, metadata: Mapping[str, Any])
     meta = dict(table.schema.metadata or {})
     meta[META_KEY] = json.dumps(dict(metadata), sort_keys=True, default=str).encode()
     table = table.replace_schema_metadata(meta)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

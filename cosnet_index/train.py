@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import pathlib
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 
 from cosnet_index.data.episodes import Episode, EpisodeSampler, SimulateFn
 from cosnet_index.errors import CheckpointError, InputError
+from cosnet_index.files import atomic_write
 from cosnet_index.model import CosNet, CosNetConfig, load_checkpoint, save_checkpoint
 from cosnet_index.model.losses import dice_loss
 from cosnet_index.model.normalize import normalize_boxes
@@ -162,14 +162,8 @@ def _simulator_source_hash() -> str:
 
 
 def _atomic_torch_save(obj: Any, path: pathlib.Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def train(

@@ -38,7 +38,7 @@ def test_round_trip_keeps_weights_config_hash_metadata(tmp_path: pathlib.Path) -
     assert info.metadata == {"command": "cosnet-index train --seed 0", "seed": 0}
     x = torch.randn(2, 32, 32, 32)
     torch.testing.assert_close(loaded.embed(x), model.embed(x))
-    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
 
 
 def test_hash_changes_with_weights_and_config(tmp_path: pathlib.Path) -> None:

@@ -8,7 +8,6 @@ import logging
 import os
 import pathlib
 import pickle
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from cosnet_index.errors import CheckpointError
+from cosnet_index.files import atomic_write
 from cosnet_index.model.config import CosNetConfig
 from cosnet_index.model.cosnet import CosNet
 
@@ -59,7 +59,7 @@ def compute_hash(model: CosNet) -> str:
 
 
 def save_checkpoint(model: CosNet, path: str | os.PathLike, **metadata: Any) -> str:
-    """Write ``model`` to ``path`` atomically (temporary file + ``os.replace``).
+    """Write ``model`` to ``path`` atomically (``cosnet_index.files.atomic_write``).
 
     Args:
         model: the model.
@@ -90,16 +90,8 @@ def save_checkpoint(model: CosNet, path: str | os.PathLike, **metadata: Any) -> 
     }
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
     logger.info("saved checkpoint %s (hash %s)", path, digest[:12])
     return digest
 

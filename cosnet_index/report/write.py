@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cosnet_index.errors import InputError
+from cosnet_index.files import atomic_write
 from cosnet_index.report._markdown import fmt, slug, table
 from cosnet_index.report.confusion import UNKNOWN, plot_confusion
 from cosnet_index.report.gallery import GalleryHit, plot_gallery
@@ -304,8 +305,7 @@ def write_report(
         lines += ["", f"## {heading}", "", body]
 
     path = out_dir / REPORT_NAME
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     logger.info("wrote report %s", path)
     return path

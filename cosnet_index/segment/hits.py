@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import pandas as pd
 import torch
 
 from cosnet_index.errors import InputError, MrcError
+from cosnet_index.files import atomic_write
 from cosnet_index.geometry import RESAMPLE_TOLERANCE, box_bounds, resampled_box_size
 from cosnet_index.segment.crf import crf_refine
 from cosnet_index.segment.params import CRFParams
@@ -288,13 +288,6 @@ def segment_hits(
 
 
 def _write_parquet(table: pd.DataFrame, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write atomically (``cosnet_index.files.atomic_write``)."""
+    with atomic_write(path) as tmp:
         table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cosnet_index.errors import CheckpointError, InputError
+from cosnet_index.files import atomic_write
 
 __all__ = ["DEFAULT_CRF_PATH", "CRFParams", "load_crf_params", "save_crf_params"]
 
@@ -74,9 +75,8 @@ def save_crf_params(
     """Write ``{"params": ..., **metadata}`` as JSON (atomically: temporary name, then rename)."""
     path = Path(path)
     payload = {"params": params.to_dict(), **(metadata or {})}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path
 
 

@@ -21,6 +21,7 @@ import mrcfile
 import numpy as np
 
 from cosnet_index.errors import InputError
+from cosnet_index.files import atomic_replace, atomic_write, tmp_path_for
 
 __all__ = ["LabelVolume", "write_hit_mask"]
 
@@ -45,13 +46,11 @@ def write_hit_mask(
     """
     path = Path(path)
     _check_free(path, overwrite)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with mrcfile.new(tmp, overwrite=True) as mrc:
+    with atomic_write(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(np.ascontiguousarray(mask, dtype=np.int8))
         mrc.voxel_size = float(voxel_size_angstrom)
         z, y, x = (float(v) * float(voxel_size_angstrom) for v in start_zyx)
         mrc.header.origin = (x, y, z)
-    os.replace(tmp, path)
     return path
 
 
@@ -73,7 +72,7 @@ class LabelVolume:
     ) -> None:
         self.path = Path(path)
         _check_free(self.path, overwrite)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._tmp = tmp_path_for(self.path)
         mode = 1 if n_labels <= np.iinfo(np.int16).max else 2
         self._mrc = mrcfile.new_mmap(
             self._tmp, shape=tuple(int(s) for s in shape_zyx), mrc_mode=mode, overwrite=True
@@ -104,7 +103,7 @@ class LabelVolume:
         self._mrc.update_header_stats()
         self._mrc.close()
         if keep:
-            os.replace(self._tmp, self.path)
+            atomic_replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)
 

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from cosnet_index.errors import InputError
+from cosnet_index.files import atomic_write
 from cosnet_index.simulate._fourier import _filters, parseval_variance
 from cosnet_index.simulate._pose import pose_maps, random_rotations
 from cosnet_index.simulate.config import SimulationConfig
@@ -149,14 +150,12 @@ def _boxes_variance(volume: torch.Tensor, centres_xyz: np.ndarray, box: int) -> 
 
 
 def _write_mrc(path: Path, data: np.ndarray, voxel_size_angstrom: float) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with mrcfile.new(tmp, overwrite=True) as mrc:
+    with atomic_write(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(data)
         mrc.voxel_size = voxel_size_angstrom
         # a fixed label instead of mrcfile's timestamp: same seed, same bytes
         mrc.header.label[0] = b"cosnet-index simulate".ljust(80)
         mrc.header.nlabl = 1
-    os.replace(tmp, path)
 
 
 def write_particles_star(particles: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

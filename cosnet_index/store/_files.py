@@ -1,4 +1,4 @@
-"""File-level safety: atomic replacement, fsync, and the inter-process writer lock."""
+"""The inter-process writer lock of a store (atomic file writes: ``cosnet_index.files``)."""
 
 from __future__ import annotations
 
@@ -9,37 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cosnet_index.errors import StoreError, StoreLockedError
+from cosnet_index.files import TMP_MARK, atomic_replace, fsync_dir, tmp_path_for
 
 __all__ = ["TMP_MARK", "atomic_replace", "fsync_dir", "tmp_path_for", "writer_lock"]
-
-TMP_MARK = ".tmp-"  # every temporary file of a store has this in its name
-
-
-def tmp_path_for(path: Path) -> Path:
-    """A temporary sibling of ``path`` (same directory, so the rename is atomic)."""
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_replace(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, rename it over ``final``: readers see the old or the new file, not half."""
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cosnet_index.errors import StoreError
-from cosnet_index.store._files import atomic_replace, tmp_path_for
+from cosnet_index.files import atomic_replace, tmp_path_for
 
 __all__ = [
     "ShardWriter",

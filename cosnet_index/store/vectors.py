@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cosnet_index.errors import InputError, StoreError
-from cosnet_index.store._files import atomic_replace, tmp_path_for
+from cosnet_index.files import atomic_write
 
 __all__ = [
     "GPU_MAX_K",
@@ -105,13 +105,8 @@ def write_index(index: Any, path: Path) -> None:
     """Write ``index`` to ``path`` atomically (temporary file, fsync, rename)."""
     if hasattr(index, "index") and type(index).__name__.startswith("Gpu"):
         index = _faiss().index_gpu_to_cpu(index)
-    tmp = tmp_path_for(path)
-    try:
+    with atomic_write(path) as tmp:
         _faiss().write_index(index, str(tmp))
-        atomic_replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 GPU_MAX_K = 2048  # faiss GPU k-selection limit
