@@ -6,25 +6,16 @@ import json
 
 import click
 
-from cosnet_index.cli.store import store_options
+from cosnet_index.cli._options import (
+    invert_contrast_option,
+    json_option,
+    parse_ids,
+    set_option,
+    store_options,
+    subtomogram_ids_option,
+)
 
 __all__ = ["classes"]
-
-_SET_HELP = "Class set (a namespace of classes; default: 'default')."
-
-
-def _ids(values: tuple[str, ...]) -> list[int]:
-    """``--subtomogram 1 --subtomogram 2,3`` -> [1, 2, 3]."""
-    out = []
-    for value in values:
-        for part in value.replace(",", " ").split():
-            try:
-                out.append(int(part))
-            except ValueError:
-                raise click.BadParameter(
-                    f"{part!r} is not a subtomogram id (an integer)", param_hint="--subtomogram"
-                ) from None
-    return out
 
 
 @click.group("classes")
@@ -45,12 +36,8 @@ def classes() -> None:
 @classes.command("add")
 @store_options
 @click.argument("name")
-@click.option(
-    "--subtomogram",
-    "subtomograms",
-    multiple=True,
-    metavar="ID[,ID...]",
-    help="Stored subtomogram(s) as examples (repeatable; vectors are copied, not recomputed).",
+@subtomogram_ids_option(
+    "Stored subtomogram(s) as examples (repeatable; vectors are copied, not recomputed)."
 )
 @click.option(
     "--mrc",
@@ -68,14 +55,10 @@ def classes() -> None:
     metavar="TOMO X Y Z",
     help="A particle position in voxels of an indexed tomogram (name) or an MRC file (repeatable).",
 )
-@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
+@set_option()
 @click.option("--description", default="", help="Free text shown by `classes list`.")
 @click.option("--append", is_flag=True, help="Add the examples as more shots of an existing class.")
-@click.option(
-    "--invert-contrast",
-    is_flag=True,
-    help="Negate boxes of files the store did not index (bright molecules).",
-)
+@invert_contrast_option("Negate boxes of files the store did not index (bright molecules).")
 def add(
     store_path: str,
     db_url: str | None,
@@ -107,7 +90,7 @@ def add(
         made = add_class(
             store,
             name,
-            subtomogram_ids=_ids(subtomograms),
+            subtomogram_ids=parse_ids(subtomograms),
             mrc_paths=list(mrc_paths),
             at=list(at),
             set_name=set_name,
@@ -123,8 +106,8 @@ def add(
 
 @classes.command("list")
 @store_options
-@click.option("--set", "set_name", default=None, help="Only this set (default: every set).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@set_option(every=True)
+@json_option
 def list_(store_path: str, db_url: str | None, set_name: str | None, as_json: bool) -> None:
     """List classes: set, name, shots, source, model.
 
@@ -168,7 +151,7 @@ def list_(store_path: str, db_url: str | None, set_name: str | None, as_json: bo
 @classes.command("remove")
 @store_options
 @click.argument("name")
-@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
+@set_option()
 def remove(store_path: str, db_url: str | None, name: str, set_name: str) -> None:
     """Remove class NAME and its support vectors (stored embeddings stay).
 
@@ -188,7 +171,7 @@ def remove(store_path: str, db_url: str | None, name: str, set_name: str) -> Non
 @store_options
 @click.argument("old")
 @click.argument("new")
-@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
+@set_option()
 def rename(store_path: str, db_url: str | None, old: str, new: str, set_name: str) -> None:
     """Rename class OLD to NEW.
 

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from cosnet_index.cli.store import store_options
+from cosnet_index.cli._options import (
+    min_prob_option,
+    no_crf_option,
+    seed_option,
+    store_options,
+    top_k_option,
+)
 
 __all__ = ["demo", "report"]
 
@@ -20,7 +26,7 @@ __all__ = ["demo", "report"]
     show_default=True,
     help="Folder for everything the demo writes (data, store, result, report).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds everything.")
+@seed_option("Seeds everything.")
 @click.option(
     "--n-tomograms", type=click.IntRange(min=1), default=3, show_default=True, help="Tomograms."
 )
@@ -56,16 +62,9 @@ __all__ = ["demo", "report"]
     show_default=True,
     help="Signal-to-noise ratio var(signal)/var(noise); inf for none.",
 )
-@click.option(
-    "-k", "--top-k", type=click.IntRange(min=1), default=8, show_default=True, help="Hits shown."
-)
-@click.option(
-    "--min-prob",
-    type=click.FloatRange(0.0, 1.0),
-    default=None,
-    help="Open-set threshold (default: classify's default).",
-)
-@click.option("--no-crf", is_flag=True, help="Segment with the decoder alone (no dense CRF).")
+@top_k_option(8)
+@min_prob_option("Open-set threshold (default: classify's default).", default=None)
+@no_crf_option("Segment with the decoder alone (no dense CRF).")
 @click.option("--force", is_flag=True, help="Replace the output of a previous demo in --out.")
 @click.option(
     "--checkpoint",
@@ -156,11 +155,9 @@ def demo(
     type=click.Path(file_okay=False, path_type=Path),
     help="Report folder (report.md and PNGs).",
 )
-@click.option(
-    "-k", "--top-k", type=click.IntRange(min=1), default=6, show_default=True, help="Hits shown."
-)
+@top_k_option(6)
 @click.option("--no-masks", is_flag=True, help="Do not outline the hits with the decoder.")
-@click.option("--no-crf", is_flag=True, help="Outline with the decoder alone (no dense CRF).")
+@no_crf_option("Outline with the decoder alone (no dense CRF).")
 def report(
     store_path: str,
     db_url: str | None,

@@ -4,66 +4,37 @@ from __future__ import annotations
 
 import click
 
-from cosnet_index.cli.store import store_options
+from cosnet_index.cli._options import (
+    classes_option,
+    cpu_option,
+    keep_all_option,
+    min_prob_option,
+    overwrite_option,
+    parse_ids,
+    parse_names,
+    reduce_option,
+    seed_option,
+    set_option,
+    store_options,
+    subtomogram_ids_option,
+)
 
 __all__ = ["classify", "discover", "export", "search"]
-
-# the same values as cosnet_index.query.DEFAULT_MIN_PROB / DEFAULT_REDUCE, kept literal here so
-# that `--help` stays instant (checked by tests/test_query_store.py)
-DEFAULT_MIN_PROB = 0.86
-DEFAULT_REDUCE = "max"
-
-_SET_HELP = "Class set to use (default: 'default')."
-_REDUCE_HELP = "How the K shots of a class combine: best shot (max) or mean probability."
-
-
-def _ids(values: tuple[str, ...]) -> list[int]:
-    try:
-        return [int(p) for v in values for p in v.replace(",", " ").split()]
-    except ValueError:
-        raise click.BadParameter("ids are integers", param_hint="--subtomogram") from None
-
-
-def _names(value: str | None) -> list[str] | None:
-    return [n.strip() for n in value.split(",") if n.strip()] if value else None
 
 
 @click.command("classify")
 @store_options
-@click.option(
-    "--classes",
-    "class_names",
-    default=None,
-    help="Comma-separated classes (default: all of the set).",
-)
-@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
-@click.option(
-    "--min-prob",
-    type=click.FloatRange(0.0, 1.0),
-    default=DEFAULT_MIN_PROB,
-    show_default=True,
-    help="Best-class probability below which a subtomogram is 'unknown' (docs/queries.md).",
-)
-@click.option(
-    "--reduce",
-    type=click.Choice(["max", "mean"]),
-    default=DEFAULT_REDUCE,
-    show_default=True,
-    help=_REDUCE_HELP,
-)
+@classes_option
+@set_option()
+@min_prob_option("Best-class probability below which a subtomogram is 'unknown' (docs/queries.md).")
+@reduce_option
 @click.option(
     "--tomogram",
     "tomograms",
     multiple=True,
     help="Only subtomograms of this tomogram (repeatable).",
 )
-@click.option(
-    "--subtomogram",
-    "subtomograms",
-    multiple=True,
-    metavar="ID[,ID...]",
-    help="Only these subtomogram ids (repeatable).",
-)
+@subtomogram_ids_option("Only these subtomogram ids (repeatable).")
 @click.option(
     "--out",
     "out_path",
@@ -101,12 +72,12 @@ def classify(
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
         table, meta = classify_store(
             store,
-            classes=_names(class_names),
+            classes=parse_names(class_names),
             set_name=set_name,
             min_prob=min_prob,
             reduce=reduce,  # type: ignore[arg-type]
             tomograms=list(tomograms) or None,
-            ids=_ids(subtomograms) or None,
+            ids=parse_ids(subtomograms) or None,
         )
     path = write_table(table, out_path, meta)
     counts = table["class"].value_counts()
@@ -123,31 +94,16 @@ def classify(
 @click.option(
     "-k", "k", type=click.IntRange(min=1), default=100, show_default=True, help="Number of hits."
 )
-@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
-@click.option(
-    "--min-prob",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
-    help="Drop hits below this probability.",
-)
-@click.option(
-    "--reduce",
-    type=click.Choice(["max", "mean"]),
-    default=DEFAULT_REDUCE,
-    show_default=True,
-    help=_REDUCE_HELP,
-)
-@click.option(
-    "--pass-prob",
-    type=click.FloatRange(0.0, 1.0),
-    default=DEFAULT_MIN_PROB,
-    show_default=True,
+@set_option()
+@min_prob_option("Drop hits below this probability.", default=0.0)
+@reduce_option
+@min_prob_option(
+    name="--pass-prob",
     help="A hit passes (column 'passes') when classify's open-set rule at this threshold gives "
     "it the class: probability at least this and no class of the set more probable. `export` "
     "and `segment` take passing hits only unless --all.",
 )
-@click.option("--cpu", is_flag=True, help="Search on the CPU even when a GPU is present.")
+@cpu_option
 @click.option(
     "--out",
     "out_path",
@@ -217,13 +173,10 @@ def search(
     is_flag=True,
     help="Cluster only subtomograms that match no class of the set.",
 )
-@click.option("--set", "set_name", default="default", show_default=True, help=_SET_HELP)
-@click.option(
-    "--min-prob",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=DEFAULT_MIN_PROB,
-    show_default=True,
-    help="Head probability at which two subtomograms match (cuts the clustering tree).",
+@set_option()
+@min_prob_option(
+    "Head probability at which two subtomograms match (cuts the clustering tree).",
+    open_interval=True,
 )
 @click.option(
     "--min-size",
@@ -245,7 +198,7 @@ def search(
     show_default=True,
     help="Subtomograms clustered (seeded sample; the rest are assigned).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@seed_option("Sampling seed.")
 @click.option(
     "--out",
     "out_path",
@@ -332,21 +285,11 @@ def discover(
     type=click.Path(file_okay=False),
     help="Folder for one file per class.",
 )
-@click.option(
-    "--classes", "class_names", default=None, help="Comma-separated classes (default: all)."
-)
-@click.option(
-    "--min-prob",
-    type=click.FloatRange(0.0, 1.0),
-    default=None,
-    help="Only rows with at least this probability.",
-)
+@classes_option
+@min_prob_option("Only rows with at least this probability.", default=None)
 @click.option("--include-unknown", is_flag=True, help="Also write unknown.star.")
-@click.option(
-    "--all",
-    "keep_all",
-    is_flag=True,
-    help="Also write rows that do not pass (a search's non-matches; default: passing only).",
+@keep_all_option(
+    "Also write rows that do not pass (a search's non-matches; default: passing only).",
 )
 @click.option(
     "--convention",
@@ -355,7 +298,7 @@ def discover(
     help="Coordinates to write: relion4 (tilt-series pixels + optics block), relion5 (centred "
     "angstrom) or voxels (default: the convention the particles were indexed from).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+@overwrite_option()
 def export(
     fmt: str,
     result_path: str,
@@ -391,7 +334,7 @@ def export(
     paths = export_star(
         table,
         out_dir,
-        classes=_names(class_names),
+        classes=parse_names(class_names),
         min_prob=min_prob,
         include_unknown=include_unknown,
         overwrite=overwrite,

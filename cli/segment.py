@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from cosnet_index.cli.store import store_options
+from cosnet_index.cli._options import (
+    cpu_option,
+    keep_all_option,
+    no_crf_option,
+    overwrite_option,
+    set_option,
+    store_options,
+)
 
 __all__ = ["segment"]
 
@@ -22,7 +29,7 @@ __all__ = ["segment"]
 @click.option(
     "-k", "k", type=click.IntRange(min=1), default=100, show_default=True, help="Hits with --class."
 )
-@click.option("--set", "set_name", default="default", show_default=True, help="Class set.")
+@set_option()
 @click.option(
     "--out",
     "out_dir",
@@ -30,7 +37,7 @@ __all__ = ["segment"]
     type=click.Path(file_okay=False),
     help="Folder for segments.parquet and masks/ (or labels/ with --merge).",
 )
-@click.option("--no-crf", is_flag=True, help="Threshold the decoder's probability (no CRF).")
+@no_crf_option("Threshold the decoder's probability (no CRF).")
 @click.option(
     "--merge",
     is_flag=True,
@@ -49,14 +56,11 @@ __all__ = ["segment"]
     show_default=True,
     help="Boxes per decoder/CRF batch.",
 )
-@click.option("--cpu", is_flag=True, help="Run on the CPU even when a GPU is present.")
-@click.option(
-    "--all",
-    "keep_all",
-    is_flag=True,
-    help="Also segment hits that do not pass (column 'passes' of search; default: passing only).",
+@cpu_option
+@keep_all_option(
+    "Also segment hits that do not pass (column 'passes' of search; default: passing only).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@overwrite_option()
 def segment(
     store_path: str,
     db_url: str | None,

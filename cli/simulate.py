@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from cosnet_index.cli._options import overwrite_option, seed_option
+
 _CLASSES_HELP = (
     "Comma-separated class names and presets: real, train-real, heldout-real, heldout, "
     "proc:A-B (procedural ids), e.g. 'heldout-real,proc:100000-100002'."
@@ -72,7 +74,7 @@ def simulate() -> None:
 )
 @click.option("--n-particles", type=int, default=200, show_default=True, help="Per tomogram.")
 @click.option("--snr", default="0.5", show_default=True, help="SNR of particle boxes (inf = none).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Simulation seed.")
+@seed_option("Simulation seed.")
 @click.option("--voxel-size", type=float, default=1.0, show_default=True, help="nm per voxel.")
 @click.option("--prefix", default="TS_", show_default=True, help="Tomogram names: PREFIX01, ...")
 @click.option("--labels", is_flag=True, help="Also write <name>_labels.mrc (particle masks).")
@@ -135,11 +137,11 @@ def tomograms(
 @click.option(
     "--snr", default="inf,1000,0.5,0.1", show_default=True, help="Comma-separated SNR levels."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Simulation seed.")
+@seed_option("Simulation seed.")
 @click.option("--box", type=int, default=32, show_default=True, help="Box side in voxels.")
 @click.option("--voxel-size", type=float, default=1.0, show_default=True, help="nm per voxel.")
 @click.option("--crowding", is_flag=True, help="Put parts of neighbour molecules in the boxes.")
-@click.option("--overwrite", is_flag=True, help="Replace a dataset already in OUT_DIR.")
+@overwrite_option("Replace a dataset already in OUT_DIR.")
 @_preset_option
 @click.option(
     "--workers",

@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any
 
 import click
 
+from cosnet_index.cli._options import invert_contrast_option, json_option, store_options
+
 __all__ = ["check", "db", "index", "init", "reindex", "stats"]
-
-
-def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--store PATH`` (env ``COSNET_STORE``) and ``--db-url URL`` (env ``COSNET_DB_URL``)."""
-
-    @click.option(
-        "--store",
-        "store_path",
-        envvar="COSNET_STORE",
-        default=None,
-        type=click.Path(file_okay=False),
-        help="Store directory (default: $COSNET_STORE; one of the two is required).",
-    )
-    @click.option(
-        "--db-url",
-        envvar="COSNET_DB_URL",
-        default=None,
-        help="SQLAlchemy URL of the catalog, e.g. postgresql+psycopg://user@host/db "
-        "(default: STORE/catalog.sqlite; env COSNET_DB_URL).",
-    )
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not kwargs.get("store_path"):
-            # click's own message ("Missing option '--store'") does not say the variable works
-            raise click.UsageError(
-                "Missing option '--store': give the store directory with --store PATH, or set "
-                "it once for the shell with `export COSNET_STORE=PATH`"
-            )
-        return fn(*args, **kwargs)
-
-    return wrapper
 
 
 def _size(n_bytes: int) -> str:
@@ -167,7 +135,7 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
     help="Voxel size in angstrom for every tomogram (overrides the MRC headers).",
 )
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Boxes per batch.")
-@click.option("--invert-contrast", is_flag=True, help="Tomograms have bright molecules: negate.")
+@invert_contrast_option("Tomograms have bright molecules: negate.")
 @click.option(
     "--edge",
     type=click.Choice(["skip", "pad"]),
@@ -290,7 +258,7 @@ def check(store_path: str, db_url: str | None) -> None:
 
 @click.command("stats")
 @store_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def stats(store_path: str, db_url: str | None, as_json: bool) -> None:
     """Tomograms, subtomograms, models, classes and size of a store.
 

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from cosnet_index.cli._options import seed_option
+
 
 @click.command("train")
 @click.argument("out_dir", type=click.Path(file_okay=False))
@@ -56,9 +58,7 @@ import click
     show_default=True,
     help="Save a resumable checkpoint every this many steps.",
 )
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the weights and episodes."
-)
+@seed_option("Seed of the weights and episodes.")
 @click.option(
     "--device", default="auto", show_default=True, help="auto (CUDA if present), cpu, cuda."
 )

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from scipy.special import expit
 
+from cosnet_index import defaults
 from cosnet_index.errors import ClassError, InputError
 
 __all__ = [
@@ -39,11 +40,11 @@ UNKNOWN = "unknown"
 
 Reduce = Literal["max", "mean"]
 
-DEFAULT_MIN_PROB = 0.86
+DEFAULT_MIN_PROB = defaults.DEFAULT_MIN_PROB
 """Open-set threshold used when none is given: the best balanced open-set accuracy of the
 shipped weights on held-out classes (``python bench/open_set.py``; docs/queries.md)."""
 
-DEFAULT_REDUCE: Reduce = "max"
+DEFAULT_REDUCE: Reduce = defaults.DEFAULT_REDUCE  # type: ignore[assignment]
 """How K shots combine into a class probability (measured: docs/queries.md)."""
 
 DEFAULT_BATCH = 65_536

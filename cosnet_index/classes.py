@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from cosnet_index import defaults
 from cosnet_index._classes_examples import vectors_at, vectors_of_mrc
 from cosnet_index._classes_tables import ClassRecord, ClassSetRecord, SupportVectorRecord
 from cosnet_index._query_scores import UNKNOWN
@@ -43,7 +44,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SET = "default"
+DEFAULT_SET = defaults.DEFAULT_SET
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 

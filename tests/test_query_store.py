@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -180,11 +181,20 @@ def test_cli_worked_example(toy, tmp_path):
 
 
 def test_cli_defaults_are_the_librarys():
-    from cosnet_index.cli import query as cli_query
+    from cosnet_index.classes import DEFAULT_SET
+    from cosnet_index.cli._app import cli
     from cosnet_index.query import DEFAULT_MIN_PROB, DEFAULT_REDUCE
 
-    assert cli_query.DEFAULT_MIN_PROB == DEFAULT_MIN_PROB
-    assert cli_query.DEFAULT_REDUCE == DEFAULT_REDUCE
+    ctx = click.Context(cli)
+    defaults = {
+        (name, p.name): p.default
+        for name in ("classify", "search", "discover")
+        for p in cli.get_command(ctx, name).params
+    }
+    assert defaults["classify", "min_prob"] == defaults["search", "pass_prob"] == DEFAULT_MIN_PROB
+    assert defaults["discover", "min_prob"] == DEFAULT_MIN_PROB
+    assert defaults["classify", "reduce"] == defaults["search", "reduce"] == DEFAULT_REDUCE
+    assert defaults["classify", "set_name"] == DEFAULT_SET
 
 
 def test_search_marks_what_matched_and_the_support_and_export_segment_take_passing(toy, tmp_path):

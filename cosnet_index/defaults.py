@@ -1,0 +1,26 @@
+"""Defaults shared by the library and the CLI, declared once.
+
+This module imports nothing, so that ``cosnet-index --help`` can show these values without
+importing torch, faiss or SQLAlchemy. The code that owns a default re-exports it under its
+usual name (``cosnet_index.query.DEFAULT_MIN_PROB``, ``cosnet_index.classes.DEFAULT_SET``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_MIN_PROB",
+    "DEFAULT_REDUCE",
+    "DEFAULT_SET",
+    "REDUCE_CHOICES",
+]
+
+# Best-class probability below which a subtomogram is 'unknown' (classify --min-prob), and at
+# which a search hit passes (search --pass-prob) or two subtomograms match (discover --min-prob).
+DEFAULT_MIN_PROB = 0.86
+
+# How the K shots of a class combine: the nearest shot ("max") or the mean probability.
+REDUCE_CHOICES = ("max", "mean")
+DEFAULT_REDUCE = "max"
+
+# The class set used when none is named.
+DEFAULT_SET = "default"
