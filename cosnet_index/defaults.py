@@ -12,11 +12,15 @@ __all__ = [
     "DEFAULT_REDUCE",
     "DEFAULT_SET",
     "REDUCE_CHOICES",
+    "UNKNOWN",
 ]
 
 # Best-class probability below which a subtomogram is 'unknown' (classify --min-prob), and at
 # which a search hit passes (search --pass-prob) or two subtomograms match (discover --min-prob).
 DEFAULT_MIN_PROB = 0.86
+
+# The label of a subtomogram whose best class probability is below the threshold (open set).
+UNKNOWN = "unknown"
 
 # How the K shots of a class combine: the nearest shot ("max") or the mean probability.
 REDUCE_CHOICES = ("max", "mean")

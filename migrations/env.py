@@ -10,7 +10,6 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-import cosnet_index._classes_tables  # noqa: F401  (registers revision 0002's tables on Base)
 from cosnet_index.store.tables import Base
 
 config = context.config

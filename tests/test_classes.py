@@ -9,7 +9,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-import cosnet_index._classes_tables  # noqa: F401  (registers the class tables on Base)
 from cosnet_index.classes import (
     add_class,
     check_name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from cosnet_index.errors import CheckpointError
 from cosnet_index.files import atomic_write
 from cosnet_index.model.config import CosNetConfig
 from cosnet_index.model.cosnet import CosNet
+from cosnet_index.model.identity import _hash_state, compute_hash
 
 __all__ = [
     "CheckpointInfo",
@@ -40,22 +40,6 @@ class CheckpointInfo:
     hash: str
     config: CosNetConfig
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _hash_state(state: dict[str, torch.Tensor], config: CosNetConfig) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-    for key in sorted(state):
-        tensor = state[key].detach().to("cpu").contiguous()
-        digest.update(f"\n{key}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def compute_hash(model: CosNet) -> str:
-    """sha256 over the config JSON and every state-dict tensor (name, dtype, shape, bytes) in
-    sorted key order: the identity of the model that made a stored vector."""
-    return _hash_state(model.state_dict(), model.config)
 
 
 def save_checkpoint(model: CosNet, path: str | os.PathLike, **metadata: Any) -> str:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from cosnet_index.model.config import CosNetConfig
 from cosnet_index.model.duse import DuSE
+from cosnet_index.model.identity import compute_hash
 from cosnet_index.model.normalize import as_box_batch, normalize_boxes
 
 __all__ = ["CosNet"]
@@ -180,8 +181,6 @@ class CosNet(nn.Module):
     @property
     def weights_hash(self) -> str:
         """Content hash of the current weights + config (what stored vectors record)."""
-        from cosnet_index.model.checkpoint import compute_hash
-
         return compute_hash(self)
 
     def _prepare(self, volumes: Tensor) -> Tensor:

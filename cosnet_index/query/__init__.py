@@ -15,8 +15,8 @@ Array level (no store needed): :func:`class_scores`, :func:`classify`, :func:`se
 
 from __future__ import annotations
 
-from cosnet_index._query_discover import Discovery, discover, match_distance
-from cosnet_index._query_scores import (
+from cosnet_index.query._discover import Discovery, discover, match_distance
+from cosnet_index.query._scores import (
     DEFAULT_BATCH,
     DEFAULT_MIN_PROB,
     DEFAULT_REDUCE,
@@ -29,9 +29,9 @@ from cosnet_index._query_scores import (
     match_probability,
     stack_prototypes,
 )
-from cosnet_index._query_search import Hits, search_class, search_vectors
-from cosnet_index._query_store import classify_store, discover_store, search_store
-from cosnet_index._query_tables import (
+from cosnet_index.query._search import Hits, search_class, search_vectors
+from cosnet_index.query._stored import classify_store, discover_store, search_store
+from cosnet_index.query._tables import (
     PROB_PREFIX,
     check_same_model,
     classification_table,

@@ -24,11 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from cosnet_index import defaults
-from cosnet_index._classes_examples import vectors_at, vectors_of_mrc
-from cosnet_index._classes_tables import ClassRecord, ClassSetRecord, SupportVectorRecord
-from cosnet_index._query_scores import UNKNOWN
+from cosnet_index.classes._examples import vectors_at, vectors_of_mrc
+from cosnet_index.defaults import UNKNOWN
 from cosnet_index.errors import ClassError, InputError, StoreError
-from cosnet_index.store.tables import ModelRecord
+from cosnet_index.store.tables import ClassRecord, ClassSetRecord, ModelRecord, SupportVectorRecord
 
 __all__ = [
     "DEFAULT_SET",

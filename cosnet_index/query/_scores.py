@@ -35,7 +35,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "unknown"
+UNKNOWN = defaults.UNKNOWN
 """The label of a vector whose best class probability is below the threshold (open set)."""
 
 Reduce = Literal["max", "mean"]

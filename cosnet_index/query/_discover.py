@@ -21,8 +21,8 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from cosnet_index._query_scores import _as_vectors, l1_distances, match_probability
 from cosnet_index.errors import InputError
+from cosnet_index.query._scores import _as_vectors, l1_distances, match_probability
 
 __all__ = ["Discovery", "discover", "match_distance"]
 

@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from cosnet_index import __version__
-from cosnet_index._query_discover import discover
-from cosnet_index._query_scores import (
+from cosnet_index.classes import DEFAULT_SET, get_classes, list_classes
+from cosnet_index.errors import ClassError, InputError
+from cosnet_index.query._discover import discover
+from cosnet_index.query._scores import (
     DEFAULT_BATCH,
     DEFAULT_MIN_PROB,
     DEFAULT_REDUCE,
@@ -25,10 +27,8 @@ from cosnet_index._query_scores import (
     classify,
     match_probability,
 )
-from cosnet_index._query_search import _flat_view, search_class
-from cosnet_index._query_tables import classification_table, hits_table, mark_support
-from cosnet_index.classes import DEFAULT_SET, get_classes, list_classes
-from cosnet_index.errors import ClassError, InputError
+from cosnet_index.query._search import _flat_view, search_class
+from cosnet_index.query._tables import classification_table, hits_table, mark_support
 
 __all__ = ["classify_store", "discover_store", "search_store"]
 

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+
 if TYPE_CHECKING:
     from cosnet_index.demo import DemoResult
 
-__all__ = ["as_json", "summary_lines"]
+__all__ = ["as_json", "closed_set_accuracy", "summary_lines"]
+
+
+def closed_set_accuracy(result: pd.DataFrame, classes: tuple[str, ...]) -> float:
+    """Accuracy of the argmax over the support classes (no unknown threshold), on particles of
+    the support classes: the figure comparable to ``cosnet-index evaluate``'s N-way accuracy."""
+    columns = [f"p_{c}" for c in classes]
+    known = result["true_class"].isin(list(classes)).to_numpy()
+    if not known.any() or not all(c in result.columns for c in columns):
+        return math.nan
+    best = np.asarray(classes, dtype=object)[result[columns].to_numpy().argmax(axis=1)]
+    return float((best[known] == result["true_class"].to_numpy()[known]).mean())
 
 
 def as_json(demo: DemoResult) -> dict[str, Any]:
     """The figures of a demo run, JSON-serialisable (written to ``OUT/demo.json``)."""
-    from cosnet_index.demo import _closed_set_accuracy
-
     s = demo.summary
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(demo.config).items()}
     return {
@@ -27,7 +40,7 @@ def as_json(demo: DemoResult) -> dict[str, Any]:
         "accuracy": s.accuracy,
         "accuracy_ci95": list(s.accuracy_ci95),
         "scored": len(demo.scored),
-        "closed_set_accuracy": _closed_set_accuracy(demo.scored, demo.config.classes),
+        "closed_set_accuracy": closed_set_accuracy(demo.scored, demo.config.classes),
         "unknown_rate": s.unknown_rate,
         "open_set_recall": s.open_set_recall,
         "dice": {c: float(demo.segmentation[c].mean()) for c in demo.segmentation if "dice" in c},
@@ -56,8 +69,6 @@ def _confusion_lines(demo: DemoResult) -> list[str]:
 
 def summary_lines(demo: DemoResult) -> list[str]:
     """The compact summary the ``demo`` command prints."""
-    from cosnet_index.demo import _closed_set_accuracy
-
     s, c = demo.summary, demo.config
     low, high = s.accuracy_ci95
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(demo.n_skipped.items())) or "none"
@@ -73,7 +84,7 @@ def summary_lines(demo: DemoResult) -> list[str]:
         f"accuracy (particles of support classes, min-prob {demo.min_prob:g}): "
         f"{s.accuracy:.3f}  [{low:.3f}, {high:.3f}] 95% CI, {s.n_correct}/{s.n_known}",
         f"closed-set {len(c.classes)}-way accuracy (argmax, no threshold): "
-        f"{_closed_set_accuracy(demo.scored, c.classes):.3f}",
+        f"{closed_set_accuracy(demo.scored, c.classes):.3f}",
         f"unknown rate: {s.unknown_rate:.3f} ({s.n_unknown} particles); novel particles "
         f"flagged unknown: {s.open_set_recall:.3f} of {s.n_novel}",
     ]

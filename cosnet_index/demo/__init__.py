@@ -2,7 +2,7 @@
 
 simulate -> create a store -> index -> add one support particle per class -> classify ->
 search two classes -> segment their hits (decoder + CRF) -> report. Each stage is a small
-function of ``cosnet_index._demo_stages`` over the public APIs; :func:`run_demo` composes them.
+function of ``cosnet_index.demo._stages`` over the public APIs; :func:`run_demo` composes them.
 
 The collection mixes real maps held out from training with held-out procedural classes (all
 unseen by the shipped model), plus one class that gets no support particle: a structure nobody
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cosnet_index import _demo_stages as stages
-from cosnet_index._demo_summary import as_json, summary_lines
-from cosnet_index._demo_timing import Stopwatch
+from cosnet_index.demo import _stages as stages
+from cosnet_index.demo._summary import as_json, closed_set_accuracy, summary_lines
+from cosnet_index.demo._timing import Stopwatch
 from cosnet_index.errors import InputError
 from cosnet_index.report import (
     ClassificationSummary,
@@ -148,19 +148,8 @@ class DemoResult:
         return sum(s.seconds for s in self.stages)
 
 
-def _closed_set_accuracy(result: pd.DataFrame, classes: tuple[str, ...]) -> float:
-    """Accuracy of the argmax over the support classes (no unknown threshold), on particles of
-    the support classes: the figure comparable to ``cosnet-index evaluate``'s N-way accuracy."""
-    columns = [f"p_{c}" for c in classes]
-    known = result["true_class"].isin(list(classes)).to_numpy()
-    if not known.any() or not all(c in result.columns for c in columns):
-        return math.nan
-    best = np.asarray(classes, dtype=object)[result[columns].to_numpy().argmax(axis=1)]
-    return float((best[known] == result["true_class"].to_numpy()[known]).mean())
-
-
 def _notes(config: DemoConfig, result: pd.DataFrame) -> list[str]:
-    closed = _closed_set_accuracy(result, config.classes)
+    closed = closed_set_accuracy(result, config.classes)
     n = len(config.classes)
     return [
         f"Demo run: `cosnet-index demo --seed {config.seed} --n-tomograms {config.n_tomograms} "

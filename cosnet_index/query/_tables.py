@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cosnet_index._query_scores import UNKNOWN, Classification
-from cosnet_index._query_search import Hits
 from cosnet_index.errors import InputError
 from cosnet_index.files import atomic_write
+from cosnet_index.query._scores import UNKNOWN, Classification
+from cosnet_index.query._search import Hits
 
 __all__ = [
     "META_KEY",

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cosnet_index._query_scores import (
+from cosnet_index.errors import InputError
+from cosnet_index.query._scores import (
     DEFAULT_BATCH,
     Reduce,
     _as_vectors,
@@ -24,7 +25,6 @@ from cosnet_index._query_scores import (
     l1_distances,
     match_probability,
 )
-from cosnet_index.errors import InputError
 
 __all__ = ["Hits", "search_class", "search_vectors"]
 
