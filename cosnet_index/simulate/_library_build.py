@@ -730,6 +730,7 @@ def _write(molecules: list[Molecule], out: Path, reserved: frozenset[str]):  # t
     frame.to_csv(out / "manifest.csv", index=False)
     with tempfile.NamedTemporaryFile(dir=out, suffix=".npz", delete=False) as tmp:
         np.savez_compressed(tmp, **maps)
+    os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, out / "maps.npz")
     log.info("wrote %d molecules to %s", len(frame), out)
     return frame
