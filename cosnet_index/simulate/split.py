@@ -14,7 +14,9 @@ __all__ = [
     "TRAIN_REAL",
     "ClassSplit",
     "default_split",
+    "heldout_classes",
     "resolve_classes",
+    "training_classes",
 ]
 
 HELDOUT_REAL: tuple[str, ...] = (
@@ -118,3 +120,33 @@ def resolve_classes(spec: str) -> tuple[str, ...]:
     if not names:
         raise InputError("no classes given: e.g. --classes heldout-real,proc:0-9")
     return tuple(dict.fromkeys(names))
+
+
+def heldout_classes() -> frozenset[str]:
+    """Every class kept out of training: the default split's held-out real maps and the library's
+    held-out molecules (procedural ids from ``HELDOUT_PROCEDURAL_START`` are checked by number)."""
+    from cosnet_index.simulate.library import library_names
+
+    return frozenset(HELDOUT_REAL) | frozenset(library_names("heldout"))
+
+
+def training_classes(spec: str) -> tuple[str, ...]:
+    """:func:`resolve_classes` for training: the same spec, with every held-out class refused.
+
+    Raises:
+        InputError: an unknown name, or a class that evaluation keeps unseen.
+    """
+    names = resolve_classes(spec)
+    heldout = heldout_classes()
+    bad = [
+        n
+        for n in names
+        if n in heldout or (n.startswith("proc-") and int(n[5:]) >= HELDOUT_PROCEDURAL_START)
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise InputError(
+            f"{len(bad)} held-out classes in the training spec ({shown}): evaluation keeps them "
+            "unseen; train on e.g. train-real,lib-train,proc:0-399"
+        )
+    return names
