@@ -130,19 +130,8 @@ def test_every_part_of_the_package_has_a_stage() -> None:
     assert {m.split(".")[1] for m in _modules() if "." in m} <= set(RANK)
 
 
-# simulate/imaging.py dispatches to two modules that import it back; untangled once branch `lib`
-# (which owned simulate/ while this was written) has landed
-KNOWN_CYCLES = [
-    [
-        "cosnet_index.simulate._imaging_fourier",
-        "cosnet_index.simulate._projection",
-        "cosnet_index.simulate.imaging",
-    ]
-]
-
-
 def test_no_import_cycle() -> None:
-    assert [c for c in _cycles(import_graph()) if c not in KNOWN_CYCLES] == []
+    assert _cycles(import_graph()) == []
 
 
 def test_no_import_from_a_later_stage() -> None:

@@ -178,3 +178,11 @@ def apply_ctf_wedge(
         spectrum + scale.view(-1, 1, 1, 1) * noise_spectrum, s=shape, dim=(-3, -2, -1)
     )
     return noisy, clean
+
+
+def _extra_sigma_nm(resolution_nm: float, density_resolution_nm: float) -> float:
+    """Real-space sigma (nm) of the Gaussian that takes a map from one resolution to another.
+
+    Chimera's molmap convention: sigma = 0.225 x resolution; Gaussians compose in quadrature.
+    """
+    return 0.225 * math.sqrt(max(resolution_nm**2 - density_resolution_nm**2, 0.0))

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from cosnet_index.simulate._fourier import parseval_variance
+from cosnet_index.simulate._fourier import _extra_sigma_nm, parseval_variance
 from cosnet_index.simulate._tilt import (
     accumulated_dose,
     exposure_filter,
@@ -26,7 +27,9 @@ from cosnet_index.simulate._tilt import (
     tilt_noise_variance,
     tilt_weights_rad,
 )
-from cosnet_index.simulate.imaging import Imaging, _extra_sigma_nm
+
+if TYPE_CHECKING:
+    from cosnet_index.simulate.imaging import Imaging
 
 __all__ = ["image_fourier", "rescale_volumes"]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,7 +33,9 @@ from cosnet_index.simulate._tilt import (
     project_series,
     tilt_noise_variance,
 )
-from cosnet_index.simulate.imaging import Imaging
+
+if TYPE_CHECKING:
+    from cosnet_index.simulate.imaging import Imaging
 
 __all__ = ["reconstruct_tilt_series"]
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from cosnet_index.errors import InputError
+from cosnet_index.simulate._fourier import _extra_sigma_nm
 
 __all__ = [
     "IMAGING_PRESETS",
@@ -460,14 +461,6 @@ def image_by_projection(
         scale = math.sqrt(float(clean.var()) / (snr * max(float(noise.var()), 1e-30)))
         out = clean + scale * noise
     return -out if imaging.invert_contrast else out
-
-
-def _extra_sigma_nm(resolution_nm: float, density_resolution_nm: float) -> float:
-    """Real-space sigma (nm) of the Gaussian that takes a map from one resolution to another.
-
-    Chimera's molmap convention: sigma = 0.225 x resolution; Gaussians compose in quadrature.
-    """
-    return 0.225 * math.sqrt(max(resolution_nm**2 - density_resolution_nm**2, 0.0))
 
 
 def _gaussian_lowpass(volume: torch.Tensor, sigma_voxels: float) -> torch.Tensor:

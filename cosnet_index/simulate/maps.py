@@ -21,6 +21,7 @@ __all__ = [
     "procedural_name",
     "real_map",
     "register_class_map",
+    "register_library",
 ]
 
 _PROC = re.compile(r"^proc-(\d+)$")
@@ -53,9 +54,26 @@ def procedural_name(class_id: int) -> str:
 
 
 def is_class_name(name: str) -> bool:
-    """True for a real class stem, a procedural name ``proc-<digits>`` or a registered map."""
+    """True for a real class stem, ``proc-<digits>``, a library molecule or a registered map."""
     registered = any(key[0] == name for key in _REGISTERED)
-    return name in REAL_CLASSES or _PROC.match(name) is not None or registered
+    return (
+        name in REAL_CLASSES
+        or _PROC.match(name) is not None
+        or registered
+        or _is_library_name(name)
+    )
+
+
+def _is_library_name(name: str) -> bool:
+    """True for a molecule of the real-molecule library (``lib-...``, see ``library.py``)."""
+    if not name.startswith("lib-"):
+        return False
+    from cosnet_index.simulate.library import library_names
+
+    try:
+        return name in library_names()
+    except InputError:  # no library built or shipped
+        return False
 
 
 def class_info(
@@ -74,11 +92,15 @@ def class_info(
     registered = _REGISTERED.get((name, voxel_size_nm, resolution_nm))
     if registered is not None:
         return registered
+    if _is_library_name(name):
+        from cosnet_index.simulate.library import library_class
+
+        return library_class(name, voxel_size_nm, resolution_nm)
     match = _PROC.match(name)
     if match is None:
         raise InputError(
-            f"unknown class {name!r}: use a real class ({', '.join(REAL_CLASSES)}) "
-            "or a procedural one like 'proc-00042'"
+            f"unknown class {name!r}: use a real class ({', '.join(REAL_CLASSES)}), "
+            "a procedural one like 'proc-00042' or a library molecule (library_names())"
         )
     return load_procedural(int(match.group(1)), voxel_size_nm, resolution_nm)
 
@@ -105,3 +127,30 @@ def procedural_map(class_id: int, voxel_size_nm: float = 1.0) -> np.ndarray:
 def class_map(name: str, voxel_size_nm: float = 1.0) -> np.ndarray:
     """The map of a real class stem or of ``proc-<id>``: (d, d, d) float32, positive."""
     return class_info(name, voxel_size_nm).density.copy()
+
+
+def register_library(
+    split: str | None = None, voxel_size_nm: float = 1.0, resolution_nm: float = 4.0
+) -> tuple[str, ...]:
+    """Register library molecules as simulator classes (:func:`register_class_map`).
+
+    Not needed for names alone (:func:`class_info` finds ``lib-*`` names by itself); use it to
+    build the maps once up front.
+
+    Args:
+        split: ``train``, ``heldout`` or None (all).
+        voxel_size_nm: voxel size of the simulation.
+        resolution_nm: its resolution (>= 2 nm).
+
+    Returns:
+        the registered names, e.g. for ``simulate_subtomograms(names=...)``.
+
+    Raises:
+        InputError: unknown split, or a resolution finer than 2 nm.
+    """
+    from cosnet_index.simulate.library import library_class, library_names
+
+    names = library_names(split)
+    for name in names:
+        register_class_map(library_class(name, voxel_size_nm, resolution_nm), resolution_nm)
+    return names
