@@ -72,7 +72,7 @@ def db_current(store_path: str, db_url: str | None) -> None:
     from cosnet_index.store import Store, schema
 
     with Store.open_unchecked(store_path, db_url=db_url, readonly=True) as store:
-        current = schema.current_revision(store.engine)
+        current = store.schema_revision()
     head = schema.head_revision()
     state = "up to date" if current == head else "run `cosnet-index db upgrade`"
     click.echo(f"current: {current or '(empty)'}  head: {head}  ({state})")
@@ -88,12 +88,10 @@ def db_upgrade(store_path: str, db_url: str | None, revision: str) -> None:
 
         cosnet-index db upgrade --store ./store
     """
-    from cosnet_index.store import Store, schema
+    from cosnet_index.store import Store
 
     with Store.open_unchecked(store_path, db_url=db_url) as store, store.write_lock():
-        before = schema.current_revision(store.engine)
-        schema.upgrade(store.engine, revision)
-        after = schema.current_revision(store.engine)
+        before, after = store.migrate(revision)
     click.echo(f"schema {before or '(empty)'} -> {after}")
 
 
@@ -108,14 +106,12 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 
         cosnet-index db downgrade --store ./store -1 --yes
     """
-    from cosnet_index.store import Store, schema
+    from cosnet_index.store import Store
 
     if not yes:
         click.confirm(f"downgrade the catalog of {store_path} to {revision}?", abort=True)
     with Store.open_unchecked(store_path, db_url=db_url) as store, store.write_lock():
-        before = schema.current_revision(store.engine)
-        schema.downgrade(store.engine, revision)
-        after = schema.current_revision(store.engine)
+        before, after = store.migrate(revision, down=True)
     click.echo(f"schema {before or '(empty)'} -> {after or '(empty)'}")
 
 

@@ -150,3 +150,21 @@ def test_the_graph_sees_imports() -> None:
     graph = import_graph()
     assert "cosnet_index.store.tables" in graph["cosnet_index.store.store"]
     assert "cosnet_index.query" in graph["cosnet_index.cli.query"]  # a lazy import counts
+
+
+def test_no_sql_outside_the_store() -> None:
+    """Only ``store/`` opens SQL sessions or connections and builds queries; the rest of the
+    package asks typed ``Store`` methods (``store/catalog.py``)."""
+    import re
+
+    sql = re.compile(
+        r"\bsqlalchemy\b|\.session\(\)|\.engine\b|\bselect\(|\bSession\b|read_sql|execute\("
+    )
+    offenders = []
+    for name, path in _modules().items():
+        if name.startswith(("cosnet_index.store", "cosnet_index.migrations")):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if sql.search(line):
+                offenders.append(f"{name}:{number}: {line.strip()}")
+    assert offenders == []

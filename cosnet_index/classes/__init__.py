@@ -11,23 +11,19 @@ Names: 1-64 characters from ``A-Z a-z 0-9 . _ + -``, starting with a letter or d
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
 
 from cosnet_index import defaults
 from cosnet_index.classes._examples import vectors_at, vectors_of_mrc
 from cosnet_index.defaults import UNKNOWN
-from cosnet_index.errors import ClassError, InputError, StoreError
-from cosnet_index.store.tables import ClassRecord, ClassSetRecord, ModelRecord, SupportVectorRecord
+from cosnet_index.errors import ClassError, InputError
+from cosnet_index.store import Store
+from cosnet_index.store.class_catalog import SupportClass
 
 __all__ = [
     "DEFAULT_SET",
@@ -47,38 +43,6 @@ DEFAULT_SET = defaults.DEFAULT_SET
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
-@dataclass(frozen=True)
-class SupportClass:
-    """A support class as stored.
-
-    Attributes:
-        name, set_name: the class and its set.
-        model_hash: weights hash of the model its vectors come from.
-        vectors: (K, dim) float32 support vectors (scaled storage vectors).
-        sources: one description per shot (``subtomogram 12``, ``mrc a.mrc``, ``TS_01 10 20 30``).
-        description: free text given at ``add``.
-        created_at: UTC time of creation.
-        subtomogram_ids: ids of the stored subtomograms among the shots.
-        positions: ``(tomogram, x, y, z)`` of shots embedded at a position the store did not
-            hold when the class was made (it may hold it since).
-    """
-
-    name: str
-    set_name: str
-    model_hash: str
-    vectors: np.ndarray
-    sources: tuple[str, ...]
-    description: str
-    created_at: dt.datetime
-    subtomogram_ids: tuple[int, ...] = ()
-    positions: tuple[tuple[str, float, float, float], ...] = ()
-
-    @property
-    def shots(self) -> int:
-        """K, the number of support vectors."""
-        return len(self.vectors)
-
-
 def check_name(name: str, what: str = "class") -> str:
     """The stripped name, or ClassError with the rule and a fix."""
     stripped = str(name).strip()
@@ -96,64 +60,11 @@ def check_name(name: str, what: str = "class") -> str:
     return stripped
 
 
-def _source(v: SupportVectorRecord) -> str:
-    if v.source_kind == "subtomogram" and v.tomogram is not None:
-        return f"subtomogram {v.subtomogram_id} ({v.tomogram} {v.x:g} {v.y:g} {v.z:g})"
-    if v.source_kind == "subtomogram":
-        return f"subtomogram {v.subtomogram_id}"
-    if v.source_kind == "mrc":
-        return f"mrc {v.source_path}"
-    return f"{v.tomogram} {v.x:g} {v.y:g} {v.z:g}"
-
-
-def _to_class(record: ClassRecord, set_name: str, model_hash: str) -> SupportClass:
-    vectors = np.stack([np.frombuffer(v.vector, dtype="<f4") for v in record.vectors])
-    return SupportClass(
-        name=record.name,
-        set_name=set_name,
-        model_hash=model_hash,
-        vectors=vectors.astype(np.float32),  # (K, dim), a writable copy
-        sources=tuple(_source(v) for v in record.vectors),
-        description=record.description,
-        created_at=record.created_at,
-        subtomogram_ids=tuple(
-            int(v.subtomogram_id) for v in record.vectors if v.subtomogram_id is not None
-        ),
-        positions=tuple(
-            (str(v.tomogram), float(v.x), float(v.y), float(v.z))
-            for v in record.vectors
-            if v.subtomogram_id is None and v.tomogram is not None and v.x is not None
-        ),
-    )
-
-
-def _find(session: Session, name: str, set_name: str) -> ClassRecord | None:
-    return session.scalars(
-        select(ClassRecord)
-        .join(ClassSetRecord, ClassRecord.set_id == ClassSetRecord.id)
-        .where(ClassSetRecord.name == set_name, ClassRecord.name == name)
-        .options(selectinload(ClassRecord.vectors))
-    ).first()
-
-
-def _missing(name: str, set_name: str, session: Session) -> ClassError:
-    known = session.scalars(
-        select(ClassRecord.name)
-        .join(ClassSetRecord, ClassRecord.set_id == ClassSetRecord.id)
-        .where(ClassSetRecord.name == set_name)
-        .order_by(ClassRecord.name)
-    ).all()
-    hint = f"known: {', '.join(known)}" if known else "it has no class yet"
-    return ClassError(
-        f"no class {name!r} in set {set_name!r} ({hint}); see `cosnet-index classes list`"
-    )
-
-
 # -- public API ----------------------------------------------------------------------------------
 
 
 def add_class(
-    store: Any,
+    store: Store,
     name: str,
     *,
     subtomogram_ids: Sequence[int] = (),
@@ -191,15 +102,12 @@ def add_class(
             f"class {name!r} needs at least one example: --subtomogram ID, --mrc FILE or "
             "--at TOMO X Y Z"
         )
-    model_hash = store.model_hash
     with store.write_lock():
-        with store.session() as session:  # refuse early, before any embedding
-            existing = _find(session, name, set_name)
-            if existing is not None and not append:
-                raise ClassError(
-                    f"class {name!r} already exists in set {set_name!r}; pass --append to add "
-                    "shots, or `classes remove` it first"
-                )
+        if not append and store.has_class(name, set_name):  # refuse before any embedding
+            raise ClassError(
+                f"class {name!r} already exists in set {set_name!r}; pass --append to add "
+                "shots, or `classes remove` it first"
+            )
         vectors, sources = [], []
         if len(subtomogram_ids):
             ids, xb = store.load_vectors(np.asarray(subtomogram_ids, dtype=np.int64))
@@ -215,49 +123,13 @@ def add_class(
         xb = np.ascontiguousarray(np.concatenate(vectors), dtype="<f4")  # (K, dim)
         if not np.isfinite(xb).all():
             raise InputError(f"an example of {name!r} embeds to non-finite values; check its box")
-        with store.session() as session:
-            model = session.scalars(
-                select(ModelRecord).where(ModelRecord.weights_hash == model_hash)
-            ).one()
-            record = _find(session, name, set_name)
-            if record is None:
-                class_set = session.scalars(
-                    select(ClassSetRecord).where(ClassSetRecord.name == set_name)
-                ).first()
-                if class_set is None:
-                    class_set = ClassSetRecord(name=set_name)
-                    session.add(class_set)
-                    session.flush()
-                record = ClassRecord(
-                    set_id=class_set.id,
-                    name=name,
-                    model_id=model.id,
-                    description=description,
-                    vectors=[],
-                )
-                session.add(record)
-            elif record.model_id != model.id:
-                raise StoreError(
-                    f"class {name!r} was made with another model than the store's "
-                    f"({model_hash[:12]}); remove it and add it again"
-                )
-            elif description:
-                record.description = description
-            start = len(record.vectors)
-            for k, (vector, source) in enumerate(zip(xb, sources, strict=True)):
-                record.vectors.append(
-                    SupportVectorRecord(
-                        shot=start + k, dim=int(xb.shape[1]), vector=vector.tobytes(), **source
-                    )
-                )
-            session.flush()
-            result = _to_class(record, set_name, model_hash)
+        result = store.save_class(name, set_name, xb, sources, description)
     log.info("class %s/%s: %d shots", set_name, name, result.shots)
     return result
 
 
 def get_classes(
-    store: Any, names: Sequence[str] | None = None, *, set_name: str = DEFAULT_SET
+    store: Store, names: Sequence[str] | None = None, *, set_name: str = DEFAULT_SET
 ) -> list[SupportClass]:
     """Classes of a set with their vectors, in the order of ``names`` (default: all, by name).
 
@@ -266,98 +138,36 @@ def get_classes(
         StoreError: a class made with another model than the store's (never mixed).
     """
     set_name = check_name(set_name, "set")
-    model_hash = store.model_hash
-    with store.session() as session:
-        rows = session.execute(
-            select(ClassRecord, ModelRecord.weights_hash)
-            .join(ClassSetRecord, ClassRecord.set_id == ClassSetRecord.id)
-            .join(ModelRecord, ClassRecord.model_id == ModelRecord.id)
-            .where(ClassSetRecord.name == set_name)
-            .options(selectinload(ClassRecord.vectors))
-            .order_by(ClassRecord.name)
-        ).all()
-        by_name = {r.name: (r, h) for r, h in rows}
-        wanted = list(by_name) if names is None else [check_name(n) for n in names]
-        if not wanted:
-            raise ClassError(
-                f"set {set_name!r} has no class; add one with `cosnet-index classes add`"
-            )
-        if len(set(wanted)) != len(wanted):
-            raise ClassError(f"a class is named twice in {wanted}; name each once")
-        out = []
-        for name in wanted:
-            if name not in by_name:
-                raise _missing(name, set_name, session)
-            record, record_hash = by_name[name]
-            if record_hash != model_hash:
-                raise StoreError(
-                    f"class {name!r} was made with model {record_hash[:12]}, the store's vectors "
-                    f"with {model_hash[:12]}; queries never mix models: add the class again"
-                )
-            out.append(_to_class(record, set_name, record_hash))
-    return out
+    checked = None if names is None else [check_name(n) for n in names]
+    return store.support_classes(set_name, checked)
 
 
-def list_classes(store: Any, set_name: str | None = None) -> list[SupportClass]:
+def list_classes(store: Store, set_name: str | None = None) -> list[SupportClass]:
     """Every class (of one set, or of all sets), by set then name; any model."""
-    query = (
-        select(ClassRecord, ClassSetRecord.name, ModelRecord.weights_hash)
-        .join(ClassSetRecord, ClassRecord.set_id == ClassSetRecord.id)
-        .join(ModelRecord, ClassRecord.model_id == ModelRecord.id)
-        .options(selectinload(ClassRecord.vectors))
-        .order_by(ClassSetRecord.name, ClassRecord.name)
-    )
-    if set_name is not None:
-        query = query.where(ClassSetRecord.name == check_name(set_name, "set"))
-    with store.session() as session:
-        return [_to_class(r, s, h) for r, s, h in session.execute(query).all()]
+    return store.list_classes(None if set_name is None else check_name(set_name, "set"))
 
 
-def list_sets(store: Any) -> list[str]:
+def list_sets(store: Store) -> list[str]:
     """Names of the class sets that hold at least one class."""
-    with store.session() as session:
-        return list(
-            session.scalars(
-                select(ClassSetRecord.name)
-                .join(ClassRecord, ClassRecord.set_id == ClassSetRecord.id)
-                .distinct()
-                .order_by(ClassSetRecord.name)
-            ).all()
-        )
+    return store.class_sets()
 
 
-def remove_class(store: Any, name: str, *, set_name: str = DEFAULT_SET) -> None:
+def remove_class(store: Store, name: str, *, set_name: str = DEFAULT_SET) -> None:
     """Delete a class and its support vectors (stored embeddings are untouched).
 
     Raises:
         ClassError: no such class.
     """
     name, set_name = check_name(name), check_name(set_name, "set")
-    with store.write_lock(), store.session() as session:
-        record = _find(session, name, set_name)
-        if record is None:
-            raise _missing(name, set_name, session)
-        session.delete(record)
+    store.remove_class(name, set_name)
     log.info("removed class %s/%s", set_name, name)
 
 
-def rename_class(store: Any, old: str, new: str, *, set_name: str = DEFAULT_SET) -> SupportClass:
+def rename_class(store: Store, old: str, new: str, *, set_name: str = DEFAULT_SET) -> SupportClass:
     """Rename a class within its set.
 
     Raises:
         ClassError: no class ``old``, an invalid ``new``, or ``new`` taken.
     """
     old, new, set_name = check_name(old), check_name(new), check_name(set_name, "set")
-    with store.write_lock(), store.session() as session:
-        record = _find(session, old, set_name)
-        if record is None:
-            raise _missing(old, set_name, session)
-        if new != old and _find(session, new, set_name) is not None:
-            raise ClassError(
-                f"class {new!r} already exists in set {set_name!r}; choose another name or "
-                "remove it first"
-            )
-        record.name = new
-        session.flush()
-        model_hash = session.get(ModelRecord, record.model_id).weights_hash  # type: ignore[union-attr]
-        return _to_class(record, set_name, model_hash)
+    return store.rename_class(old, new, set_name)

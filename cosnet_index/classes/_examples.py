@@ -11,19 +11,23 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from cosnet_index.errors import CoordinateError, InputError
+
+if TYPE_CHECKING:
+    from cosnet_index.store import Store
 
 __all__ = ["vectors_at", "vectors_of_mrc"]
 
 log = logging.getLogger(__name__)
 
 
-def vectors_of_mrc(store: Any, paths: Sequence[str | os.PathLike[str]], invert: bool) -> np.ndarray:
+def vectors_of_mrc(
+    store: Store, paths: Sequence[str | os.PathLike[str]], invert: bool
+) -> np.ndarray:
     """Embed cubic MRC boxes with the store's model (resampled to its voxel size)."""
     import torch
 
@@ -57,34 +61,8 @@ def vectors_of_mrc(store: Any, paths: Sequence[str | os.PathLike[str]], invert: 
     return model.embed(torch.from_numpy(np.stack(boxes))).numpy()  # (n, dim)
 
 
-def _indexed(store: Any, name: str) -> tuple[Any, pd.DataFrame, bool]:
-    """(tomogram record or None, its particles id/x/y/z of the store's model, invert_contrast)."""
-    from sqlalchemy import select
-
-    from cosnet_index.store.tables import ModelRecord, ShardRecord, Subtomogram, TomogramRecord
-
-    with store.session() as session:
-        record = session.scalars(select(TomogramRecord).where(TomogramRecord.name == name)).first()
-        if record is None:
-            return None, pd.DataFrame(columns=["id", "x", "y", "z"]), False
-        model_id = session.scalars(
-            select(ModelRecord.id).where(ModelRecord.weights_hash == store.model_hash)
-        ).one()
-        rows = session.execute(
-            select(Subtomogram.id, Subtomogram.x, Subtomogram.y, Subtomogram.z).where(
-                Subtomogram.tomogram_id == record.id, Subtomogram.model_id == model_id
-            )
-        ).all()
-        invert = session.scalars(
-            select(ShardRecord.invert_contrast).where(
-                ShardRecord.tomogram_id == record.id, ShardRecord.model_id == model_id
-            )
-        ).first()
-    return record, pd.DataFrame(rows, columns=["id", "x", "y", "z"]), bool(invert)
-
-
 def vectors_at(
-    store: Any, at: Sequence[tuple[str, float, float, float]], invert_contrast: bool = False
+    store: Store, at: Sequence[tuple[str, float, float, float]], invert_contrast: bool = False
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Vectors at tomogram positions: the stored one if indexed there, else embedded once.
 
@@ -100,7 +78,7 @@ def vectors_at(
     for tomo, x, y, z in at:
         xyz = np.array([x, y, z], dtype=np.float64)
         name = tomogram_name(tomo)
-        record, rows, invert = _indexed(store, name)
+        record, rows, invert = store.indexed_particles(name)
         close = rows[(np.abs(rows[["x", "y", "z"]].to_numpy(np.float64) - xyz) <= 0.5).all(axis=1)]
         source = {"tomogram": name, "x": float(x), "y": float(y), "z": float(z)}
         if len(close):  # indexed already: reuse the stored vector

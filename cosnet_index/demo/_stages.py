@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ import pandas as pd
 from cosnet_index.errors import InputError
 from cosnet_index.report import Gallery, GalleryHit, attach_truth
 from cosnet_index.report._particles import read_boxes, segment_boxes
+
+if TYPE_CHECKING:
+    from cosnet_index.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ def simulate_collection(
 # -- stage: pick supports ------------------------------------------------------------------------
 
 
-def indexed_truth(store: Any, truth: pd.DataFrame) -> pd.DataFrame:
+def indexed_truth(store: Store, truth: pd.DataFrame) -> pd.DataFrame:
     """The store's subtomogram table with each particle's true class (``true_class``)."""
     table = store.subtomogram_table()
     table["true_class"] = attach_truth(table, truth)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from cosnet_index.query._scores import (
 from cosnet_index.query._search import _flat_view, search_class
 from cosnet_index.query._tables import classification_table, hits_table, mark_support
 
+if TYPE_CHECKING:
+    from cosnet_index.store import Store
+
 __all__ = ["classify_store", "discover_store", "search_store"]
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 _ID_CHUNK = 20_000  # ids per catalog query (SQLite's bound-parameter limit)
 
 
-def _meta(store: Any, kind: str, **extra: Any) -> dict[str, Any]:
+def _meta(store: Store, kind: str, **extra: Any) -> dict[str, Any]:
     return {
         "kind": kind,
         "model_hash": store.model_hash,
@@ -58,35 +61,11 @@ def _check_reachable(min_prob: float, bias: float) -> None:
         )
 
 
-def _locations(store: Any) -> pd.DataFrame:
-    """``id, tomogram, x, y, z`` of every vector of the store's model, by id (one lean query)."""
-    from sqlalchemy import select
-
-    from cosnet_index.store.tables import ModelRecord, Subtomogram, TomogramRecord
-
-    query = (
-        select(
-            Subtomogram.id,
-            TomogramRecord.name.label("tomogram"),
-            Subtomogram.x,
-            Subtomogram.y,
-            Subtomogram.z,
-        )
-        .join(TomogramRecord, Subtomogram.tomogram_id == TomogramRecord.id)
-        .join(ModelRecord, Subtomogram.model_id == ModelRecord.id)
-        .where(ModelRecord.weights_hash == store.model_hash)
-        .order_by(Subtomogram.id)
-    )
-    with store.engine.connect() as connection:
-        table = pd.read_sql_query(query, connection)
-    return table.astype({"id": np.int64, "x": np.float64, "y": np.float64, "z": np.float64})
-
-
 def _collection(
-    store: Any, tomograms: Sequence[str] | None, ids: Sequence[int] | None
+    store: Store, tomograms: Sequence[str] | None, ids: Sequence[int] | None
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """(ids, xb, locations) of the store's model's vectors, optionally filtered."""
-    table = _locations(store)
+    table = store.locations()
     if tomograms:
         unknown = sorted(set(tomograms) - set(table["tomogram"]))
         if unknown:
@@ -110,7 +89,7 @@ def _collection(
     return all_ids, xb, table
 
 
-def _vectors(store: Any, want: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _vectors(store: Store, want: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Vectors of the store's model (all, or ``want`` in that order).
 
     Read in place from the store's CPU flat index (kept up to date with the catalog by the
@@ -137,13 +116,13 @@ def _vectors(store: Any, want: np.ndarray | None) -> tuple[np.ndarray, np.ndarra
     return want, xb[pos]
 
 
-def _set_support(store: Any, set_name: str) -> list[Any]:
+def _set_support(store: Store, set_name: str) -> list[Any]:
     """Every class of the set made with the store's model (for ``is_support``)."""
     return [c for c in list_classes(store, set_name) if c.model_hash == store.model_hash]
 
 
 def classify_store(
-    store: Any,
+    store: Store,
     *,
     classes: Sequence[str] | None = None,
     set_name: str = DEFAULT_SET,
@@ -192,7 +171,7 @@ def classify_store(
 
 
 def search_store(
-    store: Any,
+    store: Store,
     name: str,
     *,
     k: int = 100,
@@ -264,7 +243,7 @@ def search_store(
 
 
 def discover_store(
-    store: Any,
+    store: Store,
     *,
     exclude_known: bool = False,
     set_name: str = DEFAULT_SET,

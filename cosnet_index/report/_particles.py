@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from cosnet_index.store import Store
 
 __all__ = ["crf_params_for", "invert_flags", "read_boxes", "segment_boxes"]
 
@@ -56,13 +59,11 @@ def read_boxes(
     return out
 
 
-def invert_flags(store: Any, rows: pd.DataFrame) -> np.ndarray:
+def invert_flags(store: Store, rows: pd.DataFrame) -> np.ndarray:
     """Per row of ``store.subtomogram_table()``: was its shard indexed with --invert-contrast."""
-    from cosnet_index.segment.hits import _shard_settings
-
     if "shard" not in rows.columns or rows.empty:
         return np.zeros(len(rows), dtype=bool)
-    settings = _shard_settings(store, sorted(set(rows["shard"])))
+    settings = store.shard_settings(sorted(set(rows["shard"])))
     return np.array([settings[path][0] for path in rows["shard"]], dtype=bool)
 
 

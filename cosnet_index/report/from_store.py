@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from cosnet_index.report.confusion import UNKNOWN
 from cosnet_index.report.gallery import GalleryHit
 from cosnet_index.report.summary import attach_truth
 from cosnet_index.report.write import Gallery, write_report
+
+if TYPE_CHECKING:
+    from cosnet_index.store import Store
 
 __all__ = ["read_truth", "report_from_store"]
 
@@ -76,7 +79,7 @@ def read_truth(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _support_box(store: Any, source: str, box: int, voxel_a: float) -> np.ndarray | None:
+def _support_box(store: Store, source: str, box: int, voxel_a: float) -> np.ndarray | None:
     """The box of a support shot described by ``SupportClass.sources`` (None if unreadable)."""
     if match := _SUBTOMOGRAM.match(source):
         rows = store.subtomogram_table(np.array([int(match.group(1))]))
@@ -108,7 +111,7 @@ def _class_names(result: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
 
 
 def report_from_store(
-    store: Any,
+    store: Store,
     result: pd.DataFrame,
     out_dir: str | Path,
     *,

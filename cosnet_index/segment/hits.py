@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from cosnet_index.segment.crf import crf_refine
 from cosnet_index.segment.params import CRFParams
 from cosnet_index.segment.stats import STAT_COLUMNS, mask_statistics
 from cosnet_index.segment.write import LabelVolume, write_hit_mask
+
+if TYPE_CHECKING:
+    from cosnet_index.store import Store
 
 __all__ = ["SEGMENT_COLUMNS", "SegmentSummary", "segment_boxes", "segment_hits"]
 
@@ -92,36 +95,6 @@ def segment_boxes(
     return (refined > 0.5).cpu().numpy(), prob.float().cpu().numpy()
 
 
-def _shard_settings(store: Any, shard_paths: list[str]) -> dict[str, tuple[bool, str]]:
-    """``shard path -> (invert_contrast, edge)`` as the boxes were indexed."""
-    from sqlalchemy import select
-
-    from cosnet_index.store.tables import ShardRecord
-
-    with store.session() as session:
-        rows = session.execute(
-            select(ShardRecord.path, ShardRecord.invert_contrast, ShardRecord.edge).where(
-                ShardRecord.path.in_(shard_paths)
-            )
-        ).all()
-    return {path: (bool(invert), str(edge)) for path, invert, edge in rows}
-
-
-def _header_checksums(store: Any, names: list[str]) -> dict[str, str]:
-    """``tomogram name -> sha256 of its MRC header`` as recorded when it was indexed."""
-    from sqlalchemy import select
-
-    from cosnet_index.store.tables import TomogramRecord
-
-    with store.session() as session:
-        rows = session.execute(
-            select(TomogramRecord.name, TomogramRecord.header_sha256).where(
-                TomogramRecord.name.in_(names)
-            )
-        ).all()
-    return {name: checksum for name, checksum in rows}
-
-
 def _hit_frame(hits: pd.DataFrame) -> pd.DataFrame:
     if "subtomogram_id" not in hits.columns:
         raise InputError(
@@ -140,7 +113,7 @@ def _hit_frame(hits: pd.DataFrame) -> pd.DataFrame:
 
 
 def segment_hits(
-    store: Any,
+    store: Store,
     hits: pd.DataFrame,
     out_dir: str | os.PathLike,
     *,
@@ -183,8 +156,8 @@ def segment_hits(
         catalog.rename(columns={"id": "subtomogram_id"}), on="subtomogram_id", how="left"
     )
     frame["label"] = np.arange(1, len(frame) + 1, dtype=np.int64)
-    settings = _shard_settings(store, sorted(frame["shard"].unique()))
-    headers = _header_checksums(store, sorted(frame["tomogram"].unique()))
+    settings = store.shard_settings(sorted(frame["shard"].unique()))
+    headers = store.header_checksums(sorted(frame["tomogram"].unique()))
     model = store.model().to(device)
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0

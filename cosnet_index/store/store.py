@@ -34,6 +34,7 @@ from cosnet_index.errors import SchemaError, StoreError
 from cosnet_index.store import schema
 from cosnet_index.store._engine import make_engine, public_url
 from cosnet_index.store._files import writer_lock
+from cosnet_index.store.catalog import CatalogQueries
 from cosnet_index.store.shards import read_shard_vectors
 from cosnet_index.store.tables import ModelRecord, ShardRecord, Subtomogram, TomogramRecord
 from cosnet_index.store.vectors import (
@@ -68,7 +69,7 @@ def _id_chunks(ids: np.ndarray, size: int = 10_000) -> Iterator[list[int]]:
         yield [int(i) for i in unique[start : start + size]]
 
 
-class Store:
+class Store(CatalogQueries):
     """An open store. Make one with :meth:`create`, open one with :meth:`open`.
 
     Attributes:
