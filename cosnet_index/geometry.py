@@ -31,6 +31,7 @@ __all__ = [
     "position_keys",
     "resampled_box_size",
     "round_half_up",
+    "source_box_side",
     "table_to_voxels",
     "voxels_to_angstrom",
     "voxels_to_table",
@@ -214,3 +215,16 @@ def resampled_box_size(
     voxels and Fourier-crops them to 32^3.
     """
     return max(1, round(box * model_voxel_size_angstrom / voxel_size_angstrom))
+
+
+def source_box_side(box: int, voxel_size_angstrom: float, model_voxel_size_angstrom: float) -> int:
+    """Side read from a tomogram for a ``box``^3 model box: ``box`` itself unless the voxel sizes
+    differ by more than ``RESAMPLE_TOLERANCE``, else :func:`resampled_box_size`.
+
+    The one rule indexing applies; everything that reads a stored subtomogram's box again
+    (``cosnet_index.store.boxes``) replays it.
+    """
+    ratio = voxel_size_angstrom / model_voxel_size_angstrom
+    if abs(ratio - 1.0) > RESAMPLE_TOLERANCE:
+        return resampled_box_size(box, voxel_size_angstrom, model_voxel_size_angstrom)
+    return int(box)

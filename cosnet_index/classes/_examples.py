@@ -71,8 +71,9 @@ def vectors_at(
     """
     import torch
 
-    from cosnet_index.geometry import resampled_box_size
-    from cosnet_index.io import extract_boxes, open_tomogram, tomogram_name
+    from cosnet_index.geometry import source_box_side
+    from cosnet_index.io import open_tomogram, tomogram_name
+    from cosnet_index.store.boxes import cut_boxes
 
     out, sources = [], []
     for tomo, x, y, z in at:
@@ -95,17 +96,18 @@ def vectors_at(
             )
         model = store.model()
         box = int(model.config.box)
-        tomogram = open_tomogram(path, voxel_size_angstrom=voxel)
-        try:
-            side = resampled_box_size(
-                box, tomogram.voxel_size_angstrom, float(model.config.voxel_size_nm) * 10.0
+        model_voxel = float(model.config.voxel_size_nm) * 10.0
+        with open_tomogram(path, voxel_size_angstrom=voxel) as tomogram:  # as indexing cuts it
+            boxes, keep = cut_boxes(
+                tomogram.data,
+                xyz[None],
+                box=box,
+                voxel_size_angstrom=tomogram.voxel_size_angstrom,
+                model_voxel_size_angstrom=model_voxel,
+                invert_contrast=invert,
             )
-            boxes, plan = extract_boxes(
-                tomogram.data, xyz[None], box, source_box=side, invert_contrast=invert
-            )
-        finally:
-            tomogram.close()
-        if not plan.keep.all():
+            side = source_box_side(box, tomogram.voxel_size_angstrom, model_voxel)
+        if not keep.all():
             raise CoordinateError(
                 f"position {x:g} {y:g} {z:g} is too close to the edge of {name} for a {side}^3 "
                 "box; give a position at least half a box inside the volume"

@@ -22,6 +22,7 @@ from cosnet_index.report.confusion import UNKNOWN
 from cosnet_index.report.gallery import GalleryHit
 from cosnet_index.report.summary import attach_truth
 from cosnet_index.report.write import Gallery, write_report
+from cosnet_index.store.boxes import read_indexed_boxes
 
 if TYPE_CHECKING:
     from cosnet_index.store import Store
@@ -83,7 +84,7 @@ def _support_box(store: Store, source: str, box: int, voxel_a: float) -> np.ndar
     """The box of a support shot described by ``SupportClass.sources`` (None if unreadable)."""
     if match := _SUBTOMOGRAM.match(source):
         rows = store.subtomogram_table(np.array([int(match.group(1))]))
-        return read_boxes(rows, box, voxel_a, invert_flags(store, rows))[0]
+        return read_indexed_boxes(store, rows)[0]
     if match := _MRC.match(source):
         import mrcfile
 
@@ -164,7 +165,7 @@ def report_from_store(
         if support_box is None:
             continue
         rows = store.subtomogram_table(members["subtomogram_id"].to_numpy(np.int64))
-        boxes = read_boxes(rows, box, voxel_a, invert_flags(store, rows))
+        boxes = read_indexed_boxes(store, rows)
         hit_masks = (
             segment_boxes(model, boxes, crf=crf, model_hash=store.model_hash)[1] if masks else None
         )

@@ -23,7 +23,7 @@ import torch
 
 from cosnet_index.errors import InputError, MrcError
 from cosnet_index.files import atomic_write
-from cosnet_index.geometry import RESAMPLE_TOLERANCE, box_bounds, resampled_box_size
+from cosnet_index.geometry import box_bounds, source_box_side
 from cosnet_index.segment.crf import crf_refine
 from cosnet_index.segment.params import CRFParams
 from cosnet_index.segment.stats import STAT_COLUMNS, mask_statistics
@@ -142,7 +142,8 @@ def segment_hits(
         StoreError: ids unknown to the store.
         MrcError: a tomogram moved, or its header changed since indexing.
     """
-    from cosnet_index.io import extract_boxes, open_tomogram
+    from cosnet_index.io import open_tomogram
+    from cosnet_index.store.boxes import read_indexed_boxes
 
     t0 = time.perf_counter()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -156,7 +157,6 @@ def segment_hits(
         catalog.rename(columns={"id": "subtomogram_id"}), on="subtomogram_id", how="left"
     )
     frame["label"] = np.arange(1, len(frame) + 1, dtype=np.int64)
-    settings = store.shard_settings(sorted(frame["shard"].unique()))
     headers = store.header_checksums(sorted(frame["tomogram"].unique()))
     model = store.model().to(device)
     box = int(model.config.box)
@@ -170,9 +170,7 @@ def segment_hits(
     for tomo_name, rows in frame.groupby("tomogram", sort=False):
         first = rows.iloc[0]
         voxel_angstrom = float(first["voxel_size_angstrom"])
-        source_box = box
-        if abs(voxel_angstrom / model_voxel_angstrom - 1.0) > RESAMPLE_TOLERANCE:  # as indexed
-            source_box = resampled_box_size(box, voxel_angstrom, model_voxel_angstrom)
+        source_box = source_box_side(box, voxel_angstrom, model_voxel_angstrom)  # as indexed
         xyz = rows[["x", "y", "z"]].to_numpy(np.float64)
         start_zyx, _ = box_bounds(xyz, source_box)
         with open_tomogram(first["tomogram_path"], voxel_size_angstrom=voxel_angstrom) as tomo:
@@ -195,16 +193,7 @@ def segment_hits(
             try:
                 for s in range(0, len(rows), batch_size):
                     part = rows.iloc[s : s + batch_size]
-                    invert = np.array([settings[p][0] for p in part["shard"]])
-                    boxes, plan = extract_boxes(
-                        tomo.data, xyz[s : s + batch_size], box, source_box=source_box, edge="pad"
-                    )
-                    if not plan.keep.all():
-                        raise InputError(
-                            f"hits of {tomo_name} lie outside the tomogram {tomo.path}: "
-                            "the file changed since it was indexed; re-index it"
-                        )
-                    boxes[invert] *= -1
+                    boxes = read_indexed_boxes(store, part)
                     masks, prob = segment_boxes(
                         model,
                         torch.from_numpy(boxes),

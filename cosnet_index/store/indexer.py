@@ -37,7 +37,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cosnet_index.errors import CoordinateError, InputError, StoreError
-from cosnet_index.geometry import RESAMPLE_TOLERANCE, position_keys, resampled_box_size
+from cosnet_index.geometry import RESAMPLE_TOLERANCE, position_keys, source_box_side
 from cosnet_index.io import (
     EDGE_POLICIES,
     TomogramInfo,
@@ -270,11 +270,9 @@ def _plan_jobs(
             continue
         xyz = coordinates[["x", "y", "z"]].to_numpy(dtype=np.float64)[rows]
         resampled_from = None
-        source_box = box
-        ratio = tomogram.voxel_size_angstrom / model_voxel_angstrom
-        if abs(ratio - 1.0) > RESAMPLE_TOLERANCE:
+        source_box = source_box_side(box, tomogram.voxel_size_angstrom, model_voxel_angstrom)
+        if abs(tomogram.voxel_size_angstrom / model_voxel_angstrom - 1.0) > RESAMPLE_TOLERANCE:
             resampled_from = tomogram.voxel_size_angstrom
-            source_box = resampled_box_size(box, tomogram.voxel_size_angstrom, model_voxel_angstrom)
         plan = plan_boxes(tomogram.shape_zyx, xyz, source_box, edge)
         if not plan.keep.any() and set(plan.skipped()) == {"outside"}:
             raise CoordinateError(
