@@ -66,3 +66,13 @@ def test_unknown_command_fails_cleanly(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code != 0
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("widths", ["4,8", "0,8,8"])
+def test_train_with_a_bad_architecture_is_a_one_line_error(tmp_path, widths: str) -> None:
+    """Issue 16: a bad CosNetConfig in `train` printed a ValueError traceback."""
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "run"), "--widths", widths])
+    assert result.exit_code == 1, result.output
+    assert "Error:" in result.output and "widths" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()

@@ -106,5 +106,5 @@ def test_l1_identity_matches_head() -> None:
 def test_config_round_trip() -> None:
     config = CosNetConfig(widths=(4, 8, 8), use_duse=False, duse_combine="add")
     assert CosNetConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="strides"):  # a project error (still a ValueError)
         CosNetConfig(strides=(3, 1, 1))

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from cosnet_index.errors import CheckpointError
+from cosnet_index.errors import CheckpointError, InputError
 
 __all__ = ["CosNetConfig"]
 
@@ -50,23 +50,23 @@ class CosNetConfig:
 
     def __post_init__(self) -> None:
         if len(self.widths) != 3 or any(int(w) < 1 for w in self.widths):
-            raise ValueError(f"widths must be 3 positive ints, got {self.widths!r}")
+            raise InputError(f"widths must be 3 positive ints, got {self.widths!r}")
         if len(self.strides) != 3 or any(s not in (1, 2) for s in self.strides):
-            raise ValueError(f"strides must be 3 values of 1 or 2, got {self.strides!r}")
+            raise InputError(f"strides must be 3 values of 1 or 2, got {self.strides!r}")
         down = 1
         for s in self.strides:
             down *= s
         if self.box % down:
-            raise ValueError(f"box {self.box} is not divisible by the total stride {down}")
+            raise InputError(f"box {self.box} is not divisible by the total stride {down}")
         if self.feature_pool and (self.box // down) % self.feature_pool:
-            raise ValueError(
+            raise InputError(
                 f"feature_pool {self.feature_pool} must divide the bottleneck side "
                 f"{self.box // down}"
             )
         if self.mask_upsample not in (1, 2) or (self.mask_upsample == 2 and 2 not in self.strides):
-            raise ValueError("mask_upsample must be 1, or 2 with at least one stride-2 level")
+            raise InputError("mask_upsample must be 1, or 2 with at least one stride-2 level")
         if self.duse_combine not in ("max", "add"):
-            raise ValueError(f"duse_combine must be 'max' or 'add', got {self.duse_combine!r}")
+            raise InputError(f"duse_combine must be 'max' or 'add', got {self.duse_combine!r}")
         # tuples even when built from JSON lists
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))

@@ -36,7 +36,7 @@ import pyarrow as pa
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from cosnet_index.errors import CoordinateError, InputError, StoreError
+from cosnet_index.errors import CoordinateError, InputError, MrcError, StoreError
 from cosnet_index.geometry import RESAMPLE_TOLERANCE, position_keys, source_box_side
 from cosnet_index.io import (
     EDGE_POLICIES,
@@ -399,7 +399,11 @@ def _read_boxes(
                         edge=edge,
                         invert_contrast=invert_contrast,
                     )
-                    assert plan.keep.all()
+                    if not plan.keep.all():  # planned on this file: it changed since
+                        raise MrcError(
+                            f"{tomogram.path} changed while it was being indexed (a box planned "
+                            "inside it is not); index it again once it is complete"
+                        )
                     parts.append(boxes)  # (n, box, box, box)
                     segments.append((j, start, n))
                     start += n

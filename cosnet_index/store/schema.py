@@ -46,7 +46,10 @@ def alembic_config(engine: Engine | None = None) -> Config:
 def head_revision() -> str:
     """The newest revision this version of cosnet-index knows."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
+    if head is None:  # a broken installation: the migration scripts are missing
+        raise SchemaError(
+            f"no Alembic revision found in {migrations_dir()}; reinstall cosnet-index"
+        )
     return head
 
 
