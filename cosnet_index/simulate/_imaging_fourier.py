@@ -82,13 +82,7 @@ def _filters(
         k2_nm,
         cos2,
         gathered["defocus"],
-        imaging.voltage_kv,
-        imaging.cs_mm,
-        imaging.amplitude_contrast,
-        imaging.bfactor_angstrom2,
-        imaging.astigmatism_um,
-        math.pi / 2 if imaging.phase_plate else 0.0,
-        imaging.phase_flip,
+        *imaging.ctf_settings(),
     )
     exposure = exposure_filter(gathered["dose"], torch.sqrt(k2_nm) / 10.0).float()
     sigma = _extra_sigma_nm(imaging.resolution_nm, density_resolution_nm)

@@ -90,17 +90,7 @@ def reconstruct_tilt_series(
     alpha = torch.atan2(fy.expand_as(k2_nm), fx.expand_as(k2_nm))
     cos2 = torch.cos(2.0 * (alpha - math.radians(imaging.astigmatism_angle_deg)))
     critical = critical_exposure(torch.sqrt(k2_nm) / 10.0)
-    ctf = ctf_on_grid(
-        k2_nm,
-        cos2,
-        imaging.voltage_kv,
-        imaging.cs_mm,
-        imaging.amplitude_contrast,
-        imaging.bfactor_angstrom2,
-        imaging.astigmatism_um,
-        math.pi / 2 if imaging.phase_plate else 0.0,
-        imaging.phase_flip,
-    )
+    ctf = ctf_on_grid(k2_nm, cos2, *imaging.ctf_settings())
     x0, z0 = offset_nm
     clean_proj = torch.zeros((len(angles), ny, nx), device=device)
     noise_proj = torch.zeros_like(clean_proj) if with_noise else None

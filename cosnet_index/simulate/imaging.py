@@ -132,6 +132,20 @@ class Imaging:
 
         return tilt_angles_deg(self.tilt_min_deg, self.tilt_max_deg, self.tilt_step_deg)
 
+    def ctf_settings(self) -> tuple[float, float, float, float, float, float, bool]:
+        """The CTF arguments after the frequency grid (and defocus) of ``_tilt.tilt_ctf`` and
+        ``ctf_on_grid``: voltage, Cs, amplitude contrast, B-factor, astigmatism, phase shift
+        (pi/2 with a phase plate), phase flip."""
+        return (
+            self.voltage_kv,
+            self.cs_mm,
+            self.amplitude_contrast,
+            self.bfactor_angstrom2,
+            self.astigmatism_um,
+            math.pi / 2 if self.phase_plate else 0.0,
+            self.phase_flip,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""
         return dataclasses.asdict(self)

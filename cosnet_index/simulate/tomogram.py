@@ -277,19 +277,7 @@ def simulate_tomogram(
     if labels is not None:
         label_path = out / f"{name}_labels.mrc"
         _write_mrc(label_path, labels.numpy().astype(np.int16), voxel_angstrom)
-    particles = pd.DataFrame(
-        {
-            "tomogram": name,
-            "x": centres[:, 0],
-            "y": centres[:, 1],
-            "z": centres[:, 2],
-            "class": [unique[c] for c in class_idx],
-        }
-    )
-    for k, column in enumerate(ROTATION_COLUMNS):
-        particles[column] = rotations.reshape(-1, 9)[:, k]
-    particles["mass_da"] = [infos[c].mass_da for c in class_idx]
-    particles["radius_voxels"] = [infos[c].radius_voxels for c in class_idx]
+    particles = _truth_table(name, unique, centres, class_idx, rotations, infos)
     particles["snr"] = float(snr)
     particles["defocus_um"] = float(defocus)
     particles["seed"] = int(seed)
