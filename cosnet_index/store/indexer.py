@@ -22,37 +22,29 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from cosnet_index.errors import CoordinateError, InputError, MrcError, StoreError
-from cosnet_index.geometry import RESAMPLE_TOLERANCE, position_keys, source_box_side
+from cosnet_index.errors import InputError
 from cosnet_index.io import (
     EDGE_POLICIES,
     TomogramInfo,
-    check_finite,
     coordinate_conventions,
-    extract_boxes,
     open_tomogram,
     parse_coordinates,
-    plan_boxes,
     read_coordinates,
 )
-from cosnet_index.store._files import TMP_MARK
-from cosnet_index.store.shards import ShardWriter, iter_shard_vectors
+from cosnet_index.store._committing import _commit_part, _open_part, remove_partial_files
+from cosnet_index.store._planning import _Job, _plan_jobs
+from cosnet_index.store._reading import _batches
+from cosnet_index.store.shards import iter_shard_vectors
 from cosnet_index.store.store import Store
-from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
+from cosnet_index.store.tables import Subtomogram
 
 __all__ = [
     "DEFAULT_COMMIT_EVERY",
@@ -64,7 +56,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_INSERT_CHUNK = 2_000  # rows per INSERT: memory stays flat however many particles a tomogram has
 
 DEFAULT_COMMIT_EVERY = 4096
 """Boxes of a tomogram per committed part: an interrupt loses at most this many (plus a batch).
@@ -147,377 +138,6 @@ class IndexSummary:
                 "(Fourier cropping/padding)"
             )
         return out
-
-
-@dataclass
-class _Job:
-    tomogram: TomogramInfo  # reopened by the reader thread: few files open at a time
-    xyz: np.ndarray  # (n, 3) kept coordinates, sorted by z, y, x
-    coordinate_row: np.ndarray  # (n,)
-    extra: pa.Table | None
-    source_box: int
-    skipped: dict[str, int]
-    resampled_from: float | None
-    new_tomogram: bool = True  # no part of it is stored yet (its skip counts go on its 1st part)
-    stored_already: int = 0
-    convention: dict[str, Any] = field(default_factory=dict)
-    part_start: int = 0  # first row of xyz in the open part
-    part_ids: list[np.ndarray] = field(default_factory=list)
-    parts: int = 0
-    writer: ShardWriter | None = None
-
-
-def _extra_table(frame: pd.DataFrame) -> pa.Table | None:
-    if frame.shape[1] == 0:
-        return None
-    frame = frame.copy()
-    frame.columns = [str(c) for c in frame.columns]
-    columns = {}
-    for name in frame.columns:
-        try:
-            columns[name] = pa.array(frame[name], from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            columns[name] = pa.array(frame[name].astype(str))
-    return pa.table(columns)
-
-
-def remove_partial_files(store: Store) -> list[Path]:
-    """Delete what an interrupted writer left: temporary files and shards the catalog lacks.
-
-    Call with the writer lock held. Returns the removed paths.
-    """
-    with store.session() as session:
-        known = {store.path / p for p in session.scalars(select(ShardRecord.path)).all()}
-    removed = []
-    for folder in (store.path / "shards", store.path / "index"):
-        if not folder.is_dir():
-            continue
-        for path in folder.rglob("*"):
-            if not path.is_file():
-                continue
-            partial = TMP_MARK in path.name
-            orphan = folder.name == "shards" and path.suffix == ".parquet" and path not in known
-            if partial or orphan:
-                path.unlink(missing_ok=True)
-                removed.append(path)
-                logger.warning("removed %s left by an interrupted run", path)
-    return removed
-
-
-def _open_part(job: _Job, shard_dir: Path, dim: int) -> None:
-    """Open the writer of the job's next part."""
-    job.part_ids = []
-    job.writer = ShardWriter(
-        _free_shard_path(shard_dir, job.tomogram.name),
-        dim,
-        None if job.extra is None else job.extra.schema,
-    )
-
-
-def _free_shard_path(shard_dir: Path, tomogram: str) -> Path:
-    """``<safe name>.parquet``, or ``<safe name>-<k>.parquet`` when two names sanitise alike."""
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tomogram)[:100] or "tomogram"
-    path, k = shard_dir / f"{safe}.parquet", 1
-    while path.exists():
-        path, k = shard_dir / f"{safe}-{k}.parquet", k + 1
-    return path
-
-
-def _plan_jobs(
-    store: Store,
-    tomograms: list[TomogramInfo],
-    coordinates: pd.DataFrame,
-    *,
-    box: int,
-    model_voxel_angstrom: float,
-    edge: str,
-    source: str,
-    conventions: dict[str, dict[str, Any]] | None = None,
-) -> tuple[list[_Job], dict[str, str], int]:
-    """Validate and plan every tomogram (no writes).
-
-    Returns:
-        ``(jobs, skipped tomograms, coordinates of skipped tomograms already stored)``.
-    """
-    model_id = store._model_id(store.model_hash)[0]
-    with store.session() as session:
-        known = {r.name: r for r in session.scalars(select(TomogramRecord)).all()}
-        with_parts = set(
-            session.scalars(
-                select(ShardRecord.tomogram_id).where(ShardRecord.model_id == model_id)
-            ).all()
-        )
-    groups = coordinates.groupby("tomogram", sort=False).indices
-    extra_columns = [c for c in coordinates.columns if c not in ("tomogram", "x", "y", "z")]
-    jobs, skipped, stored_done = [], {}, 0
-    for tomogram in tomograms:
-        record = known.get(tomogram.name)
-        if record is not None and record.header_sha256 != tomogram.header_sha256:
-            raise StoreError(
-                f"the store already holds a tomogram named {tomogram.name!r} from another file "
-                f"({record.path}); rename one of them (names must be unique in a store)"
-            )
-        if record is not None and abs(record.voxel_size_angstrom - tomogram.voxel_size_angstrom) > (
-            1e-6 * record.voxel_size_angstrom
-        ):
-            raise StoreError(
-                f"tomogram {tomogram.name!r} was indexed at {record.voxel_size_angstrom} A voxels, "
-                f"not {tomogram.voxel_size_angstrom}; use the same --voxel-size as before"
-            )
-        rows = groups.get(tomogram.name)
-        if rows is None or len(rows) == 0:
-            skipped[tomogram.name] = f"no coordinates in {source}"
-            continue
-        xyz = coordinates[["x", "y", "z"]].to_numpy(dtype=np.float64)[rows]
-        resampled_from = None
-        source_box = source_box_side(box, tomogram.voxel_size_angstrom, model_voxel_angstrom)
-        if abs(tomogram.voxel_size_angstrom / model_voxel_angstrom - 1.0) > RESAMPLE_TOLERANCE:
-            resampled_from = tomogram.voxel_size_angstrom
-        plan = plan_boxes(tomogram.shape_zyx, xyz, source_box, edge)
-        if not plan.keep.any() and set(plan.skipped()) == {"outside"}:
-            raise CoordinateError(
-                f"all {len(rows)} coordinates of tomogram {tomogram.name!r} lie outside its volume "
-                f"(x, y, z up to {tomogram.shape_zyx[::-1]} voxels); are they in voxels of this "
-                "tomogram (not angstrom, not another binning)?"
-            )
-        with tomogram.open() as opened:
-            check_finite(opened)
-        kept = rows[plan.keep]
-        order = np.lexsort(xyz[plan.keep].T)  # last key first: by z, then y, then x (mmap)
-        kept = kept[order]
-        # identity: (tomogram, model, position to 0.01 voxel); stored or repeated ones are dropped
-        keys = position_keys(coordinates[["x", "y", "z"]].to_numpy(dtype=np.float64)[kept])
-        _, first = np.unique(keys, return_index=True)
-        fresh = np.zeros(len(kept), bool)
-        fresh[first] = True
-        stored = 0
-        new_tomogram = record is None or record.id not in with_parts
-        if not new_tomogram:
-            existing = position_keys(_stored_positions(store, record.id, model_id))
-            fresh &= ~np.isin(keys, existing)
-            stored = int(len(kept) - fresh.sum())
-            if not fresh.any():
-                stored_done += stored
-                skipped[tomogram.name] = (
-                    f"already indexed with this model ({stored} of its coordinates stored, "
-                    "none new)"
-                )
-                continue
-        kept = kept[fresh]
-        extra = _extra_table(coordinates.iloc[kept][extra_columns].reset_index(drop=True))
-        jobs.append(
-            _Job(
-                tomogram=tomogram,
-                xyz=coordinates[["x", "y", "z"]].to_numpy(dtype=np.float64)[kept],
-                coordinate_row=coordinates.index.to_numpy(dtype=np.int64)[kept],  # the file's rows
-                extra=extra,
-                source_box=source_box,
-                skipped=plan.skipped(),
-                resampled_from=resampled_from,
-                new_tomogram=new_tomogram,
-                stored_already=stored,
-                convention=(conventions or {}).get(tomogram.name, {}),
-            )
-        )
-    return jobs, skipped, stored_done
-
-
-def _stored_positions(store: Store, tomogram_id: int, model_id: int) -> np.ndarray:
-    """``(n, 3)`` x, y, z of the particles stored for a tomogram and model."""
-    with store.session() as session:
-        rows = session.execute(
-            select(Subtomogram.x, Subtomogram.y, Subtomogram.z).where(
-                Subtomogram.tomogram_id == tomogram_id, Subtomogram.model_id == model_id
-            )
-        ).all()
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
-
-
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-@dataclass
-class _Batch:
-    """Boxes of one forward pass, possibly from several tomograms (sparse tomograms fill it).
-
-    ``segments``: ``(job, start, n)`` slices of the boxes, in order; ``done``: jobs whose last
-    box is in this batch (or earlier), to commit once the batch is written.
-    """
-
-    segments: list[tuple[int, int, int]]
-    boxes: Any  # (b, box, box, box) torch tensor, or None for a batch without boxes
-    done: list[int]
-
-
-def _read_boxes(
-    jobs: list[_Job],
-    box: int,
-    batch_size: int,
-    edge: str,
-    invert_contrast: bool,
-    pin: bool,
-    out: queue.Queue,
-    stop: threading.Event,
-) -> None:
-    """Reader thread: full :class:`_Batch` es across tomograms, then None (or an exception)."""
-    import torch
-
-    parts: list[np.ndarray] = []
-    segments: list[tuple[int, int, int]] = []
-    done: list[int] = []
-
-    def emit() -> bool:
-        boxes = None
-        if parts:
-            boxes = torch.from_numpy(np.concatenate(parts) if len(parts) > 1 else parts[0])
-            if pin:
-                boxes = boxes.pin_memory()
-        ok = _put(out, _Batch(list(segments), boxes, list(done)), stop)
-        parts.clear()
-        segments.clear()
-        done.clear()
-        return ok
-
-    try:
-        for j, job in enumerate(jobs):
-            with job.tomogram.open() as tomogram:
-                start = 0
-                while start < len(job.xyz):
-                    n = min(batch_size - sum(s[2] for s in segments), len(job.xyz) - start)
-                    boxes, plan = extract_boxes(
-                        tomogram.data,
-                        job.xyz[start : start + n],
-                        box,
-                        source_box=job.source_box,
-                        edge=edge,
-                        invert_contrast=invert_contrast,
-                    )
-                    if not plan.keep.all():  # planned on this file: it changed since
-                        raise MrcError(
-                            f"{tomogram.path} changed while it was being indexed (a box planned "
-                            "inside it is not); index it again once it is complete"
-                        )
-                    parts.append(boxes)  # (n, box, box, box)
-                    segments.append((j, start, n))
-                    start += n
-                    if sum(s[2] for s in segments) >= batch_size and not emit():
-                        return
-            done.append(j)
-        if (segments or done) and not emit():
-            return
-        _put(out, None, stop)
-    except BaseException as exc:  # handed to the main thread, which re-raises it
-        _put(out, exc, stop)
-
-
-def _batches(
-    jobs: list[_Job], box: int, batch_size: int, edge: str, invert_contrast: bool, pin: bool
-) -> Iterator[_Batch]:
-    q: queue.Queue = queue.Queue(maxsize=4)
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_read_boxes,
-        args=(jobs, box, batch_size, edge, invert_contrast, pin, q, stop),
-        name="cosnet-index-reader",
-        daemon=True,
-    )
-    reader.start()
-    try:
-        while True:
-            item = q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        reader.join()
-
-
-def _commit_part(store: Store, job: _Job, model_id: int, edge: str, invert: bool) -> Path:
-    """Rename the open part into place, then commit its rows in one transaction; return it."""
-    assert job.writer is not None
-    writer = job.writer
-    writer.commit()
-    relative = writer.final.relative_to(store.path).as_posix()
-    ids = np.concatenate(job.part_ids) if job.part_ids else np.zeros(0, np.int64)
-    xyz_part = job.xyz[job.part_start : job.part_start + len(ids)]
-    first = job.new_tomogram and job.parts == 0
-    skipped = dict(job.skipped) if first else {}
-    tomogram = job.tomogram
-    try:
-        with Session(store.engine) as session, session.begin():
-            record = session.scalars(
-                select(TomogramRecord).where(TomogramRecord.name == tomogram.name)
-            ).first()
-            if record is None:
-                record = TomogramRecord(
-                    name=tomogram.name,
-                    path=str(tomogram.path),
-                    shape_z=tomogram.shape_zyx[0],
-                    shape_y=tomogram.shape_zyx[1],
-                    shape_x=tomogram.shape_zyx[2],
-                    voxel_size_angstrom=tomogram.voxel_size_angstrom,
-                    header_sha256=tomogram.header_sha256,
-                )
-                session.add(record)
-            else:
-                record.path = str(tomogram.path)
-            if job.convention and (first or record.coordinate_convention is None):
-                record.coordinate_convention = job.convention.get("convention")
-                record.coordinate_pixel_size_angstrom = job.convention.get("pixel_size_angstrom")
-                record.coordinate_optics = job.convention.get("optics")
-            session.flush()
-            shard = ShardRecord(
-                tomogram_id=record.id,
-                model_id=model_id,
-                path=relative,
-                n_rows=len(ids),
-                n_skipped=sum(skipped.values()),
-                skipped=skipped,
-                edge=edge,
-                resampled_from_angstrom=job.resampled_from,
-                invert_contrast=invert,
-            )
-            session.add(shard)
-            session.flush()
-            for start in range(0, len(ids), _INSERT_CHUNK):
-                stop = start + _INSERT_CHUNK
-                session.execute(
-                    insert(Subtomogram),
-                    [
-                        {
-                            "id": int(i),
-                            "tomogram_id": record.id,
-                            "model_id": model_id,
-                            "shard_id": shard.id,
-                            "row": start + k,
-                            "x": float(p[0]),
-                            "y": float(p[1]),
-                            "z": float(p[2]),
-                        }
-                        for k, (i, p) in enumerate(
-                            zip(ids[start:stop], xyz_part[start:stop], strict=True)
-                        )
-                    ],
-                )
-    except BaseException:
-        writer.final.unlink(missing_ok=True)  # not committed: the shard must not stay
-        job.writer = None
-        raise
-    job.part_start += len(ids)
-    job.part_ids = []
-    job.parts += 1
-    job.writer = None
-    return writer.final
 
 
 def index_tomograms(
