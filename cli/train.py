@@ -36,6 +36,26 @@ import click
     help="Procedural training classes (plus the real training maps).",
 )
 @click.option(
+    "--classes",
+    "classes_spec",
+    default=None,
+    help="Training classes instead of the default split's: names and presets, e.g. "
+    "'train-real,lib-train,proc:0-399' (held-out classes are refused).",
+)
+@click.option(
+    "--imaging",
+    default="paper",
+    show_default=True,
+    help="Imaging preset of the training data: paper (the fixed recipe) or realistic "
+    "(a microscope drawn per box; docs/simulation.md).",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Fine-tune: start from this checkpoint's weights (its architecture is kept).",
+)
+@click.option(
     "--crowding",
     type=float,
     default=0.25,
@@ -77,6 +97,9 @@ def train(
     no_decoder: bool,
     no_duse: bool,
     train_procedural: int,
+    classes_spec: str | None,
+    imaging: str,
+    init_from: str | None,
     crowding: float,
     max_minutes: float,
     checkpoint_every: int,
@@ -98,10 +121,13 @@ def train(
         cosnet-index train runs/cosnet --resume
 
         cosnet-index train runs/no-duse --no-duse --steps 1000
+
+        cosnet-index train runs/real --imaging realistic --classes train-real,lib-train,proc:0-399
     """
     from cosnet_index.errors import InputError
     from cosnet_index.model import CosNetConfig
     from cosnet_index.simulate import default_split
+    from cosnet_index.simulate.split import training_classes
     from cosnet_index.train import TrainConfig
     from cosnet_index.train import train as run_training
 
@@ -125,8 +151,13 @@ def train(
         checkpoint_every=checkpoint_every,
         seed=seed,
         threads=threads,
+        imaging=imaging,
+        init_from=init_from or "",
     )
-    classes = default_split(n_train_procedural=train_procedural).train
+    if classes_spec is None:
+        classes = default_split(n_train_procedural=train_procedural).train
+    else:
+        classes = training_classes(classes_spec)
     command = "cosnet-index " + shlex.join(sys.argv[1:])
     path = run_training(
         out_dir, classes, model_config, config, resume=resume, device=device, command=command

@@ -66,6 +66,11 @@ class TrainConfig:
     max_minutes: float = 0.0
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # imaging preset of the training data (cosnet_index.simulate.imaging): "paper" is the fast
+    # fixed recipe the shipped weights were trained on; "realistic" draws a microscope per box
+    imaging: str = "paper"
+    # fine-tune: start from this checkpoint's weights and architecture ("" = random init)
+    init_from: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -161,6 +166,33 @@ def _simulator_source_hash() -> str:
     return digest.hexdigest()
 
 
+def _imaging_simulator(preset: str) -> SimulateFn:
+    """The project's simulator with every box imaged by a microscope drawn from ``preset``."""
+    import functools
+
+    from cosnet_index.simulate import simulate_subtomograms
+    from cosnet_index.simulate.imaging import imaging_preset
+
+    imaging_preset(preset)  # unknown names fail here, before any step
+    return functools.partial(simulate_subtomograms, imaging=preset)
+
+
+def data_manifest(class_names: Sequence[str], imaging: str) -> dict[str, Any]:
+    """What a model was trained on, for its checkpoint: every class name, the real molecules among
+    them (shipped maps and library entries with their PDB ids) and the imaging distribution."""
+    from cosnet_index.simulate.imaging import imaging_preset
+
+    names = sorted(set(class_names))
+    real = [n for n in names if not n.startswith("proc-")]
+    return {
+        "classes": names,
+        "n_procedural": len(names) - len(real),
+        "real_molecules": real,
+        "imaging_preset": imaging,
+        "imaging_ranges": imaging_preset(imaging).to_dict(),
+    }
+
+
 def _atomic_torch_save(obj: Any, path: pathlib.Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -207,6 +239,10 @@ def train(
     from tqdm.auto import tqdm
 
     config = config or TrainConfig()
+    if config.imaging != "paper":
+        if simulate is not None:
+            raise InputError("give either a simulate function or TrainConfig.imaging, not both")
+        simulate = _imaging_simulator(config.imaging)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
@@ -225,6 +261,9 @@ def train(
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         start_step = int(state["step"])
         elapsed_before = float(state.get("wall_s", 0.0))
+    elif config.init_from:
+        model, _ = load_checkpoint(config.init_from)
+        logger.info("fine-tuning from %s (hash %s)", config.init_from, model.weights_hash[:8])
     else:
         model = CosNet(model_config or CosNetConfig())
     model.to(dev).train()
@@ -267,6 +306,7 @@ def train(
         "device": str(dev),
         "torch": str(torch.__version__),
         "simulator_source_sha256": _simulator_source_hash(),
+        "data_manifest": data_manifest(class_names, config.imaging),
     }
     if simulate is None:
         from cosnet_index.simulate import SimulationConfig

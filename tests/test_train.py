@@ -102,3 +102,50 @@ def test_train_writes_checkpoints_metrics_and_resumes(tmp_path: pathlib.Path) ->
             progress=False,
             resume=True,
         )
+
+
+def test_training_classes_refuse_every_heldout_class() -> None:
+    from cosnet_index.simulate.split import heldout_classes, training_classes
+
+    names = training_classes("train-real,lib-train,proc:0-9")
+    assert "ribosome70S_4v5d" in names and any(n.startswith("lib-") for n in names)
+    assert not set(names) & heldout_classes()
+    for spec in (
+        "lib-heldout-small",
+        "heldout-real",
+        "proc:99990-100000",
+        "train-real,lib-heldout",
+    ):
+        with pytest.raises(InputError, match="held-out classes in the training spec"):
+            training_classes(spec)
+
+
+def test_fine_tune_on_realistic_imaging_records_its_data(tmp_path: pathlib.Path) -> None:
+    from cosnet_index.model import save_checkpoint
+
+    torch.manual_seed(1)
+    start = CosNet(TINY)
+    save_checkpoint(start, tmp_path / "start.pt")
+    config = TrainConfig(
+        steps=1,
+        ways=2,
+        episodes_per_step=1,
+        snrs=(1.0,),
+        snr_weights=(1.0,),
+        clean_steps=0,
+        crowding_fraction=0.0,
+        imaging="realistic",
+        init_from=str(tmp_path / "start.pt"),
+    )
+    other = CosNetConfig(widths=(4, 4, 4), convs_per_level=1)  # ignored: the start's is kept
+    classes = ["gltph_2nwl", "mtor_4jsv"]
+    path = train(tmp_path / "ft", classes, other, config, progress=False)
+    model, info = load_checkpoint(path)
+    assert model.config == TINY
+    manifest = info.metadata["data_manifest"]
+    assert manifest["imaging_preset"] == "realistic"
+    assert manifest["real_molecules"] == sorted(classes)
+    assert manifest["imaging_ranges"]["name"] == "realistic"
+    with pytest.raises(InputError, match="imaging preset"):
+        train(tmp_path / "bad", classes, TINY, TrainConfig(steps=1, ways=2, imaging="nope"))
+    assert not (tmp_path / "bad").exists()
