@@ -169,6 +169,11 @@ def test_cli_segment_with_fitted_params_and_no_crf(indexed: dict, tmp_path: Path
     assert "decoder alone" in result.output
     assert len(list((tmp_path / "b" / "labels").glob("*.mrc"))) == 1
 
+    # the default is the decoder alone: no CRF parameters needed
+    result = runner.invoke(cli, [*base, "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "decoder alone" in result.output
+
     # running again into the same folder refuses, unless --overwrite
     again = runner.invoke(cli, [*base, "--out", str(tmp_path / "b"), "--no-crf", "--merge"])
     assert again.exit_code == 1 and "--overwrite" in again.output

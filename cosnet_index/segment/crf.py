@@ -97,8 +97,10 @@ def mean_field(
             :class:`CRFParams`; float or 0-d tensors (tensors carry gradients when fitting).
         low_rank: apply wide Gaussians through their leading eigenvectors (faster; no gradient
             with respect to the widths). Use ``False`` when fitting.
-        tol: stop before ``n_iter`` once an iteration moved no voxel's ``Q_1`` by more than
-            ``tol`` (0: always run ``n_iter`` iterations).
+        tol: a box stops iterating (keeps its logit) after the first iteration that moved none
+            of its voxels' ``Q_1`` by more than ``tol``, so its result does not depend on its
+            batch-mates; the loop ends when every box has stopped or after ``n_iter``
+            (0: always ``n_iter`` iterations).
         banded: apply the bilateral kernel through the compiled kernels of
             ``_bilateral_numba`` (each voxel's 8 nearest quadrature levels). ``None``: when they
             can run and apply (numba installed, CPU float32 tensors, ``low_rank``, no gradient).
@@ -132,14 +134,24 @@ def mean_field(
 
     logit = unary
     signed = 2 * torch.sigmoid(logit) - 1  # Q_1 - Q_0
+    active = None  # boxes still iterating (tol > 0); a converged box keeps its logit
     for _ in range(int(n_iter)):
-        logit = unary
+        update = unary
         for weight, apply in terms:
-            logit = logit + weight * apply(signed)
-        new = 2 * torch.sigmoid(logit) - 1
-        if tol > 0 and float((new - signed).abs().max()) <= 2 * tol:  # |dQ_1| = |d signed| / 2
+            update = update + weight * apply(signed)
+        if tol <= 0:
+            logit = update
+            signed = 2 * torch.sigmoid(logit) - 1
+            continue
+        new = 2 * torch.sigmoid(update) - 1
+        moved = (new - signed).abs().flatten(1).amax(dim=1) > 2 * tol  # |dQ_1| = |d signed| / 2
+        keep = torch.ones_like(moved) if active is None else active
+        sel = keep.view(-1, 1, 1, 1)
+        logit = torch.where(sel, update, logit)
+        signed = torch.where(sel, new, signed)
+        active = keep & moved
+        if not bool(active.any()):
             break
-        signed = new
     return logit
 
 
