@@ -6,7 +6,7 @@ noise colour outside the training ranges), in crowded boxes: 0-4 neighbour molec
 touching (``crowding_gap_fraction = 0``: centres at the sum of the two radii). The truth is the
 centre molecule's mass-based mask (the contour enclosing ``mass / 0.81 Da/A^3``); neighbours are
 not in it, so a mask that bleeds into them loses Dice. Every molecule gets ``--boxes`` boxes per
-SNR, with the same poses, neighbours and imaging at every SNR (one seed per molecule).
+SNR (one simulation call and seed per molecule; each box its own pose, neighbours and imaging).
 
 Methods, on the same boxes:
 
@@ -220,32 +220,32 @@ def main() -> None:
         band = str(manifest.at[name, "tier"])
         n_inside = round(mass / 810.0 / voxel_nm**3)
         seed = args.seed * 1_000_003 + m_index
-        for snr in SNRS:
-            batch = simulate_subtomograms(
-                [name] * args.boxes, snr, seed, config, crowding=True, imaging="shifted"
-            )
-            boxes = torch.from_numpy(batch.volumes)
-            with torch.no_grad():
-                prob = model.decode(boxes)
-            refined = crf_refine(prob, boxes, params)
-            masks = {
-                "decoder": (prob > 0.5).numpy(),
-                "decoder + CRF": (refined > 0.5).numpy(),
-                "baseline": baseline_masks(batch.volumes, np.full(args.boxes, n_inside)),
-            }
-            for method, pred in masks.items():
-                for i in range(args.boxes):
-                    rows.append(
-                        {
-                            "molecule": name,
-                            "band": band,
-                            "snr": snr,
-                            "box": i,
-                            "method": method,
-                            "dice": dice_np(pred[i], batch.masks[i]),
-                            "msd_nm": surface_distance(pred[i], batch.masks[i]) * voxel_nm,
-                        }
-                    )
+        snrs = np.repeat(np.array(SNRS), args.boxes)
+        batch = simulate_subtomograms(
+            [name] * len(snrs), snrs, seed, config, crowding=True, imaging="shifted"
+        )
+        boxes = torch.from_numpy(batch.volumes)
+        with torch.no_grad():
+            prob = model.decode(boxes)
+        refined = crf_refine(prob, boxes, params)
+        masks = {
+            "decoder": (prob > 0.5).numpy(),
+            "decoder + CRF": (refined > 0.5).numpy(),
+            "baseline": baseline_masks(batch.volumes, np.full(len(snrs), n_inside)),
+        }
+        for method, pred in masks.items():
+            for i, snr in enumerate(snrs):
+                rows.append(
+                    {
+                        "molecule": name,
+                        "band": band,
+                        "snr": float(snr),
+                        "box": i,
+                        "method": method,
+                        "dice": dice_np(pred[i], batch.masks[i]),
+                        "msd_nm": surface_distance(pred[i], batch.masks[i]) * voxel_nm,
+                    }
+                )
     frame = pd.DataFrame(rows)
     summary = summarise(frame, args.seed)
     print(
