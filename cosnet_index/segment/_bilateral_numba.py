@@ -33,6 +33,7 @@ __all__ = ["TRUNCATED_LEVELS", "BandedLevels", "available", "banded_bilateral_fi
 
 TRUNCATED_LEVELS = 8  # levels visited per voxel: floor(t) - 3 .. floor(t) + 4
 _K = TRUNCATED_LEVELS
+_MAX_KRON = 64  # rank product up to which the d and h factors are applied as one matrix
 
 
 def available() -> bool:
@@ -149,13 +150,19 @@ def banded_bilateral_filter(
     )
     b, d, h, n_levels, r = grid.shape
     g = torch.from_numpy(grid).reshape(b, d, h, n_levels * r)
-    g = torch.matmul(down_h, g)  # (b, d, rh, C)
-    g = torch.matmul(down_d, g.transpose(1, 2))  # (b, rh, rd, C)
-    if up_d.numel() > 0:
-        g = torch.matmul(up_d, g)  # (b, rh, d, C)
-    g = g.transpose(1, 2)  # (b, d, rh, C)
-    if up_h.numel() > 0:
-        g = torch.matmul(up_h, g)  # (b, d, h, C)
+    if up_d.numel() > 0 and up_h.numel() > 0 and down_d.shape[0] * down_h.shape[0] <= _MAX_KRON:
+        # both low-rank: the d and h factors as one (rd rh, d h) matrix, two large products
+        # instead of 2 b d small ones
+        flat = g.reshape(b, d * h, n_levels * r)
+        g = torch.kron(up_d, up_h) @ (torch.kron(down_d, down_h) @ flat)
+    else:
+        g = torch.matmul(down_h, g)  # (b, d, rh, C)
+        g = torch.matmul(down_d, g.transpose(1, 2))  # (b, rh, rd, C)
+        if up_d.numel() > 0:
+            g = torch.matmul(up_d, g)  # (b, rh, d, C)
+        g = g.transpose(1, 2)  # (b, d, rh, C)
+        if up_h.numel() > 0:
+            g = torch.matmul(up_h, g)  # (b, d, h, C)
     g = np.ascontiguousarray(g.reshape(b, d, h, n_levels, r).numpy())
     out = _slice(
         g,

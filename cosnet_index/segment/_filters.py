@@ -40,6 +40,8 @@ __all__ = [
 _EIG_TOL = 1e-5
 # Above this rank, a plain (n, n) matrix product is cheaper than two low-rank products.
 _MAX_LOW_RANK = 16
+# Up to this product of the d and h ranks, they are applied as one Kronecker-product matrix.
+_MAX_KRON = 256
 
 
 def gaussian_matrix(
@@ -106,8 +108,15 @@ def separable_filter(
 ) -> torch.Tensor:
     """Gaussian-filter ``x (..., d, h, w)`` with one ``(down, up)`` pair per axis (d, h, w)."""
     downs = [f[0] for f in factors]
-    x = _apply_axes(x, downs)
     ups = [f[1] for f in factors]
+    if all(u.numel() > 0 for u in ups) and downs[0].shape[0] * downs[1].shape[0] <= _MAX_KRON:
+        # all low-rank: the d and h factors as one (rd rh, d h) matrix, so that the products are
+        # a few large ones instead of many small ones per plane
+        lead, (d, h, w) = x.shape[:-3], x.shape[-3:]
+        y = x.reshape(-1, d * h, w) @ downs[2].T  # (b, d h, rw)
+        y = torch.kron(ups[0], ups[1]) @ (torch.kron(downs[0], downs[1]) @ y)
+        return (y @ ups[2].T).reshape(*lead, d, h, w)
+    x = _apply_axes(x, downs)
     if all(u.numel() > 0 for u in ups):
         x = _apply_axes(x, ups)
     elif any(u.numel() > 0 for u in ups):
