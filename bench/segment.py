@@ -2,10 +2,13 @@
 
 All on the same simulated boxes in the same run (held-out classes, equal shares of SNR inf, 1000
 and 0.5), with the shipped model and its fitted CRF parameters (or ``--checkpoint`` /
-``--crf-params``). Prints boxes/s of: the decoder alone (the reference), decoder + torch CRF,
-the torch CRF alone, and pydensecrf2's CPU dense CRF (permutohedral lattice approximation; the
+``--crf-params``). Prints boxes/s of: the decoder alone (the reference), decoder + CRF, the CRF
+alone, the CRF as it was before the speed-up (``bench/_crf_before.py``, frozen; "old CRF") alone
+and after the decoder, and pydensecrf2's CPU dense CRF (permutohedral lattice approximation; the
 `crf` extra; single-threaded C++, box by box) on the same decoder probabilities, plus the Dice
-agreement of the two CRFs' masks.
+of each against the true masks and the agreement of the CRFs' masks. Timings interleave the
+variants and keep each one's best of ``--repeats``. ``--profile`` adds cProfile's top lines for
+the old and the new CRF.
 Rates depend on the machine and its load: compare the ratios.
 
     python bench/segment.py --threads 2
@@ -27,15 +30,34 @@ from cosnet_index.errors import CheckpointError
 from cosnet_index.segment import CRFParams, crf_refine, dice, load_crf_params
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best wall time of each function over ``repeats`` interleaved rounds (after a warm-up)."""
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - t0)
+    best = dict.fromkeys(fns, math.inf)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
+
+
+def profile_lines(fn: Callable[[], object], n: int = 8) -> str:
+    """cProfile's top ``n`` lines by own time of one call of ``fn``."""
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(n)
+    lines = out.getvalue().splitlines()
+    first = next(i for i, line in enumerate(lines) if "ncalls" in line)
+    return "\n".join(lines[first - 2 : first + n + 1])
 
 
 def main() -> None:
@@ -49,10 +71,17 @@ def main() -> None:
     parser.add_argument("--crf-params", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="48 boxes, 16 for pydensecrf")
+    parser.add_argument("--profile", action="store_true", help="cProfile the old and new CRF")
     args = parser.parse_args()
     if args.quick:
         args.boxes, args.pydensecrf_boxes, args.repeats = 48, 16, 2
     torch.set_num_threads(args.threads)
+    from cosnet_index.segment import _bilateral_numba
+
+    if _bilateral_numba.available():
+        import numba
+
+        numba.set_num_threads(args.threads)
 
     from cosnet_index.model import load_checkpoint, load_default_model
     from cosnet_index.simulate import default_split, simulate_subtomograms
@@ -76,27 +105,47 @@ def main() -> None:
         f"{args.threads} torch threads, load average {os.getloadavg()[0]:.1f}"
     )
 
+    import _crf_before
+
     def decoder() -> torch.Tensor:
         return model.decode(boxes, batch_size=args.batch_size)
 
     prob = decoder()
-
-    def crf_only() -> torch.Tensor:
-        return crf_refine(prob, boxes, params, batch_size=32)
-
-    def decoder_crf() -> torch.Tensor:
-        return crf_refine(decoder(), boxes, params, batch_size=32)
-
-    t_dec = timed(decoder, args.repeats)
-    t_crf = timed(crf_only, args.repeats)
-    t_both = timed(decoder_crf, args.repeats)
-    rate_dec = args.boxes / t_dec
-    rate_both = args.boxes / t_both
-    rate_crf = args.boxes / t_crf
+    fns = {
+        "decoder alone (reference)": decoder,
+        "decoder + CRF": lambda: crf_refine(decoder(), boxes, params, batch_size=32),
+        "CRF alone": lambda: crf_refine(prob, boxes, params, batch_size=32),
+        "decoder + old CRF": lambda: _crf_before.crf_refine(decoder(), boxes, params),
+        "old CRF alone": lambda: _crf_before.crf_refine(prob, boxes, params),
+    }
+    best = timed(fns, args.repeats)
+    rate = {name: args.boxes / t for name, t in best.items()}
+    rate_dec = rate["decoder alone (reference)"]
     print(f"{'':34} {'boxes/s':>10} {'ratio to decoder':>18}")
-    print(f"{'decoder alone (reference)':34} {rate_dec:10.1f} {1.0:18.2f}")
-    print(f"{'decoder + torch CRF':34} {rate_both:10.1f} {rate_both / rate_dec:18.2f}")
-    print(f"{'torch CRF alone':34} {rate_crf:10.1f} {rate_crf / rate_dec:18.2f}")
+    for name, value in rate.items():
+        print(f"{name:34} {value:10.1f} {value / rate_dec:18.2f}")
+    print(
+        f"CRF new / old: {rate['CRF alone'] / rate['old CRF alone']:.1f}x alone, "
+        f"{rate['decoder + CRF'] / rate['decoder + old CRF']:.1f}x after the decoder"
+    )
+    truth = torch.from_numpy(batch.masks)
+    new_q = crf_refine(prob, boxes, params)
+    old_q = _crf_before.crf_refine(prob, boxes, params)
+    print(
+        "mean Dice against the true masks: decoder "
+        f"{float(dice(prob > 0.5, truth).mean()):.4f}, decoder + CRF "
+        f"{float(dice(new_q > 0.5, truth).mean()):.4f}, decoder + old CRF "
+        f"{float(dice(old_q > 0.5, truth).mean()):.4f}; new vs old CRF masks: mean Dice "
+        f"{float(dice(new_q > 0.5, old_q > 0.5).mean()):.4f}, max |dQ_1| "
+        f"{float((new_q - old_q).abs().max()):.4f}"
+    )
+    if args.profile:
+        print("\nold CRF, cProfile (own time):")
+        print(profile_lines(lambda: _crf_before.crf_refine(prob, boxes, params)))
+        print("\nnew CRF, cProfile (own time):")
+        print(profile_lines(lambda: crf_refine(prob, boxes, params)))
+        print()
+    rate_dec_ref = rate_dec
 
     try:
         from cosnet_index.segment.reference import crf_refine_pydensecrf, pydensecrf_available
@@ -107,10 +156,12 @@ def main() -> None:
         return
     n = min(args.pydensecrf_boxes, args.boxes)
     sub_p, sub_v = prob[:n], boxes[:n]
-    t_ref = timed(lambda: crf_refine_pydensecrf(sub_p, sub_v, params), 1)
-    t_ours = timed(lambda: crf_refine(sub_p, sub_v, params, batch_size=32), args.repeats)
+    t_ref = timed({"ref": lambda: crf_refine_pydensecrf(sub_p, sub_v, params)}, 1)["ref"]
+    t_ours = timed({"ours": lambda: crf_refine(sub_p, sub_v, params)}, args.repeats)["ours"]
     rate_ref = n / t_ref
-    print(f"{'pydensecrf2 CRF alone (1 thread)':34} {rate_ref:10.1f} {rate_ref / rate_dec:18.2f}")
+    print(
+        f"{'pydensecrf2 CRF alone (1 thread)':34} {rate_ref:10.1f} {rate_ref / rate_dec_ref:18.2f}"
+    )
     print(
         f"torch CRF / pydensecrf2 on the same {n} boxes: {t_ref / t_ours:.1f}x "
         f"({n / t_ours:.1f} vs {rate_ref:.1f} boxes/s)"

@@ -1,4 +1,4 @@
-"""`cosnet-index segment`: masks of matched hits (decoder + 3D dense CRF), MRC + Parquet."""
+"""`cosnet-index segment`: hit masks (decoder, optionally + dense CRF): MRC + Parquet."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import click
 from cosnet_index.cli._options import (
     cpu_option,
     keep_all_option,
-    no_crf_option,
     overwrite_option,
     set_option,
     store_options,
@@ -37,7 +36,14 @@ __all__ = ["segment"]
     type=click.Path(file_okay=False),
     help="Folder for segments.parquet and masks/ (or labels/ with --merge).",
 )
-@no_crf_option("Threshold the decoder's probability (no CRF).")
+@click.option(
+    "--crf/--no-crf",
+    "use_crf",
+    default=False,
+    show_default=True,
+    help="Refine the decoder's probability with the fitted 3D dense CRF (default: decoder alone; "
+    "the CRF adds under one Dice point, docs/segmentation.md).",
+)
 @click.option(
     "--merge",
     is_flag=True,
@@ -47,7 +53,7 @@ __all__ = ["segment"]
     "--crf-params",
     type=click.Path(dir_okay=False, exists=True),
     default=None,
-    help="CRF parameter JSON (default: the one fitted for the shipped weights).",
+    help="CRF parameter JSON (implies --crf; default: the one fitted for the shipped weights).",
 )
 @click.option(
     "--batch-size",
@@ -69,7 +75,7 @@ def segment(
     k: int,
     set_name: str,
     out_dir: str,
-    no_crf: bool,
+    use_crf: bool,
     merge: bool,
     crf_params: str | None,
     batch_size: int,
@@ -77,12 +83,14 @@ def segment(
     keep_all: bool,
     overwrite: bool,
 ) -> None:
-    """Segment matched hits: decoder probability -> 3D dense CRF -> mask, per hit.
+    """Segment matched hits: decoder probability (-> 3D dense CRF with --crf) -> mask, per hit.
 
     Each hit's box is cut again from its tomogram (memory-mapped), decoded by the store's model
-    and refined by the dense CRF fitted for that model. Writes OUT/masks/<subtomogram_id>.mrc
-    (one int8 mask per hit, the tomogram's voxel size, header origin at the box corner) or, with
-    --merge, OUT/labels/<tomogram>.mrc (the tomogram's shape; voxel = the hit's label), and
+    and, with --crf, refined by the dense CRF fitted for that model. Writes
+    OUT/masks/<subtomogram_id>.mrc (one int8 mask per hit, the tomogram's voxel size, header
+    origin at the box corner in the tomogram's frame) or, with --merge, OUT/labels/<tomogram>.mrc
+    (the tomogram's shape, voxel size and origin; voxel = the label of the most probable hit
+    there), and
     OUT/segments.parquet: label, subtomogram_id, tomogram, x, y, z, class, probability, voxels,
     volume_nm3, centroid_x/y/z (tomogram voxels), extent_major/mid/minor_nm (principal axes),
     mean_probability (decoder, inside the mask), mask_path (docs/segmentation.md).
@@ -93,7 +101,7 @@ def segment(
 
         cosnet-index segment --store ./store --class ribosome -k 50 --out seg/ --merge
 
-        cosnet-index segment --store ./store --hits hits.parquet --out seg-raw/ --no-crf
+        cosnet-index segment --store ./store --hits hits.parquet --out seg-crf/ --crf
     """
     from tqdm import tqdm
 
@@ -106,7 +114,7 @@ def segment(
         raise InputError("give exactly one of --hits FILE or --class NAME")
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
         params = None
-        if not no_crf:
+        if use_crf or crf_params is not None:
             params, _ = load_crf_params(crf_params, model_hash=store.model_hash)
         if hits_path is not None:
             from cosnet_index.query import check_same_model, read_table

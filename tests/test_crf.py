@@ -69,6 +69,40 @@ def test_bilateral_quadrature_is_the_dense_kernel_up_to_a_constant(
     assert float(ratio.max() / ratio.min()) < 1.03
 
 
+@pytest.mark.parametrize(("theta_alpha", "theta_beta"), [(1.0, 0.5), (4.0, 1.0), (26.0, 0.66)])
+def test_banded_numba_filter_equals_the_torch_quadrature(
+    theta_alpha: float, theta_beta: float
+) -> None:
+    """The compiled filter visits each voxel's 8 nearest levels only; the rest weigh < 1e-4."""
+    from cosnet_index.segment import _bilateral_numba
+    from cosnet_index.segment._filters import level_grid
+
+    if not _bilateral_numba.available():
+        pytest.skip("numba is not installed")
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(2, 12, 10, 14, generator=gen) * 2 - 1
+    intensity = 2.5 * torch.randn(2, 12, 10, 14, generator=gen)
+    intensity[1] *= 0.3  # a batch-mate with another range
+    factors = [axis_factors(n, theta_alpha) for n in x.shape[1:]]
+    expected = bilateral_filter(x, bilateral_levels(intensity, theta_beta), factors)
+    lo, step, n_levels = level_grid(intensity, theta_beta)
+    bands = _bilateral_numba.BandedLevels(intensity, lo, step, n_levels, theta_beta)
+    got = _bilateral_numba.banded_bilateral_filter(x, bands, factors)
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-4 * float(expected.abs().max()))
+
+
+def test_early_stopping_keeps_the_masks_of_the_full_iteration_count() -> None:
+    params = CRFParams(n_iter=10)
+    _, volume, prob = noisy_spheres(4, 1.0, seed=12)
+    full = crf_refine(prob, volume, params, tol=0.0)
+    early = crf_refine(prob, volume, params)  # default tol
+    assert float((early - full).abs().max()) < 0.05
+    assert float(dice(early > 0.5, full > 0.5).min()) > 0.995
+    # and it did stop early: a tolerance above every change gives the first iteration
+    once = crf_refine(prob, volume, params, tol=1.0)
+    torch.testing.assert_close(once, crf_refine(prob, volume, CRFParams(n_iter=1), tol=0.0))
+
+
 def test_zero_iterations_is_the_unary() -> None:
     _, volume, prob = noisy_spheres(2, 0.5, seed=3)
     refined = crf_refine(prob, volume, CRFParams(n_iter=0))

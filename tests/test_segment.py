@@ -169,6 +169,11 @@ def test_cli_segment_with_fitted_params_and_no_crf(indexed: dict, tmp_path: Path
     assert "decoder alone" in result.output
     assert len(list((tmp_path / "b" / "labels").glob("*.mrc"))) == 1
 
+    # the default is the decoder alone: no CRF parameters needed
+    result = runner.invoke(cli, [*base, "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "decoder alone" in result.output
+
     # running again into the same folder refuses, unless --overwrite
     again = runner.invoke(cli, [*base, "--out", str(tmp_path / "b"), "--no-crf", "--merge"])
     assert again.exit_code == 1 and "--overwrite" in again.output
@@ -250,3 +255,89 @@ def test_a_tomogram_changed_since_indexing_is_refused(indexed: dict, tmp_path: P
     hits = pd.DataFrame({"subtomogram_id": table["id"]})
     with store, pytest.raises(MrcError, match="changed since tomogram 'TS_01' was indexed"):
         segment_hits(store, hits, tmp_path / "seg", crf_params=None)
+
+
+def test_overlapping_hits_are_resolved_by_probability_not_write_order(tmp_path: Path) -> None:
+    from cosnet_index.segment.write import LabelVolume
+
+    c = np.arange(12) - 5.5
+    zz, yy, xx = np.meshgrid(c, c, c, indexing="ij")
+    ball = zz**2 + yy**2 + xx**2 <= 25
+    # two overlapping balls, 4 voxels apart along x; hit 1 is sure near its centre only
+    prob_1 = np.where(ball, 0.6 + 0.39 * (xx < 0), 0.0).astype(np.float32)
+    prob_2 = np.where(ball, 0.8, 0.0).astype(np.float32)
+    starts = {1: (0, 0, 0), 2: (0, 0, 4)}
+    results = []
+    for order in ((1, 2), (2, 1)):
+        path = tmp_path / f"{order[0]}{order[1]}.mrc"
+        volume = LabelVolume(path, (12, 12, 20), voxel_size_angstrom=10.0, n_labels=2)
+        for label in order:
+            prob = prob_1 if label == 1 else prob_2
+            volume.place(prob > 0.5, prob, starts[label], label)
+        volume.close()
+        with mrcfile.open(path) as mrc:
+            results.append(mrc.data.copy())
+    np.testing.assert_array_equal(results[0], results[1])
+    labels = results[0]
+    # the overlap (x 4..11 of the first box) goes to hit 2 where hit 1 is 0.6, to 1 where 0.99
+    overlap = np.zeros((12, 12, 20), bool)
+    overlap[:, :, 4:12] = ball[:, :, 4:12] & ball[:, :, 0:8]
+    hit1_sure = np.zeros_like(overlap)
+    hit1_sure[:, :, 0:12] = ball & (xx < 0)
+    assert overlap.any() and (overlap & hit1_sure).any() and (overlap & ~hit1_sure).any()
+    assert (labels[overlap & hit1_sure] == 1).all()
+    assert (labels[overlap & ~hit1_sure] == 2).all()
+    assert not list(tmp_path.glob(".*.tmp"))  # the scratch probability files are gone
+
+
+def test_merge_of_a_resampled_store_is_in_the_tomograms_voxels_and_frame(
+    tmp_path: Path, tiny_model: tuple[Path, str]
+) -> None:
+    """A 5 A tomogram (model: 10 A) with a header origin: labels in its own voxels and frame."""
+    from cosnet_index.store import Store, index_tomograms
+
+    shape = (72, 96, 96)
+    xyz = np.array([[40.2, 47.6, 36.3], [52.8, 49.1, 35.7]])  # masks of radius 8 overlap
+    path = write_tomogram(
+        tmp_path / "TS_05.mrc", shape_zyx=shape, voxel_size_angstrom=5.0, centres_xyz=xyz
+    )
+    origin = (120.0, -35.0, 15.0)
+    with mrcfile.open(path, mode="r+") as mrc:
+        mrc.header.origin = origin
+    coords = tmp_path / "coords.csv"
+    pd.DataFrame({"tomogram": "TS_05", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}).to_csv(
+        coords, index=False
+    )
+    checkpoint, _ = tiny_model
+    with Store.create(tmp_path / "store", model_path=checkpoint) as store:
+        index_tomograms(store, [path], coords, progress=False)
+        ids = store.subtomogram_table()["id"].to_numpy()
+    store, _ = _sphere_store(tmp_path / "store")
+    hits = pd.DataFrame({"subtomogram_id": ids, "class": "blob", "probability": [0.7, 0.9]})
+    with store:
+        table = segment_hits(store, hits, tmp_path / "seg", crf_params=None, merge=True).table
+    assert list(table["probability"]) == [0.7, 0.9] and (table["class"] == "blob").all()
+    with mrcfile.open(tmp_path / "seg" / "labels" / "TS_05.mrc") as mrc:
+        labels = mrc.data.copy()
+        assert labels.shape == shape
+        assert float(mrc.voxel_size.x) == pytest.approx(5.0)
+        got = (mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z)
+        np.testing.assert_allclose(got, origin)
+    # radius 4 model voxels of 10 A = radius 8 tomogram voxels: ~2145 voxels per hit
+    assert table["voxels"].between(1900, 2400).all()
+    for row in table.itertuples():
+        own = np.argwhere(labels == row.label)
+        # each label is centred on its own hit (the overlap split between them moves it a bit)
+        dist = np.abs(own.mean(axis=0)[::-1] - np.floor(np.array([row.x, row.y, row.z]) + 0.5))
+        assert dist.max() < 3.0
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert int((labels > 0).sum()) < int(table["voxels"].sum())  # they overlapped
+
+    with _sphere_store(tmp_path / "store")[0] as store:  # per-hit masks: the same frame
+        table = segment_hits(store, hits, tmp_path / "per-hit", crf_params=None).table
+    row = table.iloc[0]
+    with mrcfile.open(tmp_path / "per-hit" / row["mask_path"]) as mrc:
+        assert mrc.data.shape == (64, 64, 64)
+        corner_xyz = np.floor(row[["x", "y", "z"]].to_numpy(float) + 0.5) - 32
+        got = np.array([mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z])
+        np.testing.assert_allclose(got, np.array(origin) + corner_xyz * 5.0)

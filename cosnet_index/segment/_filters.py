@@ -22,6 +22,7 @@ Koltun, where the lattice only holds the box's own voxels).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -31,6 +32,7 @@ __all__ = [
     "axis_factors",
     "bilateral_filter",
     "bilateral_levels",
+    "level_grid",
     "separable_filter",
 ]
 
@@ -38,6 +40,8 @@ __all__ = [
 _EIG_TOL = 1e-5
 # Above this rank, a plain (n, n) matrix product is cheaper than two low-rank products.
 _MAX_LOW_RANK = 16
+# Up to this product of the d and h ranks, they are applied as one Kronecker-product matrix.
+_MAX_KRON = 256
 
 
 def gaussian_matrix(
@@ -60,6 +64,9 @@ def axis_factors(
     ``up`` is ``None``-like identity (returned as an empty tensor) so that a single product is done.
     The low-rank path uses ``eigh`` and is meant for inference (no gradient through it).
     """
+    if low_rank and not isinstance(theta, torch.Tensor):
+        down, up = _cached_factors(n, float(theta), str(device or "cpu"), dtype or torch.float32)
+        return down.clone(), up.clone()
     g = gaussian_matrix(n, theta, device=device, dtype=dtype)  # (n, n)
     if low_rank:
         with torch.no_grad():
@@ -72,14 +79,28 @@ def axis_factors(
     return g, torch.empty(0, device=g.device, dtype=g.dtype)
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_factors(
+    n: int, theta: float, device: str, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`axis_factors` of a float width, computed once (``eigh`` costs more than a filter)."""
+    return axis_factors(n, torch.tensor(theta, dtype=torch.float64), device=device, dtype=dtype)
+
+
 def _apply_axes(x: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Multiply ``x (..., d, h, w)`` by ``mats[k] (m_k, n_k)`` along the last three axes."""
+    """Multiply ``x (..., d, h, w)`` by ``mats[k] (m_k, n_k)`` along the last three axes.
+
+    Three matrix products without transposing copies: along w on the flattened rows, along h
+    broadcast over the planes, along d over the flattened ``(h, w)`` planes.
+    """
+    mat_d, mat_h, mat_w = mats
     lead = x.shape[:-3]
-    for mat in reversed(mats):  # w, then h, then d; each round rotates the axes once
-        d, h, w = x.shape[-3:]
-        x = (x.reshape(-1, w) @ mat.T).reshape(*lead, d, h, mat.shape[0])
-        x = x.permute(*range(len(lead)), -1, -3, -2)  # (..., w', d, h)
-    return x.contiguous()
+    d, h, w = x.shape[-3:]
+    y = x.reshape(-1, d, h, w) @ mat_w.T  # (b, d, h, w')
+    y = torch.matmul(mat_h, y)  # (b, d, h', w')
+    hh, ww = y.shape[-2:]
+    y = torch.matmul(mat_d, y.reshape(-1, d, hh * ww))  # (b, d', h' w')
+    return y.reshape(*lead, mat_d.shape[0], hh, ww)
 
 
 def separable_filter(
@@ -87,8 +108,15 @@ def separable_filter(
 ) -> torch.Tensor:
     """Gaussian-filter ``x (..., d, h, w)`` with one ``(down, up)`` pair per axis (d, h, w)."""
     downs = [f[0] for f in factors]
-    x = _apply_axes(x, downs)
     ups = [f[1] for f in factors]
+    if all(u.numel() > 0 for u in ups) and downs[0].shape[0] * downs[1].shape[0] <= _MAX_KRON:
+        # all low-rank: the d and h factors as one (rd rh, d h) matrix, so that the products are
+        # a few large ones instead of many small ones per plane
+        lead, (d, h, w) = x.shape[:-3], x.shape[-3:]
+        y = x.reshape(-1, d * h, w) @ downs[2].T  # (b, d h, rw)
+        y = torch.kron(ups[0], ups[1]) @ (torch.kron(downs[0], downs[1]) @ y)
+        return (y @ ups[2].T).reshape(*lead, d, h, w)
+    x = _apply_axes(x, downs)
     if all(u.numel() > 0 for u in ups):
         x = _apply_axes(x, ups)
     elif any(u.numel() > 0 for u in ups):
@@ -99,6 +127,28 @@ def separable_filter(
         ]
         x = _apply_axes(x, eye)
     return x
+
+
+def level_grid(
+    intensity: torch.Tensor,
+    theta_beta: torch.Tensor | float,
+    *,
+    spacing: float = 1.0,
+    max_levels: int = 64,
+) -> tuple[torch.Tensor, float, int]:
+    """The quadrature levels of :func:`bilateral_levels`: ``(lo (b,), step, n_levels)``.
+
+    Box ``i``'s levels are ``lo[i] + step * l`` for ``l = 0 .. n_levels - 1``.
+    """
+    b = intensity.shape[0]
+    with torch.no_grad():
+        beta = float(theta_beta)
+        flat = intensity.reshape(b, -1)
+        lo = flat.min(dim=1).values - 1.5 * beta  # (b,)
+        span = flat.max(dim=1).values + 1.5 * beta - lo
+        step = max(spacing * beta, float(span.max()) / (max_levels - 1))
+        n_levels = max(2, math.ceil(float(span.max()) / step) + 1)
+    return lo, step, n_levels
 
 
 def bilateral_levels(
@@ -118,12 +168,8 @@ def bilateral_levels(
     """
     beta = torch.as_tensor(theta_beta, device=intensity.device, dtype=intensity.dtype)
     b = intensity.shape[0]
+    lo, step, n_levels = level_grid(intensity, theta_beta, spacing=spacing, max_levels=max_levels)
     with torch.no_grad():
-        flat = intensity.reshape(b, -1)
-        lo = flat.min(dim=1).values - 1.5 * float(beta)  # (b,)
-        span = flat.max(dim=1).values + 1.5 * float(beta) - lo
-        step = max(spacing * float(beta), float(span.max()) / (max_levels - 1))
-        n_levels = max(2, math.ceil(float(span.max()) / step) + 1)
         offsets = step * torch.arange(n_levels, device=intensity.device, dtype=intensity.dtype)
         centres = lo[:, None] + offsets[None, :]  # (b, L): a box's levels ignore its batch-mates
     diff = intensity.unsqueeze(3) - centres.view(b, 1, 1, n_levels, 1)  # (b, d, h, L, w)

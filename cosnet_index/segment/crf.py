@@ -31,10 +31,12 @@ from collections.abc import Callable
 import torch
 
 from cosnet_index.errors import InputError
+from cosnet_index.segment import _bilateral_numba
 from cosnet_index.segment._filters import (
     axis_factors,
     bilateral_filter,
     bilateral_levels,
+    level_grid,
     separable_filter,
 )
 from cosnet_index.segment.params import CRFParams
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _PROB_EPS = 1e-6
 _INTENSITY_CLIP = 8.0
+# crf_refine stops when no voxel's Q_1 moved by more than this in one iteration (see docs)
+DEFAULT_TOL = 0.05
 
 
 def normalise_intensity(volumes: torch.Tensor) -> torch.Tensor:
@@ -80,6 +84,8 @@ def mean_field(
     theta_beta: float | torch.Tensor,
     n_iter: int,
     low_rank: bool = True,
+    tol: float = 0.0,
+    banded: bool | None = None,
 ) -> torch.Tensor:
     """Mean-field inference; returns the foreground logit ``a`` ``(b, d, h, w)``.
 
@@ -91,6 +97,13 @@ def mean_field(
             :class:`CRFParams`; float or 0-d tensors (tensors carry gradients when fitting).
         low_rank: apply wide Gaussians through their leading eigenvectors (faster; no gradient
             with respect to the widths). Use ``False`` when fitting.
+        tol: a box stops iterating (keeps its logit) after the first iteration that moved none
+            of its voxels' ``Q_1`` by more than ``tol``, so its result does not depend on its
+            batch-mates; the loop ends when every box has stopped or after ``n_iter``
+            (0: always ``n_iter`` iterations).
+        banded: apply the bilateral kernel through the compiled kernels of
+            ``_bilateral_numba`` (each voxel's 8 nearest quadrature levels). ``None``: when they
+            can run and apply (numba installed, CPU float32 tensors, ``low_rank``, no gradient).
     """
     shape = unary.shape[-3:]
     dev, dt = unary.device, unary.dtype
@@ -102,20 +115,57 @@ def mean_field(
         fac_a = [
             axis_factors(n, theta_alpha, low_rank=low_rank, device=dev, dtype=dt) for n in shape
         ]
-        phi = bilateral_levels(intensity, theta_beta)  # (b, d, h, L, w)
+        if banded is None:
+            banded = _can_band(unary, intensity, low_rank, w_bilateral, theta_alpha, theta_beta)
+        if banded:
+            lo, step, n_levels = level_grid(intensity, theta_beta)
+            bands = _bilateral_numba.BandedLevels(intensity, lo, step, n_levels, theta_beta)
 
-        def filt_b(x: torch.Tensor) -> torch.Tensor:
-            return bilateral_filter(x, phi, fac_a)
+            def filt_b(x: torch.Tensor) -> torch.Tensor:
+                return _bilateral_numba.banded_bilateral_filter(x, bands, fac_a)
+
+        else:
+            phi = bilateral_levels(intensity, theta_beta)  # (b, d, h, L, w)
+
+            def filt_b(x: torch.Tensor) -> torch.Tensor:
+                return bilateral_filter(x, phi, fac_a)
 
         terms.append((w_bilateral, _normalised(filt_b, unary)))
 
     logit = unary
+    signed = 2 * torch.sigmoid(logit) - 1  # Q_1 - Q_0
+    active = None  # boxes still iterating (tol > 0); a converged box keeps its logit
     for _ in range(int(n_iter)):
-        signed = 2 * torch.sigmoid(logit) - 1  # Q_1 - Q_0
-        logit = unary
+        update = unary
         for weight, apply in terms:
-            logit = logit + weight * apply(signed)
+            update = update + weight * apply(signed)
+        if tol <= 0:
+            logit = update
+            signed = 2 * torch.sigmoid(logit) - 1
+            continue
+        new = 2 * torch.sigmoid(update) - 1
+        moved = (new - signed).abs().flatten(1).amax(dim=1) > 2 * tol  # |dQ_1| = |d signed| / 2
+        keep = torch.ones_like(moved) if active is None else active
+        sel = keep.view(-1, 1, 1, 1)
+        logit = torch.where(sel, update, logit)
+        signed = torch.where(sel, new, signed)
+        active = keep & moved
+        if not bool(active.any()):
+            break
     return logit
+
+
+def _can_band(
+    unary: torch.Tensor, intensity: torch.Tensor, low_rank: bool, *params: float | torch.Tensor
+) -> bool:
+    """Whether the compiled banded bilateral filter applies (see :func:`mean_field`)."""
+    if not (_bilateral_numba.available() and low_rank):
+        return False
+    if torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (unary, intensity, *params)
+    ):
+        return False
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (unary, intensity))
 
 
 def _positive(value: float | torch.Tensor) -> bool:
@@ -131,6 +181,7 @@ def crf_refine(
     params: CRFParams,
     *,
     batch_size: int = 32,
+    tol: float = DEFAULT_TOL,
 ) -> torch.Tensor:
     """Refine decoder probabilities with the dense CRF; returns the foreground marginal.
 
@@ -140,6 +191,8 @@ def crf_refine(
             and scale (z-scored internally for the bilateral kernel).
         params: the CRF's parameters (the fitted ones: :func:`load_crf_params`).
         batch_size: boxes per chunk (memory grows with it and the number of intensity levels).
+        tol: stop a chunk's mean field early once no voxel's ``Q_1`` moves by more than this in
+            an iteration (at most ``params.n_iter``); 0 runs exactly ``params.n_iter``.
 
     Returns:
         ``(b, d, h, w)`` float32 on the input's device: ``Q_1``; the mask is ``Q_1 > 0.5``.
@@ -167,6 +220,7 @@ def crf_refine(
                 theta_beta=params.theta_beta,
                 n_iter=params.n_iter,
                 low_rank=True,
+                tol=tol,
             )
             out[sl] = torch.sigmoid(logit)
     return out

@@ -27,7 +27,7 @@ from cosnet_index.geometry import box_bounds, source_box_side
 from cosnet_index.segment.crf import crf_refine
 from cosnet_index.segment.params import CRFParams
 from cosnet_index.segment.stats import STAT_COLUMNS, mask_statistics
-from cosnet_index.segment.write import LabelVolume, write_hit_mask
+from cosnet_index.segment.write import LabelVolume, header_origin, write_hit_mask
 
 if TYPE_CHECKING:
     from cosnet_index.store import Store
@@ -83,6 +83,19 @@ def segment_boxes(
         ``(masks bool, decoder probability float32)``, each ``(n, s, s, s)`` numpy arrays; the
         mask is the CRF marginal (or the decoder probability without CRF) above 0.5.
     """
+    masks, prob, _ = _segment_boxes(model, boxes, crf_params, out_side=out_side, device=device)
+    return masks, prob
+
+
+def _segment_boxes(
+    model: Any,
+    boxes: torch.Tensor,
+    crf_params: CRFParams | None,
+    *,
+    out_side: int | None,
+    device: str | torch.device,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`segment_boxes` plus the thresholded marginal (CRF ``Q_1`` or decoder ``p``)."""
     boxes = boxes.to(device)
     prob = model.decode(boxes).to(device)  # (n, B, B, B)
     refined = crf_refine(prob, boxes, crf_params) if crf_params is not None else prob
@@ -92,7 +105,8 @@ def segment_boxes(
             both, size=(out_side,) * 3, mode="trilinear", align_corners=False
         )
         prob, refined = both[:, 0], both[:, 1]
-    return (refined > 0.5).cpu().numpy(), prob.float().cpu().numpy()
+    refined = refined.float().cpu().numpy()
+    return refined > 0.5, prob.float().cpu().numpy(), refined
 
 
 def _hit_frame(hits: pd.DataFrame) -> pd.DataFrame:
@@ -174,6 +188,7 @@ def segment_hits(
         xyz = rows[["x", "y", "z"]].to_numpy(np.float64)
         start_zyx, _ = box_bounds(xyz, source_box)
         with open_tomogram(first["tomogram_path"], voxel_size_angstrom=voxel_angstrom) as tomo:
+            origin_xyz = header_origin(tomo.path)
             if tomo.header_sha256 != headers.get(tomo_name, tomo.header_sha256):
                 raise MrcError(
                     f"{tomo.path} changed since tomogram {tomo_name!r} was indexed (its header "
@@ -185,6 +200,7 @@ def segment_hits(
                     tomo.shape_zyx,
                     voxel_size_angstrom=voxel_angstrom,
                     n_labels=int(frame["label"].max()),
+                    origin_xyz=origin_xyz,
                     overwrite=overwrite,
                 )
                 if merge
@@ -194,7 +210,7 @@ def segment_hits(
                 for s in range(0, len(rows), batch_size):
                     part = rows.iloc[s : s + batch_size]
                     boxes = read_indexed_boxes(store, part)
-                    masks, prob = segment_boxes(
+                    masks, prob, marginal = _segment_boxes(
                         model,
                         torch.from_numpy(boxes),
                         crf_params,
@@ -207,7 +223,7 @@ def segment_hits(
                         columns[name].extend(stats[name].tolist())
                     for i, (_, hit) in enumerate(part.iterrows()):
                         if labels is not None:
-                            labels.place(masks[i], starts[i], int(hit["label"]))
+                            labels.place(masks[i], marginal[i], starts[i], int(hit["label"]))
                             columns["mask_path"].append(f"labels/{tomo_name}.mrc")
                         else:
                             rel = f"masks/{int(hit['subtomogram_id'])}.mrc"
@@ -217,6 +233,7 @@ def segment_hits(
                                     masks[i],
                                     voxel_size_angstrom=voxel_angstrom,
                                     start_zyx=starts[i],
+                                    origin_xyz=origin_xyz,
                                     overwrite=overwrite,
                                 )
                             )

@@ -2,13 +2,15 @@
 
 - Per hit: ``masks/<subtomogram_id>.mrc``, int8 (MRC mode 0), 1 inside the molecule, 0 outside;
   the box as cut from the tomogram (tomogram voxels, its voxel size in the header), with the
-  header origin set to the box's corner in angstrom so that viewers (ChimeraX, IMOD) overlay it
-  on the tomogram.
-- Merged (``--merge``): ``labels/<tomogram>.mrc``, the tomogram's shape and voxel size; voxel
-  value = the hit's ``label`` (its 1-based row in the statistics table), 0 = background; int16
-  (mode 1) while the largest label of the whole hits table is at most 32767 (labels are numbered
-  across all tomograms), float32 (mode 2, exact integers) past that. Where masks
-  of two hits overlap, the voxel keeps the label of the earlier row (the better-ranked hit).
+  header origin set to the tomogram's own origin plus the box's corner, in angstrom, so that
+  viewers (ChimeraX, IMOD) overlay it on the tomogram.
+- Merged (``--merge``): ``labels/<tomogram>.mrc``, the tomogram's shape, voxel size and header
+  origin (its frame); voxel value = the hit's ``label`` (its 1-based row in the statistics
+  table), 0 = background; int16 (mode 1) while the largest label of the whole hits table is at
+  most 32767 (labels are numbered across all tomograms), float32 (mode 2, exact integers) past
+  that. Where masks of two hits overlap, each voxel takes the label of the hit whose foreground
+  probability there (the thresholded marginal: CRF ``Q_1`` or decoder ``p``) is highest, the
+  lower label on an exact tie: the result does not depend on the order the hits are written in.
 """
 
 from __future__ import annotations
@@ -31,15 +33,25 @@ def _check_free(path: Path, overwrite: bool) -> None:
         raise InputError(f"{path} already exists; choose another --out folder or pass --overwrite")
 
 
+def header_origin(path: str | os.PathLike) -> tuple[float, float, float]:
+    """The MRC header origin ``(x, y, z)`` in angstrom of a tomogram (its frame)."""
+    with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+        origin = mrc.header.origin
+        return float(origin.x), float(origin.y), float(origin.z)
+
+
 def write_hit_mask(
     path: str | os.PathLike,
     mask: np.ndarray,
     *,
     voxel_size_angstrom: float,
     start_zyx: Sequence[int],
+    origin_xyz: Sequence[float] = (0.0, 0.0, 0.0),
     overwrite: bool = False,
 ) -> Path:
     """Write one ``(d, h, w)`` boolean mask as an int8 MRC (voxel size and origin in the header).
+
+    The header origin is ``origin_xyz`` (the tomogram's, angstrom) plus the box corner.
 
     Raises:
         InputError: the file exists and ``overwrite`` is False.
@@ -50,7 +62,8 @@ def write_hit_mask(
         mrc.set_data(np.ascontiguousarray(mask, dtype=np.int8))
         mrc.voxel_size = float(voxel_size_angstrom)
         z, y, x = (float(v) * float(voxel_size_angstrom) for v in start_zyx)
-        mrc.header.origin = (x, y, z)
+        ox, oy, oz = (float(v) for v in origin_xyz)
+        mrc.header.origin = (ox + x, oy + y, oz + z)
     return path
 
 
@@ -68,23 +81,30 @@ class LabelVolume:
         *,
         voxel_size_angstrom: float,
         n_labels: int,
+        origin_xyz: Sequence[float] = (0.0, 0.0, 0.0),
         overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
         _check_free(self.path, overwrite)
         self._tmp = tmp_path_for(self.path)
+        self._best_path = self.path.with_name(f".{self.path.name}.probability.tmp")
+        self.shape_zyx = tuple(int(s) for s in shape_zyx)
         mode = 1 if n_labels <= np.iinfo(np.int16).max else 2
-        self._mrc = mrcfile.new_mmap(
-            self._tmp, shape=tuple(int(s) for s in shape_zyx), mrc_mode=mode, overwrite=True
-        )
+        self._mrc = mrcfile.new_mmap(self._tmp, shape=self.shape_zyx, mrc_mode=mode, overwrite=True)
         self._mrc.data[...] = 0
         self._mrc.voxel_size = float(voxel_size_angstrom)
-        self.shape_zyx = tuple(int(s) for s in shape_zyx)
+        self._mrc.header.origin = tuple(float(v) for v in origin_xyz)
+        # the winning hit's probability per voxel (a sparse scratch file, removed on close)
+        self._best = np.memmap(self._best_path, dtype=np.float32, mode="w+", shape=self.shape_zyx)
 
-    def place(self, mask: np.ndarray, start_zyx: Sequence[int], label: int) -> int:
-        """Write ``label`` where ``mask`` is set and no earlier hit is; returns voxels written.
+    def place(
+        self, mask: np.ndarray, probability: np.ndarray, start_zyx: Sequence[int], label: int
+    ) -> int:
+        """Write ``label`` where ``mask`` is set and this hit is the most probable; returns voxels.
 
-        The part of the box outside the tomogram is dropped (boxes padded at the edge).
+        A voxel already labelled keeps its label unless this hit's ``probability`` there is
+        higher (or equal, with a lower ``label``), so the result does not depend on the order of
+        the calls. The part of the box outside the tomogram is dropped (boxes padded at the edge).
         """
         start = np.asarray(start_zyx, dtype=np.int64)
         stop = start + np.asarray(mask.shape)
@@ -93,15 +113,20 @@ class LabelVolume:
         if np.any(hi <= lo):
             return 0
         a, b = lo - start, hi - start
-        sub = mask[a[0] : b[0], a[1] : b[1], a[2] : b[2]]
-        region = self._mrc.data[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        free = sub & (region == 0)
-        region[free] = label
-        return int(free.sum())
+        window = (slice(a[0], b[0]), slice(a[1], b[1]), slice(a[2], b[2]))
+        sub, prob = mask[window], probability[window].astype(np.float32)
+        target = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+        region, best = self._mrc.data[target], self._best[target]
+        wins = sub & ((region == 0) | (prob > best) | ((prob == best) & (label < region)))
+        region[wins] = label
+        best[wins] = prob[wins]
+        return int(wins.sum())
 
     def close(self, *, keep: bool = True) -> None:
         self._mrc.update_header_stats()
         self._mrc.close()
+        del self._best
+        self._best_path.unlink(missing_ok=True)
         if keep:
             atomic_replace(self._tmp, self.path)
         else:
