@@ -164,11 +164,17 @@ def evaluate(
     seed: int,
     threads: int,
 ) -> None:
-    """Evaluate a model on held-out classes never seen in training (the paper's protocol).
+    """Evaluate a model on held-out classes never seen in training (paper protocol or hard).
 
     Prints N-way-1-shot accuracy with 95% Wilson intervals (COS-Net and the template-matching
     baseline on the same episodes) and per-class Dice of the decoder masks; writes every
     episode to OUT/episodes.parquet, every Dice to OUT/dice.parquet, and OUT/results.md.
+
+    With --benchmark hard: held-out real molecules only (a size-matched 80-200 kDa tier whose
+    episodes stay within a mass factor 1.5, and a 2-5 MDa tier), every subtomogram imaged with
+    the --imaging preset, N-way K-shot accuracy of COS-Net (K shots combined as the store does)
+    and of template matching with the same references; writes OUT/episodes.parquet,
+    OUT/accuracy.csv and OUT/results.md (no Dice).
 
     Examples:
 
