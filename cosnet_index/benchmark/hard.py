@@ -184,8 +184,11 @@ def hard_cell_episodes(
             n_base = min(count, max(0, config.baseline_episodes - start))
             for j in range(n_base):
                 t0 = time.perf_counter()
-                # one query rotated once, compared with all N x K supports
-                s = template_match_scores(query[j : j + 1], support[j], rotations)[0]
+                # one query rotated once, compared with all N x K supports, under the episode's
+                # typical tilt range
+                members = [*range(j * ways * k_max, (j + 1) * ways * k_max), n_support + j]
+                tilt = _tilt_max_deg(batch, members)
+                s = template_match_scores(query[j : j + 1], support[j], rotations, tilt)[0]
                 per_comparison = (time.perf_counter() - t0) / (ways * k_max)
                 s = s.reshape(ways, k_max).numpy()
                 for shots in config.shots:
@@ -205,6 +208,19 @@ def hard_cell_episodes(
                     )
         logger.info("%s N=%d: %d/%d episodes", tier.name, ways, start + count, config.episodes)
     return pd.DataFrame(rows)
+
+
+def _tilt_max_deg(batch: object, members: Sequence[int]) -> float:
+    """Median half tilt range of the ``members`` of a batch (60 degrees without imaging info).
+
+    Template matching takes one wedge for the reference and the target; each subtomogram here
+    has its own tilt series, so the episode's median stands for all of them.
+    """
+    imaging = getattr(batch, "imaging", ())
+    if not imaging:
+        return 60.0
+    half = [(imaging[i].tilt_max_deg - imaging[i].tilt_min_deg) / 2 for i in members]
+    return float(np.median(half))
 
 
 def _rows(
