@@ -71,12 +71,14 @@ TIER_NAMES: tuple[str, ...] = tuple(TIER_SPECS)
 
 
 def _library_molecules() -> pd.DataFrame | None:
-    """The real-molecule library's held-out rows (registered as simulator classes), or None."""
+    """The real-molecule library's held-out rows, or None without a library.
+
+    The simulator finds ``lib-*`` class names by itself, at any voxel size and resolution.
+    """
     try:
-        from cosnet_index.simulate.library import library_manifest, register_library
+        from cosnet_index.simulate.library import library_manifest
     except ImportError:
         return None
-    register_library()
     manifest = library_manifest()
     rows = manifest[manifest["split"] == "heldout"].copy()
     rows["source"] = "library"
@@ -109,7 +111,7 @@ def benchmark_molecules(source: str = "auto") -> pd.DataFrame:
     """Held-out real molecules the benchmark may use, one row each.
 
     Args:
-        source: ``library`` (the real-molecule library; registers its maps with the simulator),
+        source: ``library`` (the real-molecule library's held-out molecules),
             ``split`` (the five held-out real maps of ``split.py``), or ``auto`` (the library when
             it is installed, else ``split``).
 
