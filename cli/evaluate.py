@@ -174,7 +174,7 @@ def evaluate(
     episodes stay within a mass factor 1.5, and a 2-5 MDa tier), every subtomogram imaged with
     the --imaging preset, N-way K-shot accuracy of COS-Net (K shots combined as the store does)
     and of template matching with the same references; writes OUT/episodes.parquet,
-    OUT/accuracy.csv and OUT/results.md (no Dice).
+    OUT/accuracy.csv, OUT/config.json and OUT/results.md (no Dice).
 
     Examples:
 
@@ -304,7 +304,9 @@ def _evaluate_hard(
     seed: int,
     threads: int,
 ) -> None:
-    """`evaluate --benchmark hard`: episodes.parquet, accuracy.csv and results.md in OUT."""
+    """`evaluate --benchmark hard`: episodes.parquet, accuracy.csv, config.json, results.md."""
+    import dataclasses
+    import json
     import time
 
     import torch
@@ -345,6 +347,15 @@ def _evaluate_hard(
     acc = hard_accuracy_table(episodes_df)
     acc.to_csv(out / "accuracy.csv", index=False)
     wall = time.perf_counter() - t0
+    provenance = {
+        "model_hash": info.hash,
+        "config": dataclasses.asdict(config),
+        "tiers": {t.name: dict(zip(t.classes, t.masses_kda, strict=True)) for t in tier_list},
+        "notes": notes,
+        "wall_seconds": wall,
+        "threads": torch.get_num_threads(),
+    }
+    (out / "config.json").write_text(json.dumps(provenance, indent=2, default=str))
     lines = [
         f"model: {checkpoint or 'shipped weights'} (hash {info.hash[:12]})",
         f"command: cosnet-index {shlex.join(sys.argv[1:])}",

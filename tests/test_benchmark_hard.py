@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -131,6 +132,7 @@ def test_cli_writes_the_hard_table(tmp_path: Path) -> None:
     assert "5-way: not run" in text and "large, 2-way: not run" in text  # split.py is too small
     acc = pd.read_csv(out / "accuracy.csv")
     assert len(acc) == 2 * 2 * 2  # methods x shots x SNRs
+    assert json.loads((out / "config.json").read_text())["config"]["shots"] == [1, 2]
     bad = CliRunner().invoke(
         cli, ["evaluate", "--benchmark", "hard", "--refine", "crf", "--out", "x"]
     )
