@@ -20,6 +20,23 @@ def _parse_snr(value: str) -> float:
     return snr
 
 
+_PRESET_HELP = (
+    "Imaging preset: paper (the fast Fourier-space path), realistic (tilt-series path, the "
+    "training distribution) or shifted (tilt-series path, the hard-benchmark distribution); "
+    "see docs/simulation.md."
+)
+
+
+def _preset_option(function):
+    return click.option(
+        "--preset",
+        type=click.Choice(["paper", "realistic", "shifted"]),
+        default="paper",
+        show_default=True,
+        help=_PRESET_HELP,
+    )(function)
+
+
 def _config(voxel_size: float, box: int):
     from cosnet_index.simulate import SimulationConfig
 
@@ -59,6 +76,7 @@ def simulate() -> None:
 @click.option("--voxel-size", type=float, default=1.0, show_default=True, help="nm per voxel.")
 @click.option("--prefix", default="TS_", show_default=True, help="Tomogram names: PREFIX01, ...")
 @click.option("--labels", is_flag=True, help="Also write <name>_labels.mrc (particle masks).")
+@_preset_option
 def tomograms(
     out_dir: str,
     n_tomograms: int,
@@ -70,18 +88,23 @@ def tomograms(
     voxel_size: float,
     prefix: str,
     labels: bool,
+    preset: str,
 ) -> None:
     """Write simulated tomograms (MRC), particles.star and truth.parquet to OUT_DIR.
 
     Molecules of the given classes are placed without overlap at random poses; each tomogram is
     imaged with a CTF, the missing wedge of a +-60 degree tilt series and noise. Coordinates in
-    particles.star are x, y, z voxels (rlnTomoName, rlnCoordinateX/Y/Z, rlnClassName).
+    particles.star are x, y, z voxels (rlnTomoName, rlnCoordinateX/Y/Z, rlnClassName). With
+    --preset realistic or shifted each tomogram draws its own microscope and tilt series and is
+    made by projecting at every tilt (per-tilt CTF, exposure filter, noise) and weighted
+    back-projection, with background; truth.parquet records the preset and the drawn imaging.
 
     Examples:
 
     \b
         cosnet-index simulate tomograms tomos --n-tomograms 3 --n-particles 200
         cosnet-index simulate tomograms tomos --classes real --snr 0.1 --shape 64 128 128
+        cosnet-index simulate tomograms tomos --preset realistic --labels
     """
     from cosnet_index.simulate import resolve_classes, simulate_collection
 
@@ -97,6 +120,7 @@ def tomograms(
         prefix=prefix,
         write_labels=labels,
         progress=True,
+        imaging=preset,
     )
     click.echo(
         f"wrote {n_tomograms} tomograms with {len(truth)} particles of "
@@ -116,6 +140,14 @@ def tomograms(
 @click.option("--voxel-size", type=float, default=1.0, show_default=True, help="nm per voxel.")
 @click.option("--crowding", is_flag=True, help="Put parts of neighbour molecules in the boxes.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in OUT_DIR.")
+@_preset_option
+@click.option(
+    "--workers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Simulate chunks in this many processes (same draws; 0 = in this process).",
+)
 def subtomograms(
     out_dir: str,
     classes: str,
@@ -126,17 +158,22 @@ def subtomograms(
     voxel_size: float,
     crowding: bool,
     overwrite: bool,
+    preset: str,
+    workers: int,
 ) -> None:
     """Write a subtomogram dataset to OUT_DIR: volumes.npy, masks.npy, labels.parquet.
 
     Volumes are float16 (n, box, box, box) with molecules dark, masks bool; both load
     memory-mapped (numpy.load(..., mmap_mode='r') or cosnet_index.simulate.load_dataset).
+    With --preset realistic or shifted every subtomogram draws its own imaging (recorded as JSON
+    in labels.parquet, column imaging).
 
     Examples:
 
     \b
         cosnet-index simulate subtomograms data --classes real --n-per-class 100
         cosnet-index simulate subtomograms test --classes heldout --snr 0.1 --crowding
+        cosnet-index simulate subtomograms train --classes train-real --preset realistic --workers 2
     """
     from cosnet_index.simulate import make_dataset, resolve_classes
 
@@ -152,5 +189,7 @@ def subtomograms(
         crowding=crowding,
         progress=True,
         overwrite=overwrite,
+        imaging=preset,
+        workers=workers,
     )
     click.echo(f"wrote {len(dataset)} subtomograms of {len(names)} classes to {out_dir}")

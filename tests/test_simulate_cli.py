@@ -90,3 +90,26 @@ def test_resolve_classes_presets_and_ranges() -> None:
         resolve_classes("proc:5-3")
     with pytest.raises(InputError):
         resolve_classes(" , ")
+
+
+def test_simulate_presets_on_the_command_line(tmp_path) -> None:
+    from cosnet_index.simulate import IMAGING_PRESETS
+
+    runner = CliRunner()
+    tomos = tmp_path / "tomos"
+    args = ["simulate", "tomograms", str(tomos), "--n-tomograms", "1", "--shape", "48", "64", "64"]
+    args += ["--n-particles", "3", "--classes", "enolase_3enl", "--preset", "realistic", "--labels"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    truth = pd.read_parquet(tomos / "truth.parquet")
+    assert (truth["preset"] == "realistic").all() and truth["imaging"].str.startswith("{").all()
+    assert (tomos / "TS_01_labels.mrc").exists() and (tomos / "particles.star").exists()
+    data = tmp_path / "data"
+    args = ["simulate", "subtomograms", str(data), "--classes", "enolase_3enl", "--snr", "0.5"]
+    result = runner.invoke(cli, [*args, "--n-per-class", "3", "--preset", "shifted"])
+    assert result.exit_code == 0, result.output
+    assert "imaging" in pd.read_parquet(data / "labels.parquet").columns
+    help_text = runner.invoke(cli, ["simulate", "tomograms", "--help"]).output
+    assert all(name in help_text for name in IMAGING_PRESETS)  # the CLI's choices are the presets
+    bad = runner.invoke(cli, [*args, "--preset", "nope"])
+    assert bad.exit_code != 0

@@ -7,6 +7,14 @@ from cosnet_index.simulate._real import map_from_mrc_file
 from cosnet_index.simulate.atomic import map_from_atomic_model
 from cosnet_index.simulate.config import SimulationConfig
 from cosnet_index.simulate.dataset import SimulatedDataset, load_dataset, make_dataset
+from cosnet_index.simulate.imaging import (
+    IMAGING_PRESETS,
+    Imaging,
+    ImagingRanges,
+    image_by_projection,
+    image_subtomograms,
+    imaging_preset,
+)
 from cosnet_index.simulate.maps import (
     REAL_CLASSES,
     ClassMap,
@@ -33,9 +41,12 @@ from cosnet_index.simulate.tomogram import (
 )
 
 __all__ = [
+    "IMAGING_PRESETS",
     "REAL_CLASSES",
     "ClassMap",
     "ClassSplit",
+    "Imaging",
+    "ImagingRanges",
     "SimulatedDataset",
     "SimulatedTomogram",
     "SimulationConfig",
@@ -44,6 +55,9 @@ __all__ = [
     "class_info",
     "class_map",
     "default_split",
+    "image_by_projection",
+    "image_subtomograms",
+    "imaging_preset",
     "is_class_name",
     "load_dataset",
     "make_dataset",

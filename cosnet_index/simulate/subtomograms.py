@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,8 +12,10 @@ import torch
 
 from cosnet_index.errors import InputError
 from cosnet_index.simulate._fourier import apply_ctf_wedge
+from cosnet_index.simulate._imaging_fourier import image_fourier
 from cosnet_index.simulate._pose import pose_maps, random_rotations
 from cosnet_index.simulate.config import SimulationConfig
+from cosnet_index.simulate.imaging import Imaging, ImagingRanges, resolve_imaging
 from cosnet_index.simulate.maps import class_info
 
 __all__ = [
@@ -41,6 +44,7 @@ class SubtomogramBatch:
         snr: (n,) requested SNR (``inf`` = no noise).
         defocus_um: (n,) defocus used for each CTF.
         clean: (n, box, box, box) float32 noise-free imaged volumes, if asked for.
+        imaging: the :class:`Imaging` drawn for each subtomogram (empty for the ``paper`` preset).
     """
 
     volumes: np.ndarray
@@ -51,6 +55,7 @@ class SubtomogramBatch:
     snr: np.ndarray | None = None
     defocus_um: np.ndarray | None = None
     clean: np.ndarray | None = None
+    imaging: tuple[Imaging, ...] = ()
 
 
 @dataclass
@@ -65,6 +70,7 @@ class SubtomogramTensors:
     snr: torch.Tensor
     defocus_um: torch.Tensor
     clean: torch.Tensor | None = None
+    imaging: tuple[Imaging, ...] = ()
 
     def numpy(self) -> SubtomogramBatch:
         """Copy to a numpy :class:`SubtomogramBatch`."""
@@ -77,6 +83,7 @@ class SubtomogramTensors:
             snr=self.snr.cpu().numpy(),
             defocus_um=self.defocus_um.cpu().numpy(),
             clean=None if self.clean is None else self.clean.cpu().numpy(),
+            imaging=self.imaging,
         )
 
 
@@ -159,13 +166,16 @@ def simulate_subtomograms_torch(
     crowding: bool = False,
     device: str | torch.device = "cpu",
     return_clean: bool = False,
+    imaging: str | ImagingRanges = "paper",
 ) -> SubtomogramTensors:
     """Like :func:`simulate_subtomograms`, returning tensors on ``device`` (e.g. ``"cuda"``).
 
-    The random draws (poses, defocus, crowding, the noise seed) come from ``seed`` in a fixed
-    order, so the same seed gives the same noise-free part whatever the SNR.
+    The random draws (poses, defocus, crowding, the noise seed, then one :class:`Imaging` per
+    subtomogram unless the preset is ``paper``) come from ``seed`` in a fixed order, so the same
+    seed gives the same noise-free part whatever the SNR.
     """
     config = config or SimulationConfig()
+    ranges = resolve_imaging(imaging)
     names = tuple(names)
     n = len(names)
     if n == 0:
@@ -191,9 +201,21 @@ def simulate_subtomograms_torch(
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         gap = 1.0 + rng.uniform(0.0, config.crowding_gap_fraction, owner.size)
     noise_seed = int(rng.integers(0, 2**63 - 1))
+    imagings: tuple[Imaging, ...] = ()
+    if not ranges.fast_path:
+        imagings = tuple(ranges.sample(rng) for _ in range(n))
+        defocus = np.array([im.defocus_um for im in imagings])
+        # maps at the finest resolution the preset draws; each box is low-passed further
+        finest = max(ranges.finest_resolution_nm(), 2.0 * config.voxel_size_nm)
+        config = dataclasses.replace(config, resolution_nm=finest)
 
     infos = [class_info(u, config.voxel_size_nm, config.resolution_nm) for u in unique]
     rot_t = torch.as_tensor(rotations, dtype=torch.float32, device=device)
+    if imagings:
+        # a data voxel ``mismatch`` x the nominal one shows the molecule (and its mask) 1 / mismatch
+        # as big: posing with ``mismatch * R`` samples the map at ``mismatch * R^T (p - c - s)``
+        mismatch = [im.voxel_mismatch for im in imagings]
+        rot_t = rot_t * torch.tensor(mismatch, dtype=torch.float32, device=device).view(-1, 1, 1)
     shift_t = torch.as_tensor(shifts, dtype=torch.float32, device=device)
     chunk = CPU_CHUNK if device == "cpu" else n
     with torch.no_grad():
@@ -219,9 +241,21 @@ def simulate_subtomograms_torch(
         clean = torch.empty_like(signal) if return_clean else None
         for start in range(0, n, chunk):
             part = slice(start, start + chunk)
-            noisy_part, clean_part = apply_ctf_wedge(
-                signal[part], snr_t[part], config, defocus_t[part], generator, return_clean
-            )
+            if imagings:
+                noisy_part, clean_part = image_fourier(
+                    signal[part],
+                    list(imagings[part]),
+                    snr_values[part],
+                    generator,
+                    config.voxel_size_nm,
+                    config.resolution_nm,
+                    return_clean,
+                    rescale=False,
+                )
+            else:
+                noisy_part, clean_part = apply_ctf_wedge(
+                    signal[part], snr_t[part], config, defocus_t[part], generator, return_clean
+                )
             noisy[part] = noisy_part
             if clean is not None:
                 clean[part] = clean_part
@@ -234,6 +268,7 @@ def simulate_subtomograms_torch(
         snr=snr_t,
         defocus_um=torch.as_tensor(defocus, device=device),
         clean=clean if return_clean else None,
+        imaging=imagings,
     )
 
 
@@ -245,6 +280,7 @@ def simulate_subtomograms(
     crowding: bool = False,
     device: str = "cpu",
     return_clean: bool = False,
+    imaging: str | ImagingRanges = "paper",
 ) -> SubtomogramBatch:
     """Simulate one subtomogram per entry of ``names`` (numpy output).
 
@@ -260,9 +296,16 @@ def simulate_subtomograms(
         crowding: add 0..``config.crowding_max_neighbours`` neighbour molecules around each box.
         device: torch device to compute on.
         return_clean: also return the noise-free imaged volumes.
+        imaging: an imaging preset name (``paper``, ``realistic``, ``shifted``; see
+            :data:`~cosnet_index.simulate.imaging.IMAGING_PRESETS`) or an :class:`ImagingRanges`.
+            ``paper`` is the fast Fourier-space path (CTF and wedge of ``config``); any other
+            draws one :class:`Imaging` per subtomogram and images through the Fourier form of
+            the tilt-series path (:func:`~cosnet_index.simulate.imaging.image_subtomograms`).
 
     Raises:
-        InputError: unknown class name, empty ``names``, bad snr or seed.
+        InputError: unknown class name or preset, empty ``names``, bad snr or seed.
     """
-    out = simulate_subtomograms_torch(names, snr, seed, config, crowding, device, return_clean)
+    out = simulate_subtomograms_torch(
+        names, snr, seed, config, crowding, device, return_clean, imaging
+    )
     return out.numpy()

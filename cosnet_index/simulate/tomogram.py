@@ -24,6 +24,7 @@ from cosnet_index.errors import InputError
 from cosnet_index.simulate._fourier import _filters, parseval_variance
 from cosnet_index.simulate._pose import pose_maps, random_rotations
 from cosnet_index.simulate.config import SimulationConfig
+from cosnet_index.simulate.imaging import ImagingRanges, resolve_imaging
 from cosnet_index.simulate.maps import ClassMap, class_info
 
 __all__ = ["SimulatedTomogram", "simulate_collection", "simulate_tomogram", "write_particles_star"]
@@ -189,6 +190,7 @@ def simulate_tomogram(
     write_labels: bool = False,
     write_clean: bool = False,
     edge_margin: int | None = None,
+    imaging: str | ImagingRanges = "paper",
 ) -> SimulatedTomogram:
     """Simulate one tomogram and write ``<out_dir>/<name>.mrc`` (+ STAR and truth Parquet).
 
@@ -212,9 +214,14 @@ def simulate_tomogram(
         write_clean: also write ``<name>_clean.mrc`` (noise-free, CTF and wedge applied).
         edge_margin: particle centres keep this many voxels from every face (default
             ``config.box // 2``, so that a box around every particle fits in the tomogram).
+        imaging: imaging preset name or :class:`ImagingRanges`. ``paper`` (default) is the fast
+            path above; any other draws one :class:`Imaging` for the tomogram and images it
+            through the real tilt-series path (projection at every tilt, per-tilt and per-height
+            CTF, exposure filter, noise in the projections, weighted back-projection; plus the
+            background it draws). The truth table then has ``preset`` and ``imaging`` (JSON).
 
     Raises:
-        InputError: empty classes, unknown class, bad shape, snr or n_particles.
+        InputError: empty classes, unknown class or preset, bad shape, snr or n_particles.
     """
     config = config or SimulationConfig()
     if not classes:
@@ -224,9 +231,15 @@ def simulate_tomogram(
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < config.box:
         raise InputError(f"shape must be 3 sizes (z, y, x), each >= box {config.box}; got {shape}")
+    ranges = resolve_imaging(imaging)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unique = list(dict.fromkeys(classes))
+    if not ranges.fast_path:
+        return _simulate_tilt_series_tomogram(
+            out, name, unique, n_particles, snr, seed, shape, config, ranges,
+            write_tables, write_labels, write_clean, edge_margin,
+        )  # fmt: skip
     infos = [class_info(c, config.voxel_size_nm, config.resolution_nm) for c in unique]
     rng = np.random.default_rng(int(seed))
     wanted = rng.integers(0, len(unique), n_particles)
@@ -287,6 +300,107 @@ def simulate_tomogram(
     return SimulatedTomogram(path=path, particles=particles, label_path=label_path)
 
 
+def _simulate_tilt_series_tomogram(
+    out: Path,
+    name: str,
+    unique: list[str],
+    n_particles: int,
+    snr: float,
+    seed: int,
+    shape: tuple[int, int, int],
+    config: SimulationConfig,
+    ranges: ImagingRanges,
+    write_tables: bool,
+    write_labels: bool,
+    write_clean: bool,
+    edge_margin: int | None,
+) -> SimulatedTomogram:
+    """:func:`simulate_tomogram` through the real tilt-series path (see ``_projection``)."""
+    from cosnet_index.simulate._background import add_background, ice_gain
+    from cosnet_index.simulate._projection import reconstruct_tilt_series
+
+    rng = np.random.default_rng(int(seed))
+    imaging = ranges.sample(rng)
+    # the data's true voxel is voxel_mismatch x the nominal one (written in the header): maps are
+    # made at the true size, so molecules look 1 / mismatch as big in voxels
+    voxel_nm = round(config.voxel_size_nm * imaging.voxel_mismatch, 4)
+    resolution = max(round(imaging.resolution_nm * 4) / 4, 2.0 * voxel_nm)
+    infos = [class_info(c, voxel_nm, resolution) for c in unique]
+    wanted = rng.integers(0, len(unique), n_particles)
+    radii = np.array([infos[c].radius_voxels for c in wanted])
+    margin = config.box // 2 if edge_margin is None else int(edge_margin)
+    centres, kept = _place(rng, shape, radii, margin)
+    if len(kept) < n_particles:
+        logger.warning(
+            "%s: only %d of %d molecules fit without overlap", name, len(kept), n_particles
+        )
+    class_idx = wanted[kept]
+    rotations = random_rotations(rng, len(kept))
+    noise_seed = int(rng.integers(0, 2**63 - 1))
+    with torch.no_grad():
+        density, labels = _render(shape, infos, class_idx, centres, rotations, True)
+        density, _ = add_background(density, labels > 0, imaging, rng, voxel_nm)
+        generator = torch.Generator().manual_seed(noise_seed)
+        clean, noise = reconstruct_tilt_series(
+            density,
+            imaging,
+            voxel_nm,
+            generator,
+            with_noise=bool(np.isfinite(snr)),
+            noise_gain=ice_gain(shape, imaging),
+        )
+        volume = clean
+        if noise is not None:
+            var_signal = _boxes_variance(clean, centres, config.box)
+            var_noise = _boxes_variance(noise, centres, config.box)
+            volume = clean + float(np.sqrt(var_signal / (snr * max(var_noise, 1e-30)))) * noise
+        if imaging.invert_contrast:
+            volume, clean = -volume, -clean
+    voxel_angstrom = config.voxel_size_nm * 10.0
+    path = out / f"{name}.mrc"
+    _write_mrc(path, volume.numpy().astype(np.float32), voxel_angstrom)
+    if write_clean:
+        _write_mrc(out / f"{name}_clean.mrc", clean.numpy().astype(np.float32), voxel_angstrom)
+    label_path = None
+    if write_labels:
+        label_path = out / f"{name}_labels.mrc"
+        _write_mrc(label_path, labels.numpy().astype(np.int16), voxel_angstrom)
+    particles = _truth_table(name, unique, centres, class_idx, rotations, infos)
+    particles["snr"] = float(snr)
+    particles["defocus_um"] = float(imaging.defocus_um)
+    particles["seed"] = int(seed)
+    particles["preset"] = ranges.name
+    particles["imaging"] = imaging.to_json()
+    if write_tables:
+        write_particles_star(particles, out / f"{name}.star")
+        particles.to_parquet(out / f"{name}_truth.parquet", index=False)
+    return SimulatedTomogram(path=path, particles=particles, label_path=label_path)
+
+
+def _truth_table(
+    name: str,
+    unique: list[str],
+    centres: np.ndarray,
+    class_idx: np.ndarray,
+    rotations: np.ndarray,
+    infos: list[ClassMap],
+) -> pd.DataFrame:
+    particles = pd.DataFrame(
+        {
+            "tomogram": name,
+            "x": centres[:, 0],
+            "y": centres[:, 1],
+            "z": centres[:, 2],
+            "class": [unique[c] for c in class_idx],
+        }
+    )
+    for k, column in enumerate(ROTATION_COLUMNS):
+        particles[column] = rotations.reshape(-1, 9)[:, k]
+    particles["mass_da"] = [infos[c].mass_da for c in class_idx]
+    particles["radius_voxels"] = [infos[c].radius_voxels for c in class_idx]
+    return particles
+
+
 def simulate_collection(
     out_dir: str | os.PathLike[str],
     n_tomograms: int,
@@ -299,10 +413,13 @@ def simulate_collection(
     prefix: str = "TS_",
     write_labels: bool = False,
     progress: bool = False,
+    imaging: str | ImagingRanges = "paper",
 ) -> pd.DataFrame:
     """Several tomograms ``<prefix>01.mrc ...`` + one ``particles.star`` + one ``truth.parquet``.
 
-    Tomogram ``i`` (1-based) uses seed ``seed * 1000 + i``. Returns the combined truth table.
+    Tomogram ``i`` (1-based) uses seed ``seed * 1000 + i``; ``imaging`` as in
+    :func:`simulate_tomogram` (each tomogram draws its own :class:`Imaging`). Returns the
+    combined truth table.
 
     Raises:
         InputError: as :func:`simulate_tomogram`, or ``n_tomograms < 1``.
@@ -328,6 +445,7 @@ def simulate_collection(
             config,
             write_tables=False,
             write_labels=write_labels,
+            imaging=imaging,
         )
         tables.append(result.particles)
     truth = pd.concat(tables, ignore_index=True)
