@@ -271,3 +271,17 @@ def test_sharded_dataset_cache_is_the_same_with_worker_processes(tmp_path) -> No
     meta = json.loads((tmp_path / "two" / "meta.json").read_text())
     assert meta["imaging"] == "realistic"
     assert Imaging.from_dict(json.loads(two.labels["imaging"].iloc[0]))
+
+
+def test_projection_agrees_with_teamtomo_torch_fourier_slice() -> None:
+    tfs = pytest.importorskip("torch_fourier_slice")  # optional: not a dependency
+    volume = _blobs()
+    angles = tilt_angles_deg(-60, 60, 15)
+    mine = torch.stack([project_slabs(volume, a, [0, N])[0] for a in angles])
+    rotations = []
+    for a in np.radians(angles):
+        c, s = math.cos(a), math.sin(a)
+        rotations.append(torch.tensor([[c, 0, -s], [0, 1, 0], [s, 0, c]], dtype=torch.float32))
+    theirs = tfs.project_3d_to_2d(volume, torch.stack(rotations))
+    for k in range(len(angles)):
+        assert _corr(mine[k], theirs[k]) > 0.99

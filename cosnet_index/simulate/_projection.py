@@ -28,7 +28,7 @@ from cosnet_index.simulate._tilt import (
     backproject_wbp,
     centred_positions,
     exposure_filter,
-    project_slabs,
+    project_series,
     tilt_ctf,
     tilt_noise_variance,
 )
@@ -91,10 +91,10 @@ def reconstruct_tilt_series(
     clean_proj = torch.zeros((len(angles), ny, nx), device=device)
     noise_proj = torch.zeros_like(clean_proj) if with_noise else None
     colour = imaging.noise_colour
+    projections = project_series(volume, angles, edges)  # (T, g, ny, nx)
     for i, angle in enumerate(angles):
         t = math.radians(float(angle))
-        slabs = project_slabs(volume, float(angle), edges)  # (g, ny, nx)
-        spectra = torch.fft.rfft2(slabs)
+        spectra = torch.fft.rfft2(projections[i])
         exposure = exposure_filter(torch.tensor(float(dose[i])), k_angstrom).float()
         # height (nm) of slab g at strip j: h = z/cos t - x' tan t, plus the volume's offset
         h = (slab_z[:, None] / math.cos(t) - centres[None, :] * math.tan(t)) * voxel_size_nm
