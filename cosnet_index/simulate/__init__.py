@@ -59,6 +59,9 @@ __all__ = [
     "image_subtomograms",
     "imaging_preset",
     "is_class_name",
+    "library_manifest",
+    "library_map",
+    "library_names",
     "load_dataset",
     "make_dataset",
     "map_from_atomic_model",
@@ -67,6 +70,7 @@ __all__ = [
     "procedural_name",
     "real_map",
     "register_class_map",
+    "register_library",
     "resolve_classes",
     "simulate_collection",
     "simulate_subtomograms",
@@ -74,3 +78,14 @@ __all__ = [
     "simulate_tomogram",
     "write_particles_star",
 ]
+
+# the library module is imported on first use (it is also run as ``python -m``)
+_LIBRARY_NAMES = ("library_manifest", "library_map", "library_names", "register_library")
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    if name in _LIBRARY_NAMES:
+        from cosnet_index.simulate import library
+
+        return getattr(library, name)
+    raise AttributeError(f"module 'cosnet_index.simulate' has no attribute {name!r}")

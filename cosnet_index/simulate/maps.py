@@ -53,9 +53,26 @@ def procedural_name(class_id: int) -> str:
 
 
 def is_class_name(name: str) -> bool:
-    """True for a real class stem, a procedural name ``proc-<digits>`` or a registered map."""
+    """True for a real class stem, ``proc-<digits>``, a library molecule or a registered map."""
     registered = any(key[0] == name for key in _REGISTERED)
-    return name in REAL_CLASSES or _PROC.match(name) is not None or registered
+    return (
+        name in REAL_CLASSES
+        or _PROC.match(name) is not None
+        or registered
+        or _is_library_name(name)
+    )
+
+
+def _is_library_name(name: str) -> bool:
+    """True for a molecule of the real-molecule library (``lib-...``, see ``library.py``)."""
+    if not name.startswith("lib-"):
+        return False
+    from cosnet_index.simulate.library import library_names
+
+    try:
+        return name in library_names()
+    except InputError:  # no library built or shipped
+        return False
 
 
 def class_info(
@@ -74,11 +91,15 @@ def class_info(
     registered = _REGISTERED.get((name, voxel_size_nm, resolution_nm))
     if registered is not None:
         return registered
+    if _is_library_name(name):
+        from cosnet_index.simulate.library import library_class
+
+        return library_class(name, voxel_size_nm, resolution_nm)
     match = _PROC.match(name)
     if match is None:
         raise InputError(
-            f"unknown class {name!r}: use a real class ({', '.join(REAL_CLASSES)}) "
-            "or a procedural one like 'proc-00042'"
+            f"unknown class {name!r}: use a real class ({', '.join(REAL_CLASSES)}), "
+            "a procedural one like 'proc-00042' or a library molecule (library_names())"
         )
     return load_procedural(int(match.group(1)), voxel_size_nm, resolution_nm)
 

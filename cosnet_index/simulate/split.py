@@ -10,6 +10,7 @@ from cosnet_index.simulate.maps import procedural_name
 __all__ = [
     "HELDOUT_PROCEDURAL_START",
     "HELDOUT_REAL",
+    "LIBRARY_PRESETS",
     "TRAIN_REAL",
     "ClassSplit",
     "default_split",
@@ -31,6 +32,13 @@ TRAIN_REAL: tuple[str, ...] = (
     "gltph_2nwl",
 )
 HELDOUT_PROCEDURAL_START = 100_000
+# presets of the real-molecule library (library.py): (split, tier)
+LIBRARY_PRESETS: dict[str, tuple[str | None, str | None]] = {
+    "lib-train": ("train", None),
+    "lib-heldout": ("heldout", None),
+    "lib-heldout-small": ("heldout", "small-80-200kDa"),
+    "lib-heldout-large": ("heldout", "large-2-5MDa"),
+}
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,10 @@ def resolve_classes(spec: str) -> tuple[str, ...]:
     """Class names from a comma-separated spec of names and presets.
 
     Presets: ``real`` (the 10 shipped maps), ``train-real``, ``heldout-real``, ``heldout``
-    (the default split's 5 real + 24 procedural held-out classes), and ranges of procedural ids
-    ``proc:A-B`` (inclusive, e.g. ``proc:0-99``). Anything else must be a class name.
+    (the default split's 5 real + 24 procedural held-out classes), the real-molecule library's
+    ``lib-train``, ``lib-heldout``, ``lib-heldout-small`` (held-out, 80-200 kDa) and
+    ``lib-heldout-large`` (held-out, 2-5 MDa), and ranges of procedural ids ``proc:A-B``
+    (inclusive, e.g. ``proc:0-99``). Anything else must be a class name.
 
     Raises:
         InputError: an unknown name or a malformed range.
@@ -85,6 +95,10 @@ def resolve_classes(spec: str) -> tuple[str, ...]:
             continue
         if token in presets:
             names += presets[token]
+        elif token in LIBRARY_PRESETS:
+            from cosnet_index.simulate.library import library_names
+
+            names += library_names(*LIBRARY_PRESETS[token])
         elif token.startswith("proc:"):
             try:
                 first, last = (int(v) for v in token[5:].split("-"))
@@ -98,7 +112,8 @@ def resolve_classes(spec: str) -> tuple[str, ...]:
         else:
             raise InputError(
                 f"unknown class {token!r}: use real class names, proc-<id>, proc:A-B, or a preset "
-                "(real, train-real, heldout-real, heldout)"
+                "(real, train-real, heldout-real, heldout, lib-train, lib-heldout, "
+                "lib-heldout-small, lib-heldout-large)"
             )
     if not names:
         raise InputError("no classes given: e.g. --classes heldout-real,proc:0-9")
