@@ -77,9 +77,11 @@ def _library_molecules() -> pd.DataFrame | None:
     """
     try:
         from cosnet_index.simulate.library import library_manifest
-    except ImportError:
+
+        manifest = library_manifest()
+    except (ImportError, InputError) as exc:  # no library module, or no built library
+        logger.info("no real-molecule library: %s", exc)
         return None
-    manifest = library_manifest()
     rows = manifest[manifest["split"] == "heldout"].copy()
     rows["source"] = "library"
     return rows[list(MOLECULE_COLUMNS)].reset_index(drop=True)
@@ -129,8 +131,8 @@ def benchmark_molecules(source: str = "auto") -> pd.DataFrame:
             return rows
         if source == "library":
             raise InputError(
-                "the real-molecule library (cosnet_index.simulate.library) is not installed; "
-                "use --molecules split"
+                "the real-molecule library (cosnet_index.simulate.library: manifest.csv and "
+                "maps.npz) is not available; build it or use --molecules split"
             )
         logger.warning("no real-molecule library: the hard benchmark uses split.py's held-out maps")
     return _split_molecules()
