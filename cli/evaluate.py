@@ -314,6 +314,7 @@ def _evaluate_hard(
     from cosnet_index.benchmark import (
         HardConfig,
         benchmark_molecules,
+        confused_pairs,
         hard_accuracy_table,
         hard_markdown,
         hard_tiers,
@@ -378,7 +379,19 @@ def _evaluate_hard(
         "",
         paired_markdown(episodes_df),
         "",
+        "## Most frequent mistakes (true -> predicted, all cells)",
+        "",
+        _markdown_rows(confused_pairs(episodes_df)),
+        "",
     ]
     text = "\n".join(lines)
     (out / "results.md").write_text(text)
     click.echo(text)
+
+
+def _markdown_rows(frame) -> str:  # type: ignore[no-untyped-def]
+    """A small DataFrame as a Markdown table."""
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    lines = [head, "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ from cosnet_index.benchmark import (
     HardConfig,
     Tier,
     benchmark_molecules,
+    confused_pairs,
     draw_classes,
     hard_accuracy_table,
     hard_cell_episodes,
@@ -104,6 +105,9 @@ def test_one_and_five_shot_cells_share_episodes_and_template_matching_sits_besid
     assert "| size-matched | 3-way 2-shot | template matching |" in text
     assert "(n=3)" in text and "(n=2)" in text
     assert "(n=2)" in paired_markdown(episodes)
+    mistakes = confused_pairs(episodes)
+    wrong = episodes[~episodes["correct"]].groupby(["method", "tier"]).size().to_dict()
+    assert mistakes.groupby(["method", "tier"])["count"].sum().to_dict() == wrong
 
 
 def test_cli_writes_the_hard_table(tmp_path: Path) -> None:
@@ -129,6 +133,7 @@ def test_cli_writes_the_hard_table(tmp_path: Path) -> None:
     for row in ("2-way 1-shot | COS-Net", "2-way 2-shot | template matching"):
         assert f"| size-matched | {row} | " in text
     assert "(n=2)" in text and "(n=1)" in text and "SNR 0.1" in text
+    assert "| method | tier | true | predicted | count |" in text
     assert "5-way: not run" in text and "large, 2-way: not run" in text  # split.py is too small
     acc = pd.read_csv(out / "accuracy.csv")
     assert len(acc) == 2 * 2 * 2  # methods x shots x SNRs

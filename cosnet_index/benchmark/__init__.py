@@ -3,6 +3,7 @@ imaging, size-matched and large tiers, N-way K-shot beside template matching).""
 
 from cosnet_index.benchmark.hard import (
     HardConfig,
+    confused_pairs,
     hard_accuracy_table,
     hard_cell_episodes,
     hard_markdown,
@@ -24,6 +25,7 @@ __all__ = [
     "HardConfig",
     "Tier",
     "benchmark_molecules",
+    "confused_pairs",
     "draw_classes",
     "hard_accuracy_table",
     "hard_cell_episodes",

@@ -43,6 +43,7 @@ from cosnet_index.model import CosNet
 __all__ = [
     "FALLBACK_SHIFTED",
     "HardConfig",
+    "confused_pairs",
     "hard_accuracy_table",
     "hard_cell_episodes",
     "hard_markdown",
@@ -357,3 +358,30 @@ def paired_markdown(episodes: pd.DataFrame) -> str:
             )
         lines.append(f"| {tier} | {ways}-way {shots}-shot | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def confused_pairs(episodes: pd.DataFrame, top: int = 8) -> pd.DataFrame:
+    """The most frequent mistakes: (method, tier, true class, predicted class, count).
+
+    Counted over every cell's wrong predictions (all N, K and SNRs together).
+    """
+    wrong = episodes[~episodes["correct"].astype(bool)]
+    columns = ["method", "tier", "true", "predicted", "count"]
+    if wrong.empty:
+        return pd.DataFrame(columns=columns)
+    names = wrong["classes"].str.split(";")
+    pairs = pd.DataFrame(
+        {
+            "method": wrong["method"].to_numpy(),
+            "tier": wrong["tier"].to_numpy(),
+            "true": [n[t] for n, t in zip(names, wrong["target"], strict=True)],
+            "predicted": [n[p] for n, p in zip(names, wrong["pred"], strict=True)],
+        }
+    )
+    counts = pairs.value_counts().rename("count").reset_index()
+    return (
+        counts.sort_values(["method", "tier", "count"], ascending=[True, True, False])
+        .groupby(["method", "tier"])
+        .head(top)
+        .reset_index(drop=True)[columns]
+    )
