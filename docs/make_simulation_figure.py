@@ -1,13 +1,16 @@
 """Make the figures of docs/simulation.md.
 
-Run: python docs/make_simulation_figure.py  (seed 0; writes docs/simulation_classes.png and
-docs/simulation_tomogram.png)
+Run: python docs/make_simulation_figure.py  (seed 0; writes docs/simulation_classes.png,
+docs/simulation_tomogram.png and docs/simulation_realistic.png)
 
 simulation_classes.png: for each real class (rows), the central xy slice of one simulated
 subtomogram (same pose in every column) at SNR inf / 1000 / 0.5 / 0.1, its ground-truth mask, and
 the central xz slice at SNR inf (the missing wedge elongates densities along z). Grey scale per
 panel from the 1st to the 99th percentile; molecules are dark, as in real tomograms.
 simulation_tomogram.png: a central xy slice of a simulated 64x256x256 tomogram at SNR 0.5.
+simulation_realistic.png: the same 64x256x256 tomogram recipe through the fast ``paper`` path and
+the ``realistic`` tilt-series path (rows): central xy and xz slices nearly noise-free (SNR 1000)
+and at SNR 0.5, and the log power spectrum in the kx-kz plane (averaged over ky) at SNR 0.5.
 """
 
 from __future__ import annotations
@@ -81,6 +84,58 @@ def tomogram_figure(seed: int = 0) -> Path:
     return path
 
 
+def realistic_figure(seed: int = 27) -> Path:
+    import json
+
+    classes = default_split(0, 3).heldout
+    shape = (64, 256, 256)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in ("paper", "realistic"):
+            volumes = []
+            for snr in (1000.0, 0.5):
+                result = simulate_tomogram(
+                    tmp, f"{preset}_{snr}", classes, 120, snr, seed, shape=shape, imaging=preset
+                )
+                with mrcfile.open(result.path) as mrc:
+                    volumes.append(np.array(mrc.data))
+            rows.append((preset, volumes, result.particles))
+    fig, axes = plt.subplots(2, 5, figsize=(13.5, 6.0), width_ratios=[4, 4, 4, 4, 2.2])
+    for r, (preset, (quiet, noisy), particles) in enumerate(rows):
+        c = shape[0] // 2
+        y = int(particles["y"].iloc[0])
+        _show(axes[r, 0], quiet[c], f"{preset}: xy, SNR 1000")
+        _show(axes[r, 1], quiet[:, y, :], f"{preset}: xz (y={y}), SNR 1000")
+        _show(axes[r, 2], noisy[c], f"{preset}: xy, SNR 0.5")
+        _show(axes[r, 3], noisy[:, y, :], f"{preset}: xz, SNR 0.5")
+        power = np.abs(np.fft.fftshift(np.fft.fftn(noisy), axes=(0, 2))) ** 2
+        kxkz = np.log10(power.mean(axis=1) + 1e-12)
+        _show(axes[r, 4], kxkz, "log power (kx, kz)")
+        axes[r, 1].set_aspect(1.0)
+        axes[r, 3].set_aspect(1.0)
+        axes[r, 4].set_aspect("auto")
+        if preset != "paper":
+            drawn = json.loads(particles["imaging"].iloc[0])
+            text = (
+                f"defocus {drawn['defocus_um']:.1f} um, tilts {drawn['tilt_min_deg']:.0f}.."
+                f"{drawn['tilt_max_deg']:.0f} step {drawn['tilt_step_deg']:.0f}, "
+                f"{drawn['noise_colour']} noise, res {drawn['resolution_nm']:.1f} nm, "
+                f"{drawn['n_membranes']} membranes, {drawn['n_gold']} gold, "
+                f"carbon edge {drawn['carbon_edge']}"
+            )
+            axes[r, 0].set_xlabel(text, fontsize=7, loc="left")
+    fig.suptitle(
+        f"64x256x256 tomograms at 1 nm (held-out classes, seed {seed}): fast path (top) vs "
+        "realistic tilt-series path (bottom); molecules dark",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    path = OUT / "simulation_realistic.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 if __name__ == "__main__":
-    for figure in (classes_figure(), tomogram_figure()):
+    for figure in (classes_figure(), tomogram_figure(), realistic_figure()):
         print(f"wrote {figure} ({figure.stat().st_size // 1024} KiB)")

@@ -285,3 +285,17 @@ def test_projection_agrees_with_teamtomo_torch_fourier_slice() -> None:
     theirs = tfs.project_3d_to_2d(volume, torch.stack(rotations))
     for k in range(len(angles)):
         assert _corr(mine[k], theirs[k]) > 0.99
+
+
+def test_episode_sampler_draws_realistic_episodes() -> None:
+    import functools
+
+    from cosnet_index.data.episodes import EpisodeSampler
+
+    realistic = functools.partial(simulate_subtomograms, imaging="realistic")
+    sampler = EpisodeSampler(
+        ["apoferritin_6z6u", "proc-00001", "proc-00002"], 2, simulate=realistic
+    )
+    a, b = sampler.episode(3), sampler.episode(3)
+    assert a.volumes_a.shape == a.volumes_b.shape == (2, N, N, N)
+    torch.testing.assert_close(a.volumes_a, b.volumes_a)

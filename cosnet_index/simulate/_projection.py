@@ -27,9 +27,9 @@ from cosnet_index.simulate._tilt import (
     accumulated_dose,
     backproject_wbp,
     centred_positions,
-    exposure_filter,
+    critical_exposure,
+    ctf_on_grid,
     project_series,
-    tilt_ctf,
     tilt_noise_variance,
 )
 from cosnet_index.simulate.imaging import Imaging
@@ -86,7 +86,18 @@ def reconstruct_tilt_series(
     k2_nm = (fx**2 + fy**2) / voxel_size_nm**2  # (ny, nx//2+1)
     alpha = torch.atan2(fy.expand_as(k2_nm), fx.expand_as(k2_nm))
     cos2 = torch.cos(2.0 * (alpha - math.radians(imaging.astigmatism_angle_deg)))
-    k_angstrom = torch.sqrt(k2_nm) / 10.0
+    critical = critical_exposure(torch.sqrt(k2_nm) / 10.0)
+    ctf = ctf_on_grid(
+        k2_nm,
+        cos2,
+        imaging.voltage_kv,
+        imaging.cs_mm,
+        imaging.amplitude_contrast,
+        imaging.bfactor_angstrom2,
+        imaging.astigmatism_um,
+        math.pi / 2 if imaging.phase_plate else 0.0,
+        imaging.phase_flip,
+    )
     x0, z0 = offset_nm
     clean_proj = torch.zeros((len(angles), ny, nx), device=device)
     noise_proj = torch.zeros_like(clean_proj) if with_noise else None
@@ -95,13 +106,13 @@ def reconstruct_tilt_series(
     for i, angle in enumerate(angles):
         t = math.radians(float(angle))
         spectra = torch.fft.rfft2(projections[i])
-        exposure = exposure_filter(torch.tensor(float(dose[i])), k_angstrom).float()
+        exposure = torch.exp(-float(dose[i]) / (2.0 * critical))
         # height (nm) of slab g at strip j: h = z/cos t - x' tan t, plus the volume's offset
         h = (slab_z[:, None] / math.cos(t) - centres[None, :] * math.tan(t)) * voxel_size_nm
         h = h + z0 * math.cos(t) - x0 * math.sin(t)
-        defocus = torch.as_tensor(imaging.defocus_um - h / 1000.0, dtype=torch.float64)
-        ctf = _ctf(k2_nm, cos2, defocus.to(device)[:, :, None, None], imaging)  # (g, k, ny, fx)
-        filtered = torch.fft.irfft2(spectra[:, None] * ctf * exposure, s=(ny, nx))  # (g, k, ny, nx)
+        defocus = torch.as_tensor(imaging.defocus_um - h / 1000.0, dtype=torch.float32)
+        transfer = ctf(defocus.to(device)[:, :, None, None]) * exposure  # (g, k, ny, fx)
+        filtered = torch.fft.irfft2(spectra[:, None] * transfer, s=(ny, nx))  # (g, k, ny, nx)
         clean_proj[i] = (filtered * strip_w[None, :, None, :]).sum(dim=(0, 1))
         if noise_proj is None or colour == "white":
             continue
@@ -109,9 +120,7 @@ def reconstruct_tilt_series(
         if noise_gain is not None:
             white = white * _tilted_gain(noise_gain, t)
         if colour == "ctf":
-            mid = _ctf(
-                k2_nm, cos2, torch.tensor([imaging.defocus_um], dtype=torch.float64), imaging
-            )[0]
+            mid = ctf(torch.tensor(imaging.defocus_um))
             structural = torch.randn((ny, nx), generator=generator, device=device)
             structural = torch.fft.irfft2(torch.fft.rfft2(structural) * mid * exposure, s=(ny, nx))
             white = (white + structural) * math.sqrt(0.5)
@@ -125,23 +134,6 @@ def reconstruct_tilt_series(
     if colour == "white":
         noise = torch.randn((nz, ny, nx), generator=generator, device=device)
     return clean, noise
-
-
-def _ctf(
-    k2_nm: torch.Tensor, cos2: torch.Tensor, defocus: torch.Tensor, imaging: Imaging
-) -> torch.Tensor:
-    return tilt_ctf(
-        k2_nm,
-        cos2,
-        defocus,
-        imaging.voltage_kv,
-        imaging.cs_mm,
-        imaging.amplitude_contrast,
-        imaging.bfactor_angstrom2,
-        imaging.astigmatism_um,
-        math.pi / 2 if imaging.phase_plate else 0.0,
-        imaging.phase_flip,
-    )
 
 
 def _tilted_gain(gain: torch.Tensor, t: float) -> torch.Tensor:

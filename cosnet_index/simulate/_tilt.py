@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,6 +28,8 @@ __all__ = [
     "accumulated_dose",
     "backproject_wbp",
     "centred_positions",
+    "critical_exposure",
+    "ctf_on_grid",
     "exposure_filter",
     "project_series",
     "project_slabs",
@@ -82,14 +85,17 @@ def accumulated_dose(angles_deg: np.ndarray, scheme: str, total_dose: float) -> 
     return dose
 
 
-def exposure_filter(dose: torch.Tensor, k_per_angstrom: torch.Tensor) -> torch.Tensor:
-    """Grant & Grigorieff 2015 exposure filter ``exp(-N / (2 Ne(k)))``, broadcast.
+def critical_exposure(k_per_angstrom: torch.Tensor) -> torch.Tensor:
+    """Grant & Grigorieff 2015 critical exposure ``Ne(k) = 0.245 k^-1.665 + 2.81`` e/A^2.
 
-    ``Ne(k) = 0.245 k^-1.665 + 2.81`` e/A^2 (their fit at 300 kV, k in 1/A); the DC term is 1.
+    Their fit at 300 kV, k in 1/A; huge at k = 0 (the DC term is not attenuated).
     """
-    k = k_per_angstrom.clamp_min(1e-6)
-    critical = 0.245 * k.pow(-1.665) + 2.81
-    return torch.exp(-dose / (2.0 * critical))
+    return 0.245 * k_per_angstrom.clamp_min(1e-6).pow(-1.665) + 2.81
+
+
+def exposure_filter(dose: torch.Tensor, k_per_angstrom: torch.Tensor) -> torch.Tensor:
+    """Grant & Grigorieff 2015 exposure filter ``exp(-N / (2 Ne(k)))``, broadcast."""
+    return torch.exp(-dose / (2.0 * critical_exposure(k_per_angstrom)))
 
 
 def tilt_weights_rad(angles_deg: np.ndarray) -> np.ndarray:
@@ -250,6 +256,45 @@ def tilt_noise_variance(
     return np.exp(thickness_nm / mean_free_path_nm(voltage_kv) * (1.0 / cos_t - 1.0))
 
 
+def ctf_on_grid(
+    k2_nm: torch.Tensor,
+    cos2: torch.Tensor,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    bfactor_angstrom2: float,
+    astigmatism_um: float,
+    phase_shift_rad: float,
+    phase_flip: bool,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The CTF of a fixed frequency grid as a function of defocus (see :func:`tilt_ctf`).
+
+    Everything but the defocus term is computed once (float64, stored float32), so each call
+    costs one multiply-add, a sine and a cosine per element: ``chi = a * dz + b``.
+    """
+    from cosnet_index.simulate._fourier import electron_wavelength_nm
+
+    lam = electron_wavelength_nm(voltage_kv)
+    k2 = k2_nm.to(torch.float64)
+    a = math.pi * lam * k2 * 1e3  # per um of underfocus
+    b = (
+        math.pi * lam * 0.5 * astigmatism_um * 1e3 * cos2.to(torch.float64) * k2
+        - 0.5 * math.pi * cs_mm * 1e6 * lam**3 * k2**2
+        + phase_shift_rad
+    )
+    envelope = torch.exp(-bfactor_angstrom2 * (k2 / 100.0) / 4.0)
+    sin_weight = (-math.sqrt(1.0 - amplitude_contrast**2) * envelope).float()
+    cos_weight = (-amplitude_contrast * envelope).float()
+    a32, b32 = a.float(), b.float()
+
+    def ctf(defocus_um: torch.Tensor) -> torch.Tensor:
+        chi = torch.addcmul(b32, a32, -defocus_um.float())
+        value = sin_weight * torch.sin(chi) + cos_weight * torch.cos(chi)
+        return -value.abs() if phase_flip else value
+
+    return ctf
+
+
 def tilt_ctf(
     k2_nm: torch.Tensor,
     cos2: torch.Tensor,
@@ -262,24 +307,22 @@ def tilt_ctf(
     phase_shift_rad: float,
     phase_flip: bool,
 ) -> torch.Tensor:
-    """CTF of a projection, broadcast over its arguments (float64 inside, float32 out).
+    """CTF of a projection, broadcast over its arguments (float32).
 
     ``CTF = -(sqrt(1 - A^2) sin chi + A cos chi) exp(-B k^2 / 4)`` with
     ``chi = pi lambda dz k^2 - pi/2 Cs lambda^3 k^4 + phase_shift`` and the underfocus
     ``dz = -defocus + astig / 2 * cos(2 (alpha - alpha_ast))`` (``cos2`` is that cosine): the
     fast path's formula (``_fourier.ctf_table``) with astigmatism and a phase plate added.
     """
-    from cosnet_index.simulate._fourier import electron_wavelength_nm
-
-    lam = electron_wavelength_nm(voltage_kv)
-    k2 = k2_nm.to(torch.float64)
-    dz_nm = (-defocus_um.to(torch.float64) + 0.5 * astigmatism_um * cos2.to(torch.float64)) * 1e3
-    chi = math.pi * lam * dz_nm * k2 - 0.5 * math.pi * cs_mm * 1e6 * lam**3 * k2**2
-    chi = chi + phase_shift_rad
-    amp = amplitude_contrast
-    value = -(math.sqrt(1.0 - amp**2) * torch.sin(chi) + amp * torch.cos(chi))
-    if bfactor_angstrom2:
-        value = value * torch.exp(-bfactor_angstrom2 * (k2 / 100.0) / 4.0)
-    if phase_flip:
-        value = -value.abs()
-    return value.float()
+    k2, cos2 = torch.broadcast_tensors(k2_nm, cos2)
+    return ctf_on_grid(
+        k2,
+        cos2,
+        voltage_kv,
+        cs_mm,
+        amplitude_contrast,
+        bfactor_angstrom2,
+        astigmatism_um,
+        phase_shift_rad,
+        phase_flip,
+    )(defocus_um)
