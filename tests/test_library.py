@@ -238,3 +238,13 @@ def test_mass_of_a_tiny_atomic_model(tmp_path: Path) -> None:
     assert how == "file" and len(chains) == 1
     # alanine residue in a chain: C3H5NO, 71.08 Da
     assert _mass_kda(chains[0][3]) == pytest.approx(40 * 71.08 / 1000.0, rel=0.02)
+
+
+def test_summary_counts_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
+    from cosnet_index.simulate.library import main
+
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    frame = library_manifest()
+    assert out.startswith(f"{len(frame)} molecules")
+    assert "| large-2-5MDa |" in out and "| theseus-examples |" in out

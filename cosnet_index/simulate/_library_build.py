@@ -248,7 +248,7 @@ class Molecule:
     n_copies: int = 1
     min_contact_angstrom: float = float("nan")
     split: str = "train"
-    chains: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    chains: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]] = field(default_factory=list)
 
 
 def _read_model(paths: list[Path]) -> tuple[object, str]:
@@ -322,11 +322,12 @@ def _read_structure(path: Path):  # type: ignore[no-untyped-def]
     return gemmi.read_pdb_string("\n".join(lines))
 
 
-def _chains(model) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:  # type: ignore[no-untyped-def]
-    """(name, coords, Z, mass) per polymer chain of a cleaned model, junk dropped."""
+def _chains(model) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]]:  # type: ignore[no-untyped-def]
+    """(name, coords, Z, mass, sequence) per polymer chain of a cleaned model, junk dropped."""
     out = []
     for chain in model:
         xyz, z, m = [], [], []
+        sequence = "".join(residue.name + "," for residue in chain)
         n_res = n_aa = 0
         for residue in chain:
             n_res += 1
@@ -342,7 +343,7 @@ def _chains(model) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:  # t
             continue
         if len(xyz) / n_res < 4.0:  # CA-only or backbone-only traces
             continue
-        out.append((chain.name, np.asarray(xyz), np.asarray(z), np.asarray(m)))
+        out.append((chain.name, np.asarray(xyz), np.asarray(z), np.asarray(m), sequence))
     return out
 
 
@@ -385,6 +386,13 @@ def _plan() -> list[Recipe]:
     add(medium[:6], 250, 1800, "heldout")
     add(medium * 2, 220, 1900, "train")
     return plan
+
+
+def _kmers(sequence: str, k: int = 3) -> set[str]:
+    """Residue-name k-mers of a chain's sequence (``"ALA,GLY,..."``): shared k-mers mark the
+    same protein even when the models cover different ranges."""
+    names = sequence.split(",")
+    return {",".join(names[i : i + k]) for i in range(max(len(names) - k + 1, 1))}
 
 
 def _copies(spec: str) -> int:
@@ -611,13 +619,16 @@ def _build_recipes(entries: list[Molecule]) -> list[Molecule]:
     """The recipe plan applied to the chains of the entries of each split."""
     by_label = {m.pdb_ids[0]: m for m in entries}
     pools: dict[str, list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    kept: dict[str, list[set[str]]] = {}
     for m in entries:
-        copies: set[tuple[int, int]] = set()
-        for chain_name, xyz, z, mass in m.chains:
-            signature = (len(xyz), round(float(mass.sum())))  # another copy of the same chain
-            if signature in copies:
+        for chain_name, xyz, z, mass, sequence in m.chains:
+            # one chain per protein and split: copies of a chain, and the same protein in
+            # several entries or modelled over other ranges, would make near-identical molecules
+            kmers = _kmers(sequence)
+            seen = kept.setdefault(m.split, [])
+            if any(len(kmers & k) >= 0.5 * min(len(kmers), len(k)) for k in seen):
                 continue
-            copies.add(signature)
+            seen.append(kmers)
             if _mass_kda(mass) >= 8.0:
                 pools.setdefault(m.split, []).append((m.pdb_ids[0], chain_name, xyz, z, mass))
     rng = np.random.default_rng(PLAN_SEED + 1)
@@ -719,6 +730,7 @@ def _write(molecules: list[Molecule], out: Path, reserved: frozenset[str]):  # t
     frame.to_csv(out / "manifest.csv", index=False)
     with tempfile.NamedTemporaryFile(dir=out, suffix=".npz", delete=False) as tmp:
         np.savez_compressed(tmp, **maps)
+    os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, out / "maps.npz")
     log.info("wrote %d molecules to %s", len(frame), out)
     return frame
