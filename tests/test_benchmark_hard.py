@@ -26,6 +26,7 @@ from cosnet_index.benchmark import (
     hard_tiers,
     mass_windows,
     paired_markdown,
+    simulate_snrs,
 )
 from cosnet_index.cli._app import cli
 from cosnet_index.errors import InputError
@@ -108,6 +109,22 @@ def test_one_and_five_shot_cells_share_episodes_and_template_matching_sits_besid
     mistakes = confused_pairs(episodes)
     wrong = episodes[~episodes["correct"]].groupby(["method", "tier"]).size().to_dict()
     assert mistakes.groupby(["method", "tier"])["count"].sum().to_dict() == wrong
+
+
+@pytest.mark.parametrize("imaging", ["paper", "shifted"])
+def test_snrs_derived_from_two_calls_equal_direct_simulation(imaging: str) -> None:
+    import functools
+
+    from cosnet_index.simulate import simulate_subtomograms
+
+    simulate = functools.partial(simulate_subtomograms, imaging=imaging)
+    names = ["enolase_3enl", "glua3_3o21", "casx_6ny1"] * 12  # more than one CPU chunk
+    snrs = (1000.0, 0.5, 0.1)
+    derived = simulate_snrs(simulate, names, snrs, seed=5, crowding=True)
+    for snr in snrs:
+        direct = simulate(names, snr, 5, crowding=True).volumes
+        np.testing.assert_allclose(derived[snr][1], direct, rtol=0, atol=1e-4 * direct.std())
+    assert simulate_snrs(simulate, names[:2], (0.5,), seed=5)[0.5][1].shape == (2, 32, 32, 32)
 
 
 def test_cli_writes_the_hard_table(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from cosnet_index.benchmark.hard import (
     imaging_simulate,
     paired_markdown,
     run_hard_benchmark,
+    simulate_snrs,
 )
 from cosnet_index.benchmark.tiers import (
     TIER_NAMES,
@@ -35,4 +36,5 @@ __all__ = [
     "mass_windows",
     "paired_markdown",
     "run_hard_benchmark",
+    "simulate_snrs",
 ]
