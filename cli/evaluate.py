@@ -58,7 +58,7 @@ def _load_refiner(spec: str):
     "--episodes",
     type=int,
     default=None,
-    help="Episodes per cell [paper: 1000; hard: 200].",
+    help="Episodes per cell [paper: 1000; hard: 100].",
 )
 @click.option("--ways", default=None, help="N of the N-way cells [paper: 2,4,6,8; hard: 2,5,10].")
 @click.option("--snrs", default=None, help="SNRs [paper: inf,1000,0.5,0.1; hard: 1000,0.5,0.1].")
@@ -102,7 +102,7 @@ def _load_refiner(spec: str):
     "--baseline-episodes",
     type=int,
     default=None,
-    help="Episodes per cell also scored by template matching (0 = none) [paper: 100; hard: 50].",
+    help="Episodes per cell also scored by template matching (0 = none) [paper: 100; hard: 40].",
 )
 @click.option(
     "--baseline-rotations",
@@ -186,7 +186,7 @@ def evaluate(
 
         cosnet-index evaluate --out runs/eval --refine "my CRF=mypkg.crf:refine"
 
-        cosnet-index evaluate --benchmark hard --episodes 200 --seed 0 --out runs/hard
+        cosnet-index evaluate --benchmark hard --episodes 100 --seed 0 --out runs/hard
     """
     import pandas as pd
     import torch
@@ -199,7 +199,7 @@ def evaluate(
         _evaluate_hard(
             checkpoint,
             out_dir,
-            episodes=200 if episodes is None else episodes,
+            episodes=100 if episodes is None else episodes,
             ways=ways or "2,5,10",
             snrs=snrs or "1000,0.5,0.1",
             shots=shots,
@@ -208,7 +208,7 @@ def evaluate(
             max_classes=max_classes,
             imaging=imaging,
             crowding=crowding,
-            baseline_episodes=50 if baseline_episodes is None else baseline_episodes,
+            baseline_episodes=40 if baseline_episodes is None else baseline_episodes,
             baseline_rotations=baseline_rotations,
             seed=seed,
             threads=threads,

@@ -67,8 +67,8 @@ class HardConfig:
     ways: tuple[int, ...] = (2, 5, 10)
     shots: tuple[int, ...] = (1, 5)
     snrs: tuple[float, ...] = (1000.0, 0.5, 0.1)
-    episodes: int = 200
-    baseline_episodes: int = 50
+    episodes: int = 100
+    baseline_episodes: int = 40
     baseline_rotations: int = 100
     imaging: str = "shifted"
     crowding: bool = False
