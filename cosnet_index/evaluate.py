@@ -181,17 +181,17 @@ def _rows(method, ways, snr, start, picks, target, scores, class_names, seconds)
     return out
 
 
-def accuracy_table(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy, 95% Wilson interval and episode count per (method, ways, snr)."""
+def accuracy_table(
+    episodes: pd.DataFrame, keys: Sequence[str] = ("method", "ways", "snr")
+) -> pd.DataFrame:
+    """Accuracy, 95% Wilson interval and episode count per ``keys`` (method, ways, snr)."""
     rows = []
-    for (method, ways, snr), group in episodes.groupby(["method", "ways", "snr"], sort=True):
+    for values, group in episodes.groupby(list(keys), sort=True):
         k, n = int(group["correct"].sum()), len(group)
         lo, hi = wilson_interval(k, n)
         rows.append(
             {
-                "method": method,
-                "ways": ways,
-                "snr": snr,
+                **dict(zip(keys, values, strict=True)),
                 "accuracy": k / n,
                 "ci_low": lo,
                 "ci_high": hi,

@@ -1,0 +1,427 @@
+"""The hard benchmark: held-out real molecules, shifted imaging, N-way K-shot, template matching.
+
+For each tier (:mod:`cosnet_index.benchmark.tiers`), N (ways) and SNR, ``episodes`` seeded
+episodes. An episode draws N classes of the tier (size-matched tier: inside one mass window),
+``max(shots)`` support subtomograms per class and one query of one of them; every subtomogram is
+posed and imaged independently (the ``imaging`` preset samples a microscope setting per
+subtomogram). A K-shot cell uses the first K supports of each class of the same episodes, so
+1-shot and 5-shot are paired; the SNRs of an episode share its classes, poses and imaging and
+differ only in the noise level, so they are paired too.
+
+- COS-Net: each class's K support vectors are combined exactly as the store combines the shots
+  of a class (:func:`cosnet_index._query_scores.class_scores`, ``reduce=DEFAULT_REDUCE``); the
+  prediction is the class of highest probability.
+- Template matching (:mod:`cosnet_index._template_matching`): the query is rotated over
+  ``baseline_rotations`` rotations and compared with each support by missing-wedge-constrained
+  NCC; a class scores its best support (the same K references), for the first
+  ``baseline_episodes`` episodes of every cell.
+
+Accuracy comes with a 95% Wilson interval (:func:`cosnet_index.evaluate.wilson_interval`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cosnet_index._query_scores import DEFAULT_REDUCE, Reduce, class_scores
+from cosnet_index.benchmark.tiers import TIER_NAMES, Tier, draw_classes
+from cosnet_index.data.episodes import SimulateFn
+from cosnet_index.errors import InputError
+from cosnet_index.evaluate import accuracy_table
+from cosnet_index.model import CosNet
+
+__all__ = [
+    "FALLBACK_SHIFTED",
+    "HardConfig",
+    "confused_pairs",
+    "hard_accuracy_table",
+    "hard_cell_episodes",
+    "hard_markdown",
+    "imaging_simulate",
+    "paired_markdown",
+    "run_hard_benchmark",
+    "simulate_snrs",
+]
+
+logger = logging.getLogger(__name__)
+
+KEYS = ("method", "tier", "ways", "shots", "snr")
+
+
+@dataclass(frozen=True)
+class HardConfig:
+    """What the hard benchmark runs (defaults: the table in docs/results.md)."""
+
+    tiers: tuple[str, ...] = TIER_NAMES
+    ways: tuple[int, ...] = (2, 5, 10)
+    shots: tuple[int, ...] = (1, 5)
+    snrs: tuple[float, ...] = (1000.0, 0.5, 0.1)
+    episodes: int = 100
+    baseline_episodes: int = 40
+    baseline_rotations: int = 100
+    imaging: str = "shifted"
+    crowding: bool = False
+    reduce: Reduce = DEFAULT_REDUCE
+    seed: int = 0
+    chunk: int = 25  # episodes simulated and embedded at once
+
+    def __post_init__(self) -> None:
+        if min(self.ways, default=0) < 2:
+            raise InputError(f"ways must all be >= 2, got {self.ways}")
+        if min(self.shots, default=0) < 1:
+            raise InputError(f"shots must all be >= 1, got {self.shots}")
+        if any(not s > 0 for s in self.snrs):
+            raise InputError(f"every SNR must be > 0 (inf for no noise), got {self.snrs}")
+        if self.episodes < 1 or self.baseline_episodes < 0 or self.baseline_rotations < 1:
+            raise InputError("episodes >= 1, baseline_episodes >= 0, baseline_rotations >= 1")
+        if self.chunk < 1:
+            raise InputError(f"chunk must be >= 1, got {self.chunk}")
+
+
+# Used only where the simulator has no ``imaging`` presets: one fixed setting outside the
+# training defaults (SimulationConfig(): 4 nm maps, -5 um, B 400, +-60 degrees).
+FALLBACK_SHIFTED = {
+    "resolution_nm": 5.0,
+    "defocus_um": -2.5,
+    "defocus_spread_um": 1.0,
+    "bfactor_angstrom2": 200.0,
+    "tilt_max_deg": 45.0,
+}
+
+
+def imaging_simulate(imaging: str = "shifted") -> SimulateFn:
+    """The project's subtomogram simulator with imaging preset ``imaging`` bound.
+
+    Where ``simulate_subtomograms`` takes no ``imaging`` keyword (a simulator without presets),
+    ``paper`` is today's simulator and any other preset is :data:`FALLBACK_SHIFTED` (one fixed
+    setting; a warning says so).
+    """
+    from cosnet_index.simulate import SimulationConfig, simulate_subtomograms
+
+    if "imaging" in inspect.signature(simulate_subtomograms).parameters:
+        return functools.partial(simulate_subtomograms, imaging=imaging)
+    if imaging == "paper":
+        return simulate_subtomograms
+    logger.warning(
+        "simulator without imaging presets: %r replaced by the fixed setting %s",
+        imaging,
+        FALLBACK_SHIFTED,
+    )
+    return functools.partial(simulate_subtomograms, config=SimulationConfig(**FALLBACK_SHIFTED))
+
+
+def _cosnet_predictions(
+    support: torch.Tensor, query: torch.Tensor, shots: int, bias: float, reduce: Reduce
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (e, N) of each query against its classes' first ``shots`` support vectors."""
+    e, n = support.shape[:2]
+    scores = np.empty((e, n), dtype=np.float32)
+    for j in range(e):
+        prototypes = [support[j, c, :shots].numpy() for c in range(n)]  # (shots, d) each
+        scores[j] = class_scores(query[j : j + 1].numpy(), prototypes, bias, reduce=reduce)[0]
+    return scores, scores.argmax(axis=1)
+
+
+def hard_cell_episodes(
+    model: CosNet,
+    tier: Tier,
+    ways: int,
+    config: HardConfig,
+    simulate: SimulateFn | None = None,
+) -> pd.DataFrame:
+    """Every episode of one (tier, N) for every SNR and K of ``config``; one row per
+    (method, shots, snr, episode).
+
+    Columns: method, tier, ways, shots, snr, episode, classes, target, pred, correct,
+    score_target, score_pred, seconds (COS-Net: per embedded subtomogram; template matching:
+    per comparison).
+
+    Raises:
+        InputError: the tier cannot make a ``ways``-way episode.
+    """
+    from cosnet_index._template_matching import rotation_grid, template_match_scores
+
+    simulate = simulate or imaging_simulate(config.imaging)
+    k_max = max(config.shots)
+    rotations = rotation_grid(config.baseline_rotations, seed=config.seed)
+    tier_code = TIER_NAMES.index(tier.name) if tier.name in TIER_NAMES else 99
+    bias = model.head_bias
+    rows: list[dict] = []
+    for start in range(0, config.episodes, config.chunk):
+        count = min(config.chunk, config.episodes - start)
+        rng = np.random.default_rng([config.seed, tier_code, ways, start])
+        picks = np.stack([draw_classes(tier, ways, rng) for _ in range(count)])  # (e, N)
+        target = rng.integers(0, ways, size=count)
+        names = [tier.classes[i] for i in np.repeat(picks.reshape(-1), k_max)]  # (e, N, K)
+        names += [tier.classes[picks[j, target[j]]] for j in range(count)]
+        sim_seed = int(rng.integers(2**31 - 1))
+        labels = [";".join(tier.classes[i] for i in p) for p in picks]
+        imaged = simulate_snrs(simulate, names, config.snrs, sim_seed, config.crowding)
+        for snr in config.snrs:
+            batch, volumes = imaged[snr]
+            vols = torch.as_tensor(volumes)
+            box = vols.shape[-1]
+            t0 = time.perf_counter()
+            vectors = model.embed(vols)
+            per_box = (time.perf_counter() - t0) / len(vols)
+            n_support = count * ways * k_max
+            support_v = vectors[:n_support].reshape(count, ways, k_max, -1)
+            query_v = vectors[n_support:]
+            for shots in config.shots:
+                scores, pred = _cosnet_predictions(support_v, query_v, shots, bias, config.reduce)
+                rows += _rows(
+                    "cosnet", tier, ways, shots, snr, start, labels, target, scores, pred, per_box
+                )
+            support = vols[:n_support].reshape(count, ways * k_max, box, box, box)
+            query = vols[n_support:]
+            n_base = min(count, max(0, config.baseline_episodes - start))
+            for j in range(n_base):
+                t0 = time.perf_counter()
+                # one query rotated once, compared with all N x K supports, under the episode's
+                # typical tilt range
+                members = [*range(j * ways * k_max, (j + 1) * ways * k_max), n_support + j]
+                tilt = _tilt_max_deg(batch, members)
+                s = template_match_scores(query[j : j + 1], support[j], rotations, tilt)[0]
+                per_comparison = (time.perf_counter() - t0) / (ways * k_max)
+                s = s.reshape(ways, k_max).numpy()
+                for shots in config.shots:
+                    best = s[None, :, :shots].max(axis=2)  # a class scores its best reference
+                    rows += _rows(
+                        "template_matching",
+                        tier,
+                        ways,
+                        shots,
+                        snr,
+                        start + j,
+                        labels[j : j + 1],
+                        target[j : j + 1],
+                        best,
+                        best.argmax(axis=1),
+                        per_comparison,
+                    )
+        logger.info("%s N=%d: %d/%d episodes", tier.name, ways, start + count, config.episodes)
+    return pd.DataFrame(rows)
+
+
+def simulate_snrs(
+    simulate: SimulateFn,
+    names: Sequence[str],
+    snrs: Sequence[float],
+    seed: int,
+    crowding: bool = False,
+) -> dict[float, tuple[Any, np.ndarray]]:
+    """The same subtomograms at several SNRs from at most two simulator calls.
+
+    The simulator's noise-free part depends only on the seed, and its noise is one field per
+    seed scaled to the requested SNR (``volume = clean + sqrt(var / snr) * field``). So with
+    ``A`` simulated without noise and ``B`` at the lowest SNR ``r``, the volume at any SNR ``s``
+    is ``A + (B - A) sqrt(r / s)``, identical to a direct call up to float rounding
+    (``tests/test_benchmark_hard.py`` checks it against the simulator).
+
+    Returns:
+        ``{snr: (batch, volumes (n, B, B, B) float32)}``; ``batch`` is the simulator's output
+        at the lowest SNR (poses and imaging are the same for every SNR).
+    """
+    finite = sorted({float(s) for s in snrs if math.isfinite(s)})
+    if len(finite) <= 1:  # nothing to save: one call per SNR
+        out = {}
+        for snr in snrs:
+            batch = simulate(names, snr, seed, crowding=crowding)
+            out[snr] = (batch, np.asarray(batch.volumes, dtype=np.float32))
+        return out
+    ref = finite[0]
+    clean = simulate(names, math.inf, seed, crowding=crowding)
+    noisy = simulate(names, ref, seed, crowding=crowding)
+    a = np.asarray(clean.volumes, dtype=np.float32)
+    noise = np.asarray(noisy.volumes, dtype=np.float32) - a
+    return {
+        snr: (noisy, a if not math.isfinite(snr) else a + noise * np.float32(math.sqrt(ref / snr)))
+        for snr in snrs
+    }
+
+
+def _tilt_max_deg(batch: object, members: Sequence[int]) -> float:
+    """Median half tilt range of the ``members`` of a batch (60 degrees without imaging info).
+
+    Template matching takes one wedge for the reference and the target; each subtomogram here
+    has its own tilt series, so the episode's median stands for all of them.
+    """
+    imaging = getattr(batch, "imaging", ())
+    if not imaging:
+        return 60.0
+    half = [(imaging[i].tilt_max_deg - imaging[i].tilt_min_deg) / 2 for i in members]
+    return float(np.median(half))
+
+
+def _rows(
+    method: str,
+    tier: Tier,
+    ways: int,
+    shots: int,
+    snr: float,
+    start: int,
+    labels: Sequence[str],
+    target: np.ndarray,
+    scores: np.ndarray,
+    pred: np.ndarray,
+    seconds: float,
+) -> list[dict]:
+    return [
+        {
+            "method": method,
+            "tier": tier.name,
+            "ways": ways,
+            "shots": shots,
+            "snr": float(snr),
+            "episode": start + j,
+            "classes": labels[j],
+            "target": int(target[j]),
+            "pred": int(pred[j]),
+            "correct": bool(pred[j] == target[j]),
+            "score_target": float(scores[j, target[j]]),
+            "score_pred": float(scores[j, pred[j]]),
+            "seconds": float(seconds),
+        }
+        for j in range(len(target))
+    ]
+
+
+def run_hard_benchmark(
+    model: CosNet,
+    tiers: Sequence[Tier],
+    config: HardConfig,
+    simulate: SimulateFn | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every cell of the benchmark; returns (episodes, notes on cells that could not run)."""
+    from tqdm.auto import tqdm
+
+    simulate = simulate or imaging_simulate(config.imaging)
+    frames, notes = [], []
+    cells = [(t, w) for t in tiers for w in config.ways]
+    for tier, ways in tqdm(cells, desc="hard benchmark (tier, N)", disable=not progress):
+        if tier.max_ways() < ways:
+            note = (
+                f"{tier.name}, {ways}-way: not run, at most {tier.max_ways()} of the tier's "
+                f"{len(tier.classes)} classes can share an episode (mass factor {tier.mass_ratio})"
+            )
+            logger.warning(note)
+            notes.append(note)
+            continue
+        frames.append(hard_cell_episodes(model, tier, ways, config, simulate))
+    episodes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KEYS)
+    return episodes, notes
+
+
+def hard_accuracy_table(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy, 95% Wilson interval and episodes per (method, tier, ways, shots, snr)."""
+    if episodes.empty:
+        return pd.DataFrame(columns=[*KEYS, "accuracy", "ci_low", "ci_high", "episodes"])
+    return accuracy_table(episodes, keys=KEYS)
+
+
+def _label(snr: float) -> str:
+    return "inf" if not math.isfinite(snr) else f"{snr:g}"
+
+
+METHOD_LABELS = {"cosnet": "COS-Net", "template_matching": "template matching"}
+
+
+def hard_markdown(table: pd.DataFrame) -> str:
+    """Markdown: per tier, one row per (N, K, method), one column per SNR, ``acc [lo, hi] (n)``."""
+    if table.empty:
+        return "(no cell could run)"
+    snrs = sorted(table["snr"].unique(), key=lambda s: -s)
+    head = "| tier | N-way K-shot | method | " + " | ".join(f"SNR {_label(s)}" for s in snrs) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(snrs)]
+    order = {name: i for i, name in enumerate(TIER_NAMES)}
+    for (tier, ways, shots), group in sorted(
+        table.groupby(["tier", "ways", "shots"]), key=lambda g: (order.get(g[0][0], 99), *g[0][1:])
+    ):
+        for method in ("cosnet", "template_matching"):
+            rows = group[group["method"] == method]
+            if rows.empty:
+                continue
+            cells = []
+            for snr in snrs:
+                row = rows[rows["snr"] == snr]
+                if row.empty:
+                    cells.append("")
+                    continue
+                r = row.iloc[0]
+                cells.append(
+                    f"{r.accuracy:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] (n={int(r.episodes)})"
+                )
+            label = METHOD_LABELS.get(method, method)
+            row_head = f"| {tier} | {ways}-way {shots}-shot | {label} | "
+            lines.append(row_head + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_markdown(episodes: pd.DataFrame) -> str:
+    """Markdown: COS-Net vs template matching on the episodes both scored, per cell."""
+    base = episodes[episodes["method"] == "template_matching"]
+    if base.empty:
+        return "(template matching scored no episode)"
+    keys = ["tier", "ways", "shots", "snr", "episode"]
+    both = base.merge(
+        episodes[episodes["method"] == "cosnet"], on=keys, suffixes=("_tm", "_cosnet")
+    )
+    snrs = sorted(both["snr"].unique(), key=lambda s: -s)
+    lines = [
+        "| tier | N-way K-shot | " + " | ".join(f"SNR {_label(s)}" for s in snrs) + " |",
+        "|---|---|" + "---|" * len(snrs),
+    ]
+    order = {name: i for i, name in enumerate(TIER_NAMES)}
+    groups = sorted(
+        both.groupby(["tier", "ways", "shots"]), key=lambda g: (order.get(g[0][0], 99), *g[0][1:])
+    )
+    for (tier, ways, shots), group in groups:
+        cells = []
+        for snr in snrs:
+            g = group[group["snr"] == snr]
+            cells.append(
+                f"{g['correct_cosnet'].mean():.2f} vs {g['correct_tm'].mean():.2f} (n={len(g)})"
+                if len(g)
+                else ""
+            )
+        lines.append(f"| {tier} | {ways}-way {shots}-shot | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def confused_pairs(episodes: pd.DataFrame, top: int = 8) -> pd.DataFrame:
+    """The most frequent mistakes: (method, tier, true class, predicted class, count).
+
+    Counted over every cell's wrong predictions (all N, K and SNRs together).
+    """
+    wrong = episodes[~episodes["correct"].astype(bool)]
+    columns = ["method", "tier", "true", "predicted", "count"]
+    if wrong.empty:
+        return pd.DataFrame(columns=columns)
+    names = wrong["classes"].str.split(";")
+    pairs = pd.DataFrame(
+        {
+            "method": wrong["method"].to_numpy(),
+            "tier": wrong["tier"].to_numpy(),
+            "true": [n[t] for n, t in zip(names, wrong["target"], strict=True)],
+            "predicted": [n[p] for n, p in zip(names, wrong["pred"], strict=True)],
+        }
+    )
+    counts = pairs.value_counts().rename("count").reset_index()
+    return (
+        counts.sort_values(["method", "tier", "count"], ascending=[True, True, False])
+        .groupby(["method", "tier"])
+        .head(top)
+        .reset_index(drop=True)[columns]
+    )
