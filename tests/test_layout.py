@@ -22,7 +22,7 @@ STAGES = [
     {"simulate"},
     {"model"},
     {"data"},
-    {"train", "_template_matching", "evaluate"},
+    {"train", "_template_matching", "evaluate", "benchmark"},
     {"store", "migrations"},
     {"classes"},
     {"query"},
