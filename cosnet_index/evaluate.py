@@ -278,22 +278,26 @@ def _snr_label(snr: float) -> str:
     return "inf" if not math.isfinite(snr) else f"{snr:g}"
 
 
+def accuracy_cells(rows: pd.DataFrame, snrs: Sequence[float]) -> list[str]:
+    """``acc [lo, hi] (n=episodes)`` of ``rows`` (one method and cell) at each SNR ('' if none)."""
+    cells = []
+    for snr in snrs:
+        row = rows[rows["snr"] == snr]
+        if row.empty:
+            cells.append("")
+            continue
+        r = row.iloc[0]
+        cells.append(f"{r.accuracy:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] (n={int(r.episodes)})")
+    return cells
+
+
 def accuracy_markdown(table: pd.DataFrame) -> str:
     """Markdown: one row per (method, N), one column per SNR, ``acc [lo, hi] (n)``."""
     snrs = sorted(table["snr"].unique(), key=lambda s: -s)
     head = "| method | N | " + " | ".join(f"SNR {_snr_label(s)}" for s in snrs) + " |"
     lines = [head, "|---|---|" + "---|" * len(snrs)]
     for (method, ways), group in table.groupby(["method", "ways"], sort=True):
-        cells = []
-        for snr in snrs:
-            row = group[group["snr"] == snr]
-            if row.empty:
-                cells.append("")
-                continue
-            r = row.iloc[0]
-            cells.append(
-                f"{r.accuracy:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] (n={int(r.episodes)})"
-            )
+        cells = accuracy_cells(group, snrs)
         lines.append(f"| {method} | {ways} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

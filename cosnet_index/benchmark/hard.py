@@ -9,7 +9,7 @@ subtomogram). A K-shot cell uses the first K supports of each class of the same 
 differ only in the noise level, so they are paired too.
 
 - COS-Net: each class's K support vectors are combined exactly as the store combines the shots
-  of a class (:func:`cosnet_index._query_scores.class_scores`, ``reduce=DEFAULT_REDUCE``); the
+  of a class (:func:`cosnet_index.query._scores.class_scores`, ``reduce=DEFAULT_REDUCE``); the
   prediction is the class of highest probability.
 - Template matching (:mod:`cosnet_index._template_matching`): the query is rotated over
   ``baseline_rotations`` rotations and compared with each support by missing-wedge-constrained
@@ -34,12 +34,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cosnet_index._query_scores import DEFAULT_REDUCE, Reduce, class_scores
 from cosnet_index.benchmark.tiers import TIER_NAMES, Tier, draw_classes
 from cosnet_index.data.episodes import SimulateFn
 from cosnet_index.errors import InputError
-from cosnet_index.evaluate import accuracy_table
+from cosnet_index.evaluate import accuracy_cells, accuracy_table
 from cosnet_index.model import CosNet
+from cosnet_index.query._scores import DEFAULT_REDUCE, Reduce, class_scores
 
 __all__ = [
     "FALLBACK_SHIFTED",
@@ -353,16 +353,7 @@ def hard_markdown(table: pd.DataFrame) -> str:
             rows = group[group["method"] == method]
             if rows.empty:
                 continue
-            cells = []
-            for snr in snrs:
-                row = rows[rows["snr"] == snr]
-                if row.empty:
-                    cells.append("")
-                    continue
-                r = row.iloc[0]
-                cells.append(
-                    f"{r.accuracy:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] (n={int(r.episodes)})"
-                )
+            cells = accuracy_cells(rows, snrs)
             label = METHOD_LABELS.get(method, method)
             row_head = f"| {tier} | {ways}-way {shots}-shot | {label} | "
             lines.append(row_head + " | ".join(cells) + " |")
