@@ -198,6 +198,117 @@ def _atomic_torch_save(obj: Any, path: pathlib.Path) -> None:
         torch.save(obj, tmp)
 
 
+def _start(
+    out: pathlib.Path,
+    config: TrainConfig,
+    model_config: CosNetConfig | None,
+    resume: bool,
+    dev: torch.device,
+) -> tuple[CosNet, torch.optim.Optimizer, int, float]:
+    """The model and optimiser to train, and the step and wall time already done (resume)."""
+    start_step, elapsed_before = 0, 0.0
+    state_path, last_path = out / "train_state.pt", out / "last.pt"
+    state: dict[str, Any] = {}
+    if resume:
+        if not (state_path.is_file() and last_path.is_file()):
+            raise CheckpointError(
+                f"nothing to resume in {out}: no last.pt/train_state.pt; drop --resume to start"
+            )
+        model, _ = load_checkpoint(last_path)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        start_step = int(state["step"])
+        elapsed_before = float(state.get("wall_s", 0.0))
+    elif config.init_from:
+        model, _ = load_checkpoint(config.init_from)
+        logger.info("fine-tuning from %s (hash %s)", config.init_from, model.weights_hash[:8])
+    else:
+        model = CosNet(model_config or CosNetConfig())
+    model.to(dev).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if resume:
+        optimizer.load_state_dict(state["optimizer"])
+    return model, optimizer, start_step, elapsed_before
+
+
+def _episode_source(
+    class_names: Sequence[str],
+    config: TrainConfig,
+    simulate: SimulateFn | None,
+    simulation_config: Any,
+) -> Callable[[int], list[Episode]]:
+    """``draw(step)``: the episodes of a step (clean SNRs only for the first ``clean_steps``)."""
+    sampler = EpisodeSampler(
+        class_names,
+        config.ways,
+        config.snrs,
+        config.snr_weights,
+        config.crowding_fraction,
+        seed=config.seed,
+        simulate=simulate,
+        simulation_config=simulation_config,
+    )
+    clean = EpisodeSampler(
+        class_names,
+        config.ways,
+        [s for s in config.snrs if s >= 1000] or [math.inf],
+        crowding_fraction=config.crowding_fraction,
+        seed=config.seed,
+        simulate=simulate,
+        simulation_config=simulation_config,
+    )
+
+    def draw(step: int) -> list[Episode]:
+        src = clean if step < config.clean_steps else sampler
+        k = config.episodes_per_step
+        return [src.episode(step * k + i) for i in range(k)]
+
+    return draw
+
+
+def _optimise(
+    model: CosNet,
+    optimizer: torch.optim.Optimizer,
+    episodes: list[Episode],
+    config: TrainConfig,
+    step: int,
+    wall_s: float,
+) -> dict[str, torch.Tensor]:
+    """One optimiser step at the scheduled learning rate; returns the loss parts."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr * _lr_factor(step, config, wall_s)
+    parts = episode_loss(model, episodes, config.dice_weight)
+    optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    optimizer.step()
+    return parts
+
+
+def _run_metadata(
+    class_names: Sequence[str],
+    config: TrainConfig,
+    command: str,
+    dev: torch.device,
+    simulate: SimulateFn | None,
+    simulation_config: Any,
+) -> dict[str, Any]:
+    """What every checkpoint of the run records about how it was made."""
+    metadata = {
+        "command": command,
+        "seed": config.seed,
+        "train_config": config.to_dict(),
+        "classes": len(class_names),
+        "device": str(dev),
+        "torch": str(torch.__version__),
+        "simulator_source_sha256": _simulator_source_hash(),
+        "data_manifest": data_manifest(class_names, config.imaging),
+    }
+    if simulate is None:
+        from cosnet_index.simulate import SimulationConfig
+
+        metadata["simulation_config"] = (simulation_config or SimulationConfig()).to_dict()
+    return metadata
+
+
 def train(
     out_dir: str | os.PathLike,
     class_names: Sequence[str],
@@ -244,68 +355,12 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
 
-    start_step, elapsed_before = 0, 0.0
-    state_path, last_path = out / "train_state.pt", out / "last.pt"
-    if resume:
-        if not (state_path.is_file() and last_path.is_file()):
-            raise CheckpointError(
-                f"nothing to resume in {out}: no last.pt/train_state.pt; drop --resume to start"
-            )
-        model, _ = load_checkpoint(last_path)
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        start_step = int(state["step"])
-        elapsed_before = float(state.get("wall_s", 0.0))
-    elif config.init_from:
-        model, _ = load_checkpoint(config.init_from)
-        logger.info("fine-tuning from %s (hash %s)", config.init_from, model.weights_hash[:8])
-    else:
-        model = CosNet(model_config or CosNetConfig())
-    model.to(dev).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if resume:
-        optimizer.load_state_dict(state["optimizer"])
     if len(class_names) < config.ways:
         raise InputError(f"{len(class_names)} training classes < ways={config.ways}")
-
-    sampler = EpisodeSampler(
-        class_names,
-        config.ways,
-        config.snrs,
-        config.snr_weights,
-        config.crowding_fraction,
-        seed=config.seed,
-        simulate=simulate,
-        simulation_config=simulation_config,
-    )
-    clean = EpisodeSampler(
-        class_names,
-        config.ways,
-        [s for s in config.snrs if s >= 1000] or [math.inf],
-        crowding_fraction=config.crowding_fraction,
-        seed=config.seed,
-        simulate=simulate,
-        simulation_config=simulation_config,
-    )
-
-    def draw(step: int) -> list[Episode]:
-        src = clean if step < config.clean_steps else sampler
-        k = config.episodes_per_step
-        return [src.episode(step * k + i) for i in range(k)]
-
-    metadata = {
-        "command": command,
-        "seed": config.seed,
-        "train_config": config.to_dict(),
-        "classes": len(class_names),
-        "device": str(dev),
-        "torch": str(torch.__version__),
-        "simulator_source_sha256": _simulator_source_hash(),
-        "data_manifest": data_manifest(class_names, config.imaging),
-    }
-    if simulate is None:
-        from cosnet_index.simulate import SimulationConfig
-
-        metadata["simulation_config"] = (simulation_config or SimulationConfig()).to_dict()
+    model, optimizer, start_step, elapsed_before = _start(out, config, model_config, resume, dev)
+    last_path, state_path = out / "last.pt", out / "train_state.pt"
+    draw = _episode_source(class_names, config, simulate, simulation_config)
+    metadata = _run_metadata(class_names, config, command, dev, simulate, simulation_config)
 
     metrics_path = out / "metrics.csv"
     new_file = not metrics_path.exists() or not resume
@@ -338,13 +393,8 @@ def train(
             assert future is not None
             episodes = future.result()
             future = pool.submit(draw, step + 1) if step + 1 < config.steps else None
-            for group in optimizer.param_groups:
-                wall = elapsed_before + time.perf_counter() - t0
-                group["lr"] = config.lr * _lr_factor(step, config, wall)
-            parts = episode_loss(model, episodes, config.dice_weight)
-            optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            optimizer.step()
+            wall = elapsed_before + time.perf_counter() - t0
+            parts = _optimise(model, optimizer, episodes, config, step, wall)
             step += 1
             row = {
                 "step": step,
