@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from cosnet_index.data.episodes import Episode, EpisodeSampler, SimulateFn
+from cosnet_index.data.provenance import data_manifest, imaging_simulator, simulator_source_hash
 from cosnet_index.errors import CheckpointError, InputError
 from cosnet_index.files import atomic_write
 from cosnet_index.model import CosNet, CosNetConfig, load_checkpoint, save_checkpoint
@@ -155,44 +156,6 @@ def _lr_factor(step: int, config: TrainConfig, wall_s: float = 0.0) -> float:
     return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def _simulator_source_hash() -> str:
-    """sha256 of the simulator's source files: which data the model was trained on."""
-    import hashlib
-
-    root = pathlib.Path(__file__).resolve().parent / "simulate"
-    digest = hashlib.sha256()
-    for path in sorted(root.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
-def _imaging_simulator(preset: str) -> SimulateFn:
-    """The project's simulator with every box imaged by a microscope drawn from ``preset``."""
-    import functools
-
-    from cosnet_index.simulate import simulate_subtomograms
-    from cosnet_index.simulate.imaging import imaging_preset
-
-    imaging_preset(preset)  # unknown names fail here, before any step
-    return functools.partial(simulate_subtomograms, imaging=preset)
-
-
-def data_manifest(class_names: Sequence[str], imaging: str) -> dict[str, Any]:
-    """What a model was trained on, for its checkpoint: every class name, the real molecules among
-    them (shipped maps and library entries with their PDB ids) and the imaging distribution."""
-    from cosnet_index.simulate.imaging import imaging_preset
-
-    names = sorted(set(class_names))
-    real = [n for n in names if not n.startswith("proc-")]
-    return {
-        "classes": names,
-        "n_procedural": len(names) - len(real),
-        "real_molecules": real,
-        "imaging_preset": imaging,
-        "imaging_ranges": imaging_preset(imaging).to_dict(),
-    }
-
-
 def _atomic_torch_save(obj: Any, path: pathlib.Path) -> None:
     with atomic_write(path) as tmp:
         torch.save(obj, tmp)
@@ -299,7 +262,7 @@ def _run_metadata(
         "classes": len(class_names),
         "device": str(dev),
         "torch": str(torch.__version__),
-        "simulator_source_sha256": _simulator_source_hash(),
+        "simulator_source_sha256": simulator_source_hash(),
         "data_manifest": data_manifest(class_names, config.imaging),
     }
     if simulate is None:
@@ -347,7 +310,7 @@ def train(
     if config.imaging != "paper":
         if simulate is not None:
             raise InputError("give either a simulate function or TrainConfig.imaging, not both")
-        simulate = _imaging_simulator(config.imaging)
+        simulate = imaging_simulator(config.imaging)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)

@@ -1,0 +1,49 @@
+"""Provenance of training data: the simulator a run used and what it saw, for its checkpoints."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from cosnet_index.data.episodes import SimulateFn
+
+__all__ = ["data_manifest", "imaging_simulator", "simulator_source_hash"]
+
+
+def simulator_source_hash() -> str:
+    """sha256 of the simulator's source files: which data the model was trained on."""
+    import hashlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "simulate"
+    digest = hashlib.sha256()
+    for path in sorted(root.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def imaging_simulator(preset: str) -> SimulateFn:
+    """The project's simulator with every box imaged by a microscope drawn from ``preset``."""
+    import functools
+
+    from cosnet_index.simulate import simulate_subtomograms
+    from cosnet_index.simulate.imaging import imaging_preset
+
+    imaging_preset(preset)  # unknown names fail here, before any step
+    return functools.partial(simulate_subtomograms, imaging=preset)
+
+
+def data_manifest(class_names: Sequence[str], imaging: str) -> dict[str, Any]:
+    """What a model was trained on, for its checkpoint: every class name, the real molecules among
+    them (shipped maps and library entries with their PDB ids) and the imaging distribution."""
+    from cosnet_index.simulate.imaging import imaging_preset
+
+    names = sorted(set(class_names))
+    real = [n for n in names if not n.startswith("proc-")]
+    return {
+        "classes": names,
+        "n_procedural": len(names) - len(real),
+        "real_molecules": real,
+        "imaging_preset": imaging,
+        "imaging_ranges": imaging_preset(imaging).to_dict(),
+    }
