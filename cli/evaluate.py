@@ -294,9 +294,7 @@ def evaluate(
             dice_markdown(dice_table(dice_df)),
             "",
         ]
-    text = "\n".join(lines)
-    (out / "results.md").write_text(text)
-    click.echo(text)
+    _write_results(out, lines)
 
 
 def _evaluate_hard(
@@ -397,8 +395,16 @@ def _evaluate_hard(
         _markdown_rows(confused_pairs(episodes_df)),
         "",
     ]
+    _write_results(out, lines)
+
+
+def _write_results(out: pathlib.Path, lines: list[str]) -> None:
+    """Write ``out/results.md`` atomically and print it."""
+    from cosnet_index.files import atomic_write
+
     text = "\n".join(lines)
-    (out / "results.md").write_text(text)
+    with atomic_write(out / "results.md") as tmp:
+        tmp.write_text(text)
     click.echo(text)
 
 

@@ -101,6 +101,28 @@ def _place(
     return np.asarray(centres, dtype=np.float64).reshape(-1, 3)[order_back], kept_arr[order_back]
 
 
+def _place_molecules(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    infos: list[ClassMap],
+    n_particles: int,
+    margin: int,
+    name: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw classes, place them without overlap, rotate them: ``(centres, class_idx, rotations)``.
+
+    Fewer than ``n_particles`` come back (with a warning) when the volume is too full.
+    """
+    wanted = rng.integers(0, len(infos), n_particles)
+    radii = np.array([infos[c].radius_voxels for c in wanted])
+    centres, kept = _place(rng, shape, radii, margin)
+    if len(kept) < n_particles:
+        logger.warning(
+            "%s: only %d of %d molecules fit without overlap", name, len(kept), n_particles
+        )
+    return centres, wanted[kept], random_rotations(rng, len(kept))
+
+
 def _render(
     shape_zyx: tuple[int, int, int],
     infos: list[ClassMap],
@@ -241,16 +263,8 @@ def simulate_tomogram(
         )  # fmt: skip
     infos = [class_info(c, config.voxel_size_nm, config.resolution_nm) for c in unique]
     rng = np.random.default_rng(int(seed))
-    wanted = rng.integers(0, len(unique), n_particles)
-    radii = np.array([infos[c].radius_voxels for c in wanted])
     margin = config.box // 2 if edge_margin is None else int(edge_margin)
-    centres, kept = _place(rng, shape, radii, margin)
-    if len(kept) < n_particles:
-        logger.warning(
-            "%s: only %d of %d molecules fit without overlap", name, len(kept), n_particles
-        )
-    class_idx = wanted[kept]
-    rotations = random_rotations(rng, len(kept))
+    centres, class_idx, rotations = _place_molecules(rng, shape, infos, n_particles, margin, name)
     defocus = config.defocus_um + rng.uniform(-1.0, 1.0) * config.defocus_spread_um
     noise_seed = int(rng.integers(0, 2**63 - 1))
 
@@ -313,16 +327,8 @@ def _simulate_tilt_series_tomogram(
     voxel_nm = round(config.voxel_size_nm * imaging.voxel_mismatch, 4)
     resolution = max(round(imaging.resolution_nm * 4) / 4, 2.0 * voxel_nm)
     infos = [class_info(c, voxel_nm, resolution) for c in unique]
-    wanted = rng.integers(0, len(unique), n_particles)
-    radii = np.array([infos[c].radius_voxels for c in wanted])
     margin = config.box // 2 if edge_margin is None else int(edge_margin)
-    centres, kept = _place(rng, shape, radii, margin)
-    if len(kept) < n_particles:
-        logger.warning(
-            "%s: only %d of %d molecules fit without overlap", name, len(kept), n_particles
-        )
-    class_idx = wanted[kept]
-    rotations = random_rotations(rng, len(kept))
+    centres, class_idx, rotations = _place_molecules(rng, shape, infos, n_particles, margin, name)
     noise_seed = int(rng.integers(0, 2**63 - 1))
     with torch.no_grad():
         density, labels = _render(shape, infos, class_idx, centres, rotations, True)
