@@ -12,6 +12,9 @@ Methods, on the same boxes:
 
 - ``decoder``: the shipped model's ``p > 0.5``;
 - ``decoder + CRF``: ``crf_refine`` with the shipped ``crf.json``, ``Q_1 > 0.5``;
+- ``decoder + volume prior``: the ``mass / 0.81 Da/A^3`` most probable voxels of the decoder's
+  ``p``, then the component nearest the centre (``segment --mass-kda``,
+  :func:`cosnet_index.segment.volume.volume_prior_masks`; the class's mass is known);
 - ``baseline``: classical, no learning: the box low-passed (Gaussian, sigma 1.5 voxels),
   thresholded at the mass-based contour (the darkest ``mass / 0.81 Da/A^3`` voxels at the
   nominal voxel size: the class's mass is known from its support), then the connected component
@@ -41,7 +44,7 @@ from scipy import ndimage
 
 SNRS = (math.inf, 1000.0, 0.5, 0.1)
 BASELINE_SIGMA = 1.5  # voxels; fixed before any result
-METHODS = ("decoder", "decoder + CRF", "baseline")
+METHODS = ("decoder", "decoder + CRF", "decoder + volume prior", "baseline")
 
 log = logging.getLogger("segment_dice")
 
@@ -56,13 +59,21 @@ def reserved_ids(path: str | None) -> set[str]:
 
 def baseline_masks(volumes: np.ndarray, n_inside: np.ndarray) -> np.ndarray:
     """Low-pass, keep the ``n_inside`` darkest voxels, then the component nearest the centre."""
-    out = np.zeros(volumes.shape, dtype=bool)
-    centre = (np.array(volumes.shape[1:]) - 1) / 2
-    for i, vol in enumerate(volumes):
-        smooth = ndimage.gaussian_filter(vol.astype(np.float64), BASELINE_SIGMA)
+    smooth = np.stack(
+        [ndimage.gaussian_filter(vol.astype(np.float64), BASELINE_SIGMA) for vol in volumes]
+    )
+    return ranked_masks(smooth, n_inside)
+
+
+def ranked_masks(score: np.ndarray, n_inside: np.ndarray) -> np.ndarray:
+    """The ``n_inside`` lowest-score voxels of each box, then the component nearest the centre."""
+    out = np.zeros(score.shape, dtype=bool)
+    centre = (np.array(score.shape[1:]) - 1) / 2
+    for i, smooth in enumerate(score):
         k = int(min(max(n_inside[i], 1), smooth.size - 1))
-        threshold = np.partition(smooth.ravel(), k)[k]
-        mask = smooth < threshold
+        mask = np.zeros(smooth.size, dtype=bool)
+        mask[np.argpartition(smooth.ravel(), k - 1)[:k]] = True
+        mask = mask.reshape(smooth.shape)
         labels, n = ndimage.label(mask)
         if n > 1:
             coms = np.array(ndimage.center_of_mass(mask, labels, range(1, n + 1)))
@@ -159,10 +170,11 @@ def _snr(snr: float) -> str:
 
 
 def markdown(summary: pd.DataFrame) -> str:
+    names = " | ".join(METHODS[1:])
     lines = [
-        "| band | SNR | boxes (molecules) | Dice: decoder | decoder + CRF | baseline "
-        "| surface distance (nm): decoder | decoder + CRF | baseline |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| band | SNR | boxes (molecules) | Dice: {METHODS[0]} | {names} "
+        f"| surface distance (nm): {METHODS[0]} | {names} |",
+        "|---" * (3 + 2 * len(METHODS)) + "|",
     ]
     for (band, snr), cell in summary.groupby(["band", "snr"], sort=False):
         by = cell.set_index("method")
@@ -208,6 +220,7 @@ def main() -> None:
 
     from cosnet_index.model import load_checkpoint, load_default_model
     from cosnet_index.segment import crf_refine, load_crf_params
+    from cosnet_index.segment.volume import volume_prior_masks
     from cosnet_index.simulate import SimulationConfig, resolve_classes, simulate_subtomograms
     from cosnet_index.simulate.library import library_manifest
 
@@ -242,10 +255,12 @@ def main() -> None:
         with torch.no_grad():
             prob = model.decode(boxes)
         refined = crf_refine(prob, boxes, params)
+        inside = np.full(len(snrs), n_inside)
         masks = {
             "decoder": (prob > 0.5).numpy(),
             "decoder + CRF": (refined > 0.5).numpy(),
-            "baseline": baseline_masks(batch.volumes, np.full(len(snrs), n_inside)),
+            "decoder + volume prior": volume_prior_masks(prob.numpy(), inside),
+            "baseline": baseline_masks(batch.volumes, inside),
         }
         for method, pred in masks.items():
             for i, snr in enumerate(snrs):

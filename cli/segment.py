@@ -62,6 +62,15 @@ __all__ = ["segment"]
     show_default=True,
     help="Boxes per decoder/CRF batch.",
 )
+@click.option(
+    "--mass-kda",
+    "masses",
+    multiple=True,
+    metavar="[CLASS=]KDA",
+    help="Volume prior: the molecule's mass in kDa, for every hit (120) or per class "
+    "(ribosome=3300; repeat). Each mask becomes its mass-based volume (0.81 Da/A^3) of most "
+    "probable voxels instead of p > 0.5 (docs/segmentation.md).",
+)
 @cpu_option
 @keep_all_option(
     "Also segment hits that do not pass (column 'passes' of search; default: passing only).",
@@ -79,6 +88,7 @@ def segment(
     merge: bool,
     crf_params: str | None,
     batch_size: int,
+    masses: tuple[str, ...],
     cpu: bool,
     keep_all: bool,
     overwrite: bool,
@@ -93,7 +103,8 @@ def segment(
     there), and
     OUT/segments.parquet: label, subtomogram_id, tomogram, x, y, z, class, probability, voxels,
     volume_nm3, centroid_x/y/z (tomogram voxels), extent_major/mid/minor_nm (principal axes),
-    mean_probability (decoder, inside the mask), mask_path (docs/segmentation.md).
+    mean_probability (decoder, inside the mask), prior_voxels (the volume prior's voxel count,
+    0 without --mass-kda), mask_path (docs/segmentation.md).
 
     Examples:
 
@@ -102,16 +113,20 @@ def segment(
         cosnet-index segment --store ./store --class ribosome -k 50 --out seg/ --merge
 
         cosnet-index segment --store ./store --hits hits.parquet --out seg-crf/ --crf
+
+        cosnet-index segment --store ./store --class ribosome --mass-kda ribosome=3300 --out seg/
     """
     from tqdm import tqdm
 
     from cosnet_index.errors import InputError
     from cosnet_index.segment import load_crf_params
     from cosnet_index.segment.hits import segment_hits
+    from cosnet_index.segment.volume import parse_masses
     from cosnet_index.store import Store
 
     if (hits_path is None) == (class_name is None):
         raise InputError("give exactly one of --hits FILE or --class NAME")
+    masses_kda = parse_masses(masses)
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
         params = None
         if use_crf or crf_params is not None:
@@ -144,11 +159,13 @@ def segment(
                 device="cpu" if cpu else None,
                 overwrite=overwrite,
                 progress=lambda done: bar.update(done - bar.n),
+                masses_kda=masses_kda,
             )
     table = summary.table
     click.echo(
         f"segmented {len(table)} hits ({source}) in {summary.seconds:.1f} s "
-        f"({summary.hits_per_second:.0f}/s, {'decoder + CRF' if params else 'decoder alone'})"
+        f"({summary.hits_per_second:.0f}/s, {'decoder + CRF' if params else 'decoder alone'}"
+        f"{', volume prior from the mass' if masses_kda else ''})"
     )
     if len(table):
         click.echo(

@@ -517,6 +517,20 @@ def segment_hits_of_other_model(c: Ctx) -> list:
     return ["segment", "--store", c.store, "--hits", path, "--out", c.dir / "seg", "--no-crf"]
 
 
+def segment_mass_not_a_number(c: Ctx) -> list:
+    return [
+        "segment",
+        "--store",
+        c.store,
+        "--class",
+        CLASS_NAME,
+        "--out",
+        c.dir / "seg",
+        "--mass-kda",
+        f"{CLASS_NAME}=heavy",
+    ]
+
+
 def classify_unknown_class(c: Ctx) -> list:
     return _classify(c, "--classes", "ribosome")
 
@@ -674,6 +688,7 @@ CASES: list[tuple[Callable[[Ctx], list], str]] = [
     (class_rename_taken, "already exists"),
     (class_rename_invalid, "invalid class name"),
     (segment_hits_of_other_model, "give the store the hits came from"),
+    (segment_mass_not_a_number, "molecular mass in kda"),
     (classify_unknown_class, "no class 'ribosome'"),
     (classify_class_twice, "named twice"),
     (classify_min_prob_above_one, "'--min-prob'"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from cosnet_index.geometry import box_bounds, source_box_side
 from cosnet_index.segment.crf import crf_refine
 from cosnet_index.segment.params import CRFParams
 from cosnet_index.segment.stats import STAT_COLUMNS, mask_statistics
+from cosnet_index.segment.volume import mass_voxels, volume_prior_masks
 from cosnet_index.segment.write import LabelVolume, header_origin, write_hit_mask
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ SEGMENT_COLUMNS = (
     "class",
     "probability",
     *STAT_COLUMNS,
+    "prior_voxels",
     "mask_path",
 )
 
@@ -72,18 +74,24 @@ def segment_boxes(
     *,
     out_side: int | None = None,
     device: str | torch.device = "cpu",
+    n_inside: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks and decoder probabilities of raw boxes ``(n, B, B, B)``: decoder, then CRF (if given).
 
     With ``out_side`` (tomogram voxels per box side when the tomogram was resampled to the
     model's voxel size), probabilities are trilinearly resampled to ``out_side^3`` before
-    thresholding, so that masks are in the tomogram's sampling.
+    thresholding, so that masks are in the tomogram's sampling. With ``n_inside`` (voxels per
+    box in that sampling, from the molecule's mass; 0 for none), a box's mask is its
+    ``n_inside`` most probable voxels instead
+    (:func:`~cosnet_index.segment.volume.volume_prior_masks`).
 
     Returns:
         ``(masks bool, decoder probability float32)``, each ``(n, s, s, s)`` numpy arrays; the
         mask is the CRF marginal (or the decoder probability without CRF) above 0.5.
     """
-    masks, prob, _ = _segment_boxes(model, boxes, crf_params, out_side=out_side, device=device)
+    masks, prob, _ = _segment_boxes(
+        model, boxes, crf_params, out_side=out_side, device=device, n_inside=n_inside
+    )
     return masks, prob
 
 
@@ -94,6 +102,7 @@ def _segment_boxes(
     *,
     out_side: int | None,
     device: str | torch.device,
+    n_inside: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`segment_boxes` plus the thresholded marginal (CRF ``Q_1`` or decoder ``p``)."""
     boxes = boxes.to(device)
@@ -106,7 +115,11 @@ def _segment_boxes(
         )
         prob, refined = both[:, 0], both[:, 1]
     refined = refined.float().cpu().numpy()
-    return refined > 0.5, prob.float().cpu().numpy(), refined
+    if n_inside is not None and np.any(n_inside > 0):
+        masks = volume_prior_masks(refined, n_inside)
+    else:
+        masks = refined > 0.5
+    return masks, prob.float().cpu().numpy(), refined
 
 
 def _hit_frame(hits: pd.DataFrame) -> pd.DataFrame:
@@ -137,6 +150,7 @@ def segment_hits(
     device: str | torch.device | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    masses_kda: Mapping[str | None, float] | None = None,
 ) -> SegmentSummary:
     """Segment every hit of ``hits`` (a search/classify table) and write masks + statistics.
 
@@ -150,6 +164,9 @@ def segment_hits(
         device: torch device (default: CUDA when present).
         overwrite: replace existing output files.
         progress: called with the number of hits done after each batch.
+        masses_kda: molecular mass per class name (key ``None``: every other hit). A hit with
+            a mass gets the volume prior: its mask is the ``mass / 0.81 Da/A^3`` most probable
+            voxels (:mod:`cosnet_index.segment.volume`); the others ``p > 0.5``.
 
     Raises:
         InputError: a hits table without ``subtomogram_id``; existing outputs.
@@ -171,13 +188,14 @@ def segment_hits(
         catalog.rename(columns={"id": "subtomogram_id"}), on="subtomogram_id", how="left"
     )
     frame["label"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    frame["prior_kda"] = _hit_masses(frame["class"], masses_kda or {})
     headers = store.header_checksums(sorted(frame["tomogram"].unique()))
     model = store.model().to(device)
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
     (out / ("labels" if merge else "masks")).mkdir(parents=True, exist_ok=True)
 
-    columns: dict[str, list] = {name: [] for name in (*STAT_COLUMNS, "mask_path")}
+    columns: dict[str, list] = {name: [] for name in (*STAT_COLUMNS, "prior_voxels", "mask_path")}
     order: list[np.ndarray] = []
     mask_paths: list[Path] = []
     done = 0
@@ -210,13 +228,16 @@ def segment_hits(
                 for s in range(0, len(rows), batch_size):
                     part = rows.iloc[s : s + batch_size]
                     boxes = read_indexed_boxes(store, part)
+                    n_inside = _prior_voxels(part["prior_kda"], voxel_angstrom)
                     masks, prob, marginal = _segment_boxes(
                         model,
                         torch.from_numpy(boxes),
                         crf_params,
                         out_side=source_box,
                         device=device,
+                        n_inside=n_inside,
                     )
+                    columns["prior_voxels"].extend(n_inside.tolist())
                     starts = start_zyx[s : s + batch_size]
                     stats = mask_statistics(masks, prob, starts, voxel_angstrom)
                     for name in STAT_COLUMNS:
@@ -263,6 +284,22 @@ def segment_hits(
         mask_paths=mask_paths,
         seconds=seconds,
         crf=crf_params is not None,
+    )
+
+
+def _hit_masses(classes: pd.Series, masses: Mapping[str | None, float]) -> np.ndarray:
+    """Each hit's mass in kDa for the volume prior (NaN: none), from ``{class or None: kDa}``."""
+    unused = sorted(str(k) for k in masses if k is not None and k not in set(classes))
+    if unused:
+        log.warning("--mass-kda names class(es) %s, which no hit has", ", ".join(unused))
+    fallback = masses.get(None, np.nan)
+    return np.array([masses.get(c, fallback) for c in classes], dtype=np.float64)
+
+
+def _prior_voxels(masses_kda: pd.Series, voxel_angstrom: float) -> np.ndarray:
+    """Voxels of each hit's mass-based volume at ``voxel_angstrom`` (0: no prior)."""
+    return np.array(
+        [0 if np.isnan(m) else mass_voxels(m, voxel_angstrom) for m in masses_kda], dtype=np.int64
     )
 
 
