@@ -110,7 +110,7 @@ def classify(
             reduce=reduce,  # type: ignore[arg-type]
             tomograms=list(tomograms) or None,
             ids=parse_ids(subtomograms) or None,
-            rule=rule or ("fixed" if given else None),
+            rule=rule or ("fixed" if given else DEFAULT_RULE),
         )
     path = write_table(table, out_path, meta)
     counts = table["class"].value_counts()
