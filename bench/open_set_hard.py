@@ -187,7 +187,9 @@ def main() -> None:
     parser.add_argument("--level", type=float, default=DEFAULT_LEVEL)
     parser.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS)
     parser.add_argument("--sweep", action="store_true", help="open-set: level x neighbours grid")
-    parser.add_argument("--min-probs", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.86])
+    parser.add_argument(
+        "--min-probs", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.86]
+    )
     parser.add_argument("--min-sizes", type=int, nargs="+", default=[3, 5, 10])
     parser.add_argument("--cache-dir", default="bench-out/open_set_hard")
     args = parser.parse_args()
