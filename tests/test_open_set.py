@@ -24,6 +24,7 @@ from cosnet_index.query import (
     class_scores,
     classify_scores,
     classify_store,
+    discover_store,
     fit_open_set_rule,
     novelty_scores,
     read_table,
@@ -95,6 +96,11 @@ def test_classify_records_the_rule_and_thresholds_and_falls_back(toy_store, toy,
     assert "fewer than 50" in small["rule_fallback"]
     _, given = classify_store(toy_store, min_prob=0.5)  # a threshold given: the fixed rule
     assert given["rule"] == "fixed" and given["thresholds"]["ball"] == 0.5
+    # discover --exclude-known clusters what the same rule calls unknown, and records it
+    _, assignments, found = discover_store(toy_store, exclude_known=True, min_size=4)
+    assert found["rule"] == "collection" and found["thresholds"] == meta["thresholds"]
+    unknown_ids = table.loc[table["class"] == UNKNOWN, "subtomogram_id"]
+    assert set(assignments["subtomogram_id"]) == set(unknown_ids)
 
 
 def test_cli_classify_prints_the_rule(toy, tmp_path):
