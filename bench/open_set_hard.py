@@ -8,6 +8,7 @@ imaging drawn outside the training defaults (``--imaging shifted``) or the train
     python bench/open_set_hard.py discovery --seed 0          # the discovery tables
     python bench/open_set_hard.py open-set --seed 1 --sweep   # tuning seed: level x neighbours
     python bench/open_set_hard.py discovery --seed 1          # tuning seed: the discover defaults
+    python bench/open_set_hard.py --quick                     # smoke run: 3 small episodes
 
 Both subcommands cache the embedded episodes in ``--cache-dir`` (default
 ``bench-out/open_set_hard``), so the second one reuses the first one's simulation. ``--sweep``
@@ -173,7 +174,7 @@ def choose_discovery_defaults(per_imaging: dict[str, pd.Series]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=["open-set", "discovery"])
+    parser.add_argument("table", choices=["open-set", "discovery"], nargs="?", default="open-set")
     parser.add_argument(
         "--imaging", choices=["shifted", "paper"], nargs="+", default=["shifted", "paper"]
     )
@@ -192,7 +193,10 @@ def main() -> None:
     )
     parser.add_argument("--min-sizes", type=int, nargs="+", default=[3, 5, 10])
     parser.add_argument("--cache-dir", default="bench-out/open_set_hard")
+    parser.add_argument("--quick", action="store_true", help="3 episodes x 10 per molecule")
     args = parser.parse_args()
+    if args.quick:
+        args.episodes, args.per_molecule = 3, 10
     torch.set_num_threads(args.threads)
     path = args.checkpoint or default_checkpoint_path()
     model, info = load_checkpoint(path)
