@@ -35,6 +35,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "demo"),
     "report": ("demo", "report"),
     "copick": ("copick", "copick"),
+    "view": ("view", "view"),
 }
 
 
