@@ -132,3 +132,25 @@ def test_copick_errors_say_what_the_project_has(tmp_path, tiny_model) -> None:
             cli, ["copick", "index", "--store", str(store), "--config", str(config), *args]
         )
         assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_picks_of_tomograms_outside_the_project_are_left_out(tmp_path) -> None:
+    from cosnet_index.errors import InputError
+    from cosnet_index.io.copick_project import write_picks
+
+    config, _ = _project(tmp_path)
+    root = copick.from_file(str(config))
+    table = pd.DataFrame(
+        {
+            "tomogram": ["TS_01", "elsewhere"],
+            "x": [1.0, 2.0],
+            "y": [1.0, 2.0],
+            "z": [1.0, 2.0],
+            "class": ["blob", "blob"],
+            "probability": [0.9, 0.8],
+        }
+    )
+    sizes = {"TS_01": VOXEL, "elsewhere": VOXEL}
+    assert write_picks(root, table, sizes, session_id="3") == {("TS_01", "blob"): 1}
+    with pytest.raises(InputError, match="no tomogram of the table is a run"):
+        write_picks(root, table[table["tomogram"] == "elsewhere"], sizes, session_id="3")

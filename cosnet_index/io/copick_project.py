@@ -280,8 +280,9 @@ def write_picks(
         ``(run, object) -> picks written``.
 
     Raises:
-        InputError: missing columns, a tomogram that is not a run of the project, or class names
-            that clash as copick object names.
+        InputError: missing columns, no tomogram that is a run of the project (rows of other
+            tomograms are left out with a warning), or class names that clash as copick object
+            names.
     """
     need = {"tomogram", "x", "y", "z", "class", "probability"}
     if not need <= set(table.columns):
@@ -292,8 +293,13 @@ def write_picks(
     rows = table[table["class"].astype(str) != unknown]
     runs = {run.name: run for run in root.runs}
     missing = sorted(set(rows["tomogram"].astype(str)) - set(runs))
+    if missing and len(missing) == rows["tomogram"].nunique():
+        raise InputError(
+            f"no tomogram of the table is a run of the copick project (tomograms {missing[:5]})"
+        )
     if missing:
-        raise InputError(f"tomograms {missing[:5]} are not runs of the copick project")
+        logger.warning("left out tomograms that are not copick runs: %s", ", ".join(missing))
+        rows = rows[~rows["tomogram"].astype(str).isin(missing)]
     objects = _ensure_objects(root, sorted(set(rows["class"].astype(str))), config_path)
     written = {}
     for (tomogram, class_name), group in rows.groupby(["tomogram", "class"], sort=True):
