@@ -92,8 +92,8 @@ def main() -> None:
         f"{args.tomograms} tomograms per preset, {args.particles} picks each, SNR {args.snr:g}, "
         f"seed {args.seed}, {time.perf_counter() - t0:.0f} s"
     )
-    print("| preset | case | n | expected | dark | bright | unclear | size warning |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| preset | case | n | expected | dark | bright | unclear | as expected | size warning |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (preset, case), cell in frame.groupby(["preset", "case"], sort=False):
         counts = cell["verdict"].value_counts()
         expected = "/".join(sorted(set(cell["truth"])))
@@ -102,6 +102,7 @@ def main() -> None:
         print(
             f"| {preset} | {case} | {len(cell)} | {expected} | {counts.get('dark', 0)} | "
             f"{counts.get('bright', 0)} | {counts.get('unclear', 0)} | "
+            f"{int((cell['verdict'] == cell['truth']).sum())} | "
             f"{int(cell['size_warning'].sum())}{median} |"
         )
 
