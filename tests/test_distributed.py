@@ -201,3 +201,36 @@ def test_slurm_job_script_renders() -> None:
     assert "#SBATCH -p cpu" in script and "#SBATCH -t 04:00:00" in script
     assert "--nworkers 2" in script and "--nthreads 4" in script
     assert "source .venv/bin/activate" in script and cluster.scheduler_address in script
+
+
+def test_cli_dask_scheduler(world, client, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from cosnet_index.cli._app import cli
+
+    path = world.fresh_store(tmp_path)
+    args = [
+        "index",
+        "--store",
+        str(path),
+        *map(str, world.tomograms),
+        "--coords",
+        str(world.coords),
+    ]
+    address = client.scheduler.address
+    result = CliRunner().invoke(cli, [*args, "--dask-scheduler", address, "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    assert "indexed 40 subtomograms from 4 tomograms" in result.output
+    result = CliRunner().invoke(cli, [*args, "--dask-scheduler", address, "--workers", "2"])
+    assert result.exit_code == 1 and "not both" in result.output
+    from cosnet_index.errors import InputError
+    from cosnet_index.store.distributed import index_on_dask
+
+    with Store.open(path) as store, pytest.raises(InputError, match="cannot reach the Dask"):
+        index_on_dask(
+            store,
+            world.tomograms,
+            world.coords,
+            scheduler="tcp://127.0.0.1:9",
+            connect_timeout_s=0.5,
+        )

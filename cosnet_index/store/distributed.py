@@ -80,6 +80,7 @@ def index_on_dask(
     *,
     workers: int | None = None,
     scheduler: str | None = None,
+    connect_timeout_s: float = 30.0,
     **options: Any,
 ) -> IndexSummary:
     """:func:`index_distributed` on a local cluster of ``workers`` processes, or on the
@@ -99,7 +100,7 @@ def index_on_dask(
         with local_cluster(workers) as cluster, distributed.Client(cluster) as client:
             return index_distributed(store, tomogram_paths, coords_path, client=client, **options)
     try:
-        client = distributed.Client(scheduler, timeout=30)
+        client = distributed.Client(scheduler, timeout=connect_timeout_s)
     except OSError as exc:
         raise InputError(
             f"cannot reach the Dask scheduler at {scheduler} ({exc}); check the address "
