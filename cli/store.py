@@ -148,6 +148,18 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
     help="Boxes of a tomogram per committed part: Ctrl-C loses at most one part.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Embed on a local Dask cluster of N worker processes (needs the cluster extra).",
+)
+@click.option(
+    "--dask-scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Embed on an existing Dask cluster, e.g. tcp://node:8786 (docs/cluster.md).",
+)
 def index(
     store_path: str,
     db_url: str | None,
@@ -160,6 +172,8 @@ def index(
     device: str | None,
     commit_every: int,
     no_progress: bool,
+    workers: int | None,
+    dask_scheduler: str | None,
 ) -> None:
     """Embed every subtomogram listed in --coords from the TOMOGRAMS (MRC) into the store.
 
@@ -174,10 +188,32 @@ def index(
         cosnet-index index --store ./store tomos/*.mrc --coords particles.star
 
         cosnet-index index --store ./store TS_01.mrc --coords picks.csv --voxel-size 10
+
+        cosnet-index index --store ./store tomos/*.mrc --coords particles.star --workers 4
     """
     from cosnet_index.store import Store, index_tomograms
     from cosnet_index.store.indexer import IndexInterrupted
 
+    if workers is not None or dask_scheduler is not None:
+        from cosnet_index.store.distributed import index_on_dask
+
+        with Store.open(store_path, db_url=db_url) as store:
+            summary = index_on_dask(
+                store,
+                list(tomograms),
+                coords,
+                workers=workers,
+                scheduler=dask_scheduler,
+                voxel_size_angstrom=voxel_size,
+                batch_size=batch_size,
+                invert_contrast=invert_contrast,
+                edge=edge,
+                device=device,
+                commit_every=commit_every,
+            )
+        for line in summary.lines():
+            click.echo(line)
+        return
     with Store.open(store_path, db_url=db_url) as store:
         try:
             summary = index_tomograms(

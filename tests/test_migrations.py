@@ -13,8 +13,8 @@ from cosnet_index.store.tables import Base
 OWN_TABLES = {"models", "tomograms", "shards", "subtomograms"}
 
 
-def test_upgrade_from_empty_to_head_and_down_to_base(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+def test_upgrade_from_empty_to_head_and_down_to_base(tmp_path, catalog_url) -> None:
+    engine = make_engine(catalog_url or f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     assert schema.current_revision(engine) is None
     schema.upgrade(engine, "head")
     assert schema.current_revision(engine) == schema.head_revision()
@@ -31,8 +31,8 @@ def test_upgrade_from_empty_to_head_and_down_to_base(tmp_path) -> None:
     engine.dispose()
 
 
-def test_orm_matches_migrations(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+def test_orm_matches_migrations(tmp_path, catalog_url) -> None:
+    engine = make_engine(catalog_url or f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     schema.upgrade(engine, "head")
     with engine.connect() as connection:
         diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
