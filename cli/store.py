@@ -6,7 +6,12 @@ import json
 
 import click
 
-from cosnet_index.cli._options import invert_contrast_option, json_option, store_options
+from cosnet_index.cli._options import (
+    invert_contrast_option,
+    json_option,
+    plausibility_options,
+    store_options,
+)
 
 __all__ = ["check", "db", "index", "init", "reindex", "stats"]
 
@@ -132,6 +137,7 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 )
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Boxes per batch.")
 @invert_contrast_option("Tomograms have bright molecules: negate.")
+@plausibility_options
 @click.option(
     "--edge",
     type=click.Choice(["skip", "pad"]),
@@ -168,6 +174,8 @@ def index(
     voxel_size: float | None,
     batch_size: int,
     invert_contrast: bool,
+    contrast_check: str,
+    no_size_check: bool,
     edge: str,
     device: str | None,
     commit_every: int,
@@ -182,6 +190,10 @@ def index(
     committed in parts of --commit-every boxes; a particle is known by its tomogram and
     position (0.01 voxel), so running the command again (after Ctrl-C, or with more picks)
     embeds only what the store does not hold and never stores a particle twice.
+
+    Before anything is written, the picks are compared with random background boxes: molecules
+    brighter than the background stop the run (--invert-contrast, or --contrast-check off), and
+    an apparent molecule size that does not fit the voxel size gets a warning.
 
     Examples:
 
@@ -227,6 +239,8 @@ def index(
                 progress=not no_progress,
                 device=device,
                 commit_every=commit_every,
+                contrast_check=contrast_check,
+                size_check=not no_size_check,
             )
         except IndexInterrupted as exc:
             click.echo(str(exc), err=True)

@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from cosnet_index.io import (
     coordinate_conventions,
 )
+from cosnet_index.io.plausibility import check_plausibility
 from cosnet_index.store._committing import _commit_part, _open_part, remove_partial_files
 from cosnet_index.store._inputs import _check_arguments, _read_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
@@ -148,6 +149,8 @@ def index_tomograms(
     device: str | None = None,
     flush_interval_s: float = 60.0,
     commit_every: int = DEFAULT_COMMIT_EVERY,
+    contrast_check: str = "error",
+    size_check: bool = True,
 ) -> IndexSummary:
     """Embed the subtomograms of ``tomogram_paths`` listed in ``coords_path`` into ``store``.
 
@@ -165,6 +168,10 @@ def index_tomograms(
         flush_interval_s: write the FAISS index file at least this often (and at the end).
         commit_every: boxes of a tomogram per committed part (an interrupt loses at most one
             part); new picks of an indexed tomogram become new parts.
+        contrast_check: ``"error"``: molecules brighter than the background (and no
+            ``invert_contrast``) stop the run before the store changes; ``"warn"``; ``"off"``
+            (:func:`~cosnet_index.io.plausibility.check_plausibility`).
+        size_check: warn when the apparent molecule size does not fit the voxel size.
 
     Returns:
         An :class:`IndexSummary`.
@@ -172,7 +179,7 @@ def index_tomograms(
     Raises:
         InputError: bad arguments; MrcError / CoordinateError: bad files (raised before the store
             changes); StoreError: name clashes with indexed tomograms; StoreLockedError: another
-            writer is running.
+            writer is running; ContrastError: bright molecules (``--invert-contrast``).
         IndexInterrupted: Ctrl-C; what was committed stays and a re-run resumes.
     """
     import torch
@@ -184,6 +191,15 @@ def index_tomograms(
     model = store.model()
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    check_plausibility(
+        tomograms,
+        coordinates,
+        box=box,
+        model_voxel_angstrom=model_voxel_angstrom,
+        invert_contrast=invert_contrast,
+        contrast_check=contrast_check,
+        size_check=size_check,
+    )
     with store.write_lock():
         jobs, skipped_tomograms, stored_done = _plan_jobs(
             store,
