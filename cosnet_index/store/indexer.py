@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 
 from cosnet_index.errors import InputError
@@ -143,8 +144,9 @@ class IndexSummary:
 def index_tomograms(
     store: Store,
     tomogram_paths: Sequence[str | os.PathLike[str]],
-    coords_path: str | os.PathLike[str],
+    coords_path: str | os.PathLike[str] | None = None,
     *,
+    candidates: pd.DataFrame | None = None,
     voxel_size_angstrom: float | None = None,
     batch_size: int = 64,
     invert_contrast: bool = False,
@@ -161,6 +163,9 @@ def index_tomograms(
         tomogram_paths: MRC files; each is known by its name (file stem, see
             :func:`~cosnet_index.io.tomogram_name`), which the coordinate file must use.
         coords_path: STAR (RELION 3.1/4/5, Warp), CSV or Parquet coordinates.
+        candidates: instead of ``coords_path``, a table ``tomogram, x, y, z`` (voxels of each
+            tomogram) + any columns to store with each particle, e.g. picked candidates
+            (``cosnet_index.pick``: ``pick_method``, ``pick_score``).
         voxel_size_angstrom: override the MRC headers' voxel size (required when they have none).
         batch_size: boxes per forward pass.
         invert_contrast: negate boxes (tomograms with bright molecules).
@@ -211,8 +216,14 @@ def index_tomograms(
         raise InputError(
             f"several tomograms are named {duplicates}: names (file stems) must be unique"
         )
-    parsed = parse_coordinates(coords_path)
-    coordinates = read_coordinates(parsed, tomograms={t.name: t for t in tomograms})
+    if (coords_path is None) == (candidates is None):
+        raise InputError("give either a coordinate file or a candidate table, not both or neither")
+    if candidates is not None:
+        coordinates, source, conventions = _candidate_table(candidates), "the candidates", {}
+    else:
+        parsed = parse_coordinates(coords_path)  # type: ignore[arg-type]
+        coordinates = read_coordinates(parsed, tomograms={t.name: t for t in tomograms})
+        source, conventions = str(coords_path), coordinate_conventions(parsed)
     model = store.model()
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
@@ -224,8 +235,8 @@ def index_tomograms(
             box=box,
             model_voxel_angstrom=model_voxel_angstrom,
             edge=edge,
-            source=str(coords_path),
-            conventions=coordinate_conventions(parsed),
+            source=source,
+            conventions=conventions,
         )
         for job in jobs:
             if job.resampled_from is not None:
@@ -276,6 +287,21 @@ def index_tomograms(
     for line in summary.lines():
         logger.info(line)
     return summary
+
+
+def _candidate_table(candidates: pd.DataFrame) -> pd.DataFrame:
+    """A candidate table as ``read_coordinates`` returns coordinates (rows numbered 0..n-1).
+
+    Raises:
+        InputError: a column of ``tomogram, x, y, z`` is missing or a position is not finite.
+    """
+    missing = [c for c in ("tomogram", "x", "y", "z") if c not in candidates.columns]
+    if missing:
+        raise InputError(f"the candidate table lacks the columns {missing}")
+    table = candidates.reset_index(drop=True)
+    if not np.isfinite(table[["x", "y", "z"]].to_numpy(dtype=np.float64)).all():
+        raise InputError("the candidate table has positions that are not finite numbers")
+    return table
 
 
 def _run_jobs(
