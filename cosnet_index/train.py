@@ -42,7 +42,17 @@ __all__ = ["TrainConfig", "episode_loss", "pick_device", "train"]
 logger = logging.getLogger(__name__)
 
 METRIC_FIELDS = [
-    "step", "wall_s", "lr", "loss", "bce", "dice", "acc", "pos_p", "neg_p", "snr", "metric"
+    "step",
+    "wall_s",
+    "lr",
+    "loss",
+    "bce",
+    "dice",
+    "acc",
+    "pos_p",
+    "neg_p",
+    "snr",
+    "metric",
 ]
 
 

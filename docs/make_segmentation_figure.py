@@ -1,4 +1,4 @@
-"""Make docs/segmentation_tomogram.png: a crowded tomogram, its true and its predicted label volumes.
+"""Make docs/segmentation_tomogram.png: a crowded tomogram, its true and predicted label volumes.
 
 Run: python docs/make_segmentation_figure.py  (seed 0, about a minute on 2 cores)
 
@@ -63,22 +63,61 @@ def main(seed: int = 0) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         tomos, store = work / "tomos", work / "store"
-        _run("simulate", "tomograms", str(tomos), "--n-tomograms", "1", "--shape",
-             *map(str, SHAPE), "--classes", "heldout-real", "--n-particles", "70",
-             "--snr", "1000", "--seed", str(seed), "--preset", "shifted", "--labels")
+        _run(
+            "simulate",
+            "tomograms",
+            str(tomos),
+            "--n-tomograms",
+            "1",
+            "--shape",
+            *map(str, SHAPE),
+            "--classes",
+            "heldout-real",
+            "--n-particles",
+            "70",
+            "--snr",
+            "1000",
+            "--seed",
+            str(seed),
+            "--preset",
+            "shifted",
+            "--labels",
+        )
         truth = pd.read_parquet(tomos / "truth.parquet")
         name = str(truth["tomogram"].iloc[0])
         _run("init", "--store", str(store))
-        _run("index", "--store", str(store), str(tomos / f"{name}.mrc"),
-             "--coords", str(tomos / "particles.star"))
+        _run(
+            "index",
+            "--store",
+            str(store),
+            str(tomos / f"{name}.mrc"),
+            "--coords",
+            str(tomos / "particles.star"),
+        )
         classes = sorted(truth["class"].unique())
         for cls in classes:
             first = truth[truth["class"] == cls].iloc[0]
-            _run("classes", "add", cls, "--store", str(store), "--at", name,
-                 *(f"{first[a]:.3f}" for a in ("x", "y", "z")))
+            _run(
+                "classes",
+                "add",
+                cls,
+                "--store",
+                str(store),
+                "--at",
+                name,
+                *(f"{first[a]:.3f}" for a in ("x", "y", "z")),
+            )
         _run("classify", "--store", str(store), "--out", str(work / "result.parquet"))
-        _run("segment", "--store", str(store), "--hits", str(work / "result.parquet"),
-             "--out", str(work / "seg"), "--merge")
+        _run(
+            "segment",
+            "--store",
+            str(store),
+            "--hits",
+            str(work / "result.parquet"),
+            "--out",
+            str(work / "seg"),
+            "--merge",
+        )
         segments = pd.read_parquet(work / "seg" / "segments.parquet")
         with mrcfile.open(tomos / f"{name}.mrc", permissive=True) as mrc:
             tomogram = np.asarray(mrc.data, dtype=np.float32)
@@ -89,10 +128,11 @@ def main(seed: int = 0) -> Path:
 
     number = {cls: i + 1 for i, cls in enumerate(classes)}
     truth = truth.reset_index(drop=True)
-    true_class = _class_volume(true_labels, {r + 1: number[c] for r, c in enumerate(truth["class"])})
-    pred_class = _class_volume(
-        pred_labels, {int(l): number.get(c, 0) for l, c in zip(segments["label"], segments["class"])}
+    true_class = _class_volume(
+        true_labels, {row + 1: number[c] for row, c in enumerate(truth["class"])}
     )
+    hit_class = zip(segments["label"], segments["class"], strict=True)
+    pred_class = _class_volume(pred_labels, {int(lab): number.get(c, 0) for lab, c in hit_class})
     fg_t, fg_p = true_class > 0, pred_class > 0
     dice = 2 * np.sum(fg_t & fg_p) / max(1, fg_t.sum() + fg_p.sum())
     overlap = fg_t & fg_p
@@ -110,8 +150,15 @@ def main(seed: int = 0) -> Path:
             ax = axes[row, col]
             ax.imshow(tomogram[z], cmap="gray", vmin=lo, vmax=hi, origin="lower")
             if overlay is not None:
-                ax.imshow(overlay, cmap=cmap, vmin=0, vmax=len(classes), alpha=0.55,
-                          origin="lower", interpolation="nearest")
+                ax.imshow(
+                    overlay,
+                    cmap=cmap,
+                    vmin=0,
+                    vmax=len(classes),
+                    alpha=0.55,
+                    origin="lower",
+                    interpolation="nearest",
+                )
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{title}, z = {z}", fontsize=9)
@@ -126,8 +173,10 @@ def main(seed: int = 0) -> Path:
     )
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     fig.savefig(OUT, dpi=90)
-    print(f"wrote {OUT}: foreground Dice {dice:.3f}, class agreement {class_agreement:.3f}, "
-          f"{len(truth)} particles, {len(segments)} hits")
+    print(
+        f"wrote {OUT}: foreground Dice {dice:.3f}, class agreement {class_agreement:.3f}, "
+        f"{len(truth)} particles, {len(segments)} hits"
+    )
     return OUT
 
 

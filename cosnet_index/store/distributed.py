@@ -157,8 +157,9 @@ def index_distributed(
     started = time.perf_counter()
     _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
     model_hash = store.model_hash
-    tomograms, parsed, coordinates = _read_inputs(tomogram_paths, coords_path, voxel_size_angstrom)
-    from cosnet_index.io import coordinate_conventions
+    tomograms, coordinates, source, conventions = _read_inputs(
+        tomogram_paths, coords_path, voxel_size_angstrom
+    )
 
     model = store.model()
     box = int(model.config.box)
@@ -170,8 +171,8 @@ def index_distributed(
         box=box,
         model_voxel_angstrom=model_voxel_angstrom,
         edge=edge,
-        source=str(coords_path),
-        conventions=coordinate_conventions(parsed),
+        source=source,
+        conventions=conventions,
     )
     staging = store.path / STAGING / model_hash[:16]
     staging.mkdir(parents=True, exist_ok=True)

@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 
-from cosnet_index.io import (
-    coordinate_conventions,
-)
 from cosnet_index.io.plausibility import check_plausibility
 from cosnet_index.store._committing import _commit_part, _open_part, remove_partial_files
 from cosnet_index.store._inputs import _check_arguments, _read_inputs
@@ -139,8 +137,9 @@ class IndexSummary:
 def index_tomograms(
     store: Store,
     tomogram_paths: Sequence[str | os.PathLike[str]],
-    coords_path: str | os.PathLike[str],
+    coords_path: str | os.PathLike[str] | None = None,
     *,
+    candidates: pd.DataFrame | None = None,
     voxel_size_angstrom: float | None = None,
     batch_size: int = 64,
     invert_contrast: bool = False,
@@ -159,6 +158,9 @@ def index_tomograms(
         tomogram_paths: MRC files; each is known by its name (file stem, see
             :func:`~cosnet_index.io.tomogram_name`), which the coordinate file must use.
         coords_path: STAR (RELION 3.1/4/5, Warp), CSV or Parquet coordinates.
+        candidates: instead of ``coords_path``, a table ``tomogram, x, y, z`` (voxels of each
+            tomogram) + any columns to store with each particle, e.g. picked candidates
+            (``cosnet_index.pick``: ``pick_method``, ``pick_score``).
         voxel_size_angstrom: override the MRC headers' voxel size (required when they have none).
         batch_size: boxes per forward pass.
         invert_contrast: negate boxes (tomograms with bright molecules).
@@ -187,7 +189,9 @@ def index_tomograms(
     started = time.perf_counter()
     _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
     model_hash = store.model_hash
-    tomograms, parsed, coordinates = _read_inputs(tomogram_paths, coords_path, voxel_size_angstrom)
+    tomograms, coordinates, source, conventions = _read_inputs(
+        tomogram_paths, coords_path, voxel_size_angstrom, candidates
+    )
     model = store.model()
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
@@ -208,8 +212,8 @@ def index_tomograms(
             box=box,
             model_voxel_angstrom=model_voxel_angstrom,
             edge=edge,
-            source=str(coords_path),
-            conventions=coordinate_conventions(parsed),
+            source=source,
+            conventions=conventions,
         )
         for job in jobs:
             if job.resampled_from is not None:
