@@ -104,7 +104,7 @@ def open_set(args: argparse.Namespace, model, collections) -> None:  # type: ign
         print(f"| level | neighbours | {snrs} | mean balanced |")
         print("|---|---|" + "---|" * len(args.snr) + "---|")
         for neighbours in (5, 10, 20):
-            for level in np.round(np.arange(0.5, 0.96, 0.05), 2):
+            for level in np.round(np.arange(0.05, 0.96, 0.05), 2):
                 cells, balanced = [], []
                 for snr in args.snr:
                     r = pd.concat(
