@@ -203,13 +203,48 @@ class VectorAccess:
         return cached[1]
 
     def search(
-        self, xq: np.ndarray, k: int, *, gpu: bool | None = None
+        self, xq: np.ndarray, k: int, *, gpu: bool | None = None, candidates: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``D, I``: L1 distances and subtomogram ids of the ``k`` nearest stored vectors.
+
+        A compressed index (``reindex --index-type ivf-fp16|ivf-pq``) proposes ``candidates``
+        per query (default: as recorded at ``reindex``), re-scored exactly
+        (:func:`~cosnet_index.store.compressed.rescored_search`).
 
         Raises:
             InputError: malformed queries (see :func:`~cosnet_index.store.vectors.search_index`).
         """
         if int(k) > GPU_MAX_K:
             gpu = False
-        return search_index(self.vector_index(gpu=gpu), xq, k)
+        index = self.vector_index(gpu=gpu)
+        if not _is_compressed(self.cpu_index()):
+            return search_index(index, xq, k)
+        from cosnet_index.store import compressed
+
+        if candidates is None:
+            candidates = self._recorded_candidates()
+        search_index(self.cpu_index(), xq, 1)  # the same input checks
+        xq = np.ascontiguousarray(np.atleast_2d(np.asarray(xq, dtype=np.float32)))
+        return compressed.rescored_search(
+            index, self.index_path(), self.load_vectors, xq, int(k), candidates
+        )
+
+    def _recorded_candidates(self) -> int:
+        from cosnet_index.store.compressed import DEFAULT_CANDIDATES
+        from cosnet_index.store.tables import VectorIndexRecord
+
+        model_id, _ = self._model_id(None)
+        with self.session() as session:
+            record = session.scalars(
+                select(VectorIndexRecord).where(VectorIndexRecord.model_id == model_id)
+            ).first()
+        params = dict(record.params) if record is not None else {}
+        return int(params.get("candidates", DEFAULT_CANDIDATES))
+
+
+def _is_compressed(index: Any) -> bool:
+    """An L2 IVF index with scalar-quantised or PQ codes (``store/compressed.py``)."""
+    import faiss
+
+    inner = faiss.downcast_index(getattr(index, "index", index))
+    return isinstance(inner, faiss.IndexIVFScalarQuantizer | faiss.IndexIVFPQ)

@@ -30,7 +30,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INDEX_TYPES = ("flat", "ivf")
+INDEX_TYPES = ("flat", "ivf", "ivf-fp16", "ivf-pq")  # the last two: store/compressed.py
 
 
 def _faiss() -> Any:
@@ -63,7 +63,7 @@ def new_index(
     if index_type == "flat":
         return faiss.IndexIDMap2(faiss.IndexFlat(dim, faiss.METRIC_L1))
     if index_type != "ivf":
-        raise InputError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
+        raise InputError(f"index type must be 'flat' or 'ivf' here, got {index_type!r}")
     if train_vectors is None or len(train_vectors) < 39:
         raise InputError(
             "an IVF index needs at least 39 stored vectors to train on; use the flat index "
