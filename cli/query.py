@@ -42,6 +42,12 @@ __all__ = ["classify", "discover", "export", "search"]
     type=click.Path(dir_okay=False),
     help="Result table (.parquet).",
 )
+@click.option(
+    "--stream/--in-memory",
+    default=None,
+    help="Classify shard by shard, writing as it goes (memory flat in the collection's size; "
+    "default for stores of more than a million vectors; rows in shard order).",
+)
 def classify(
     store_path: str,
     db_url: str | None,
@@ -52,6 +58,7 @@ def classify(
     tomograms: tuple[str, ...],
     subtomograms: tuple[str, ...],
     out_path: str,
+    stream: bool | None,
 ) -> None:
     """Give every stored subtomogram its probability for each class, best class and margin.
 
@@ -67,9 +74,31 @@ def classify(
         cosnet-index classify --store ./store --set chaperones --tomogram TS_01 --out ts01.parquet
     """
     from cosnet_index.query import UNKNOWN, classify_store, write_table
+    from cosnet_index.query._streaming import STREAM_ABOVE, classify_store_streaming
     from cosnet_index.store import Store
 
+    selected = bool(tomograms or subtomograms)
+    if stream and selected:
+        raise click.UsageError("--stream classifies the whole store; drop --tomogram/--ids")
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
+        if stream is None and not selected:
+            stream = store._count_vectors(store._model_id(None)[0]) > STREAM_ABOVE
+        if stream:
+            n, counts, meta = classify_store_streaming(
+                store,
+                out_path,
+                classes=parse_names(class_names),
+                set_name=set_name,
+                min_prob=min_prob,
+                reduce=reduce,  # type: ignore[arg-type]
+            )
+            click.echo(
+                f"classified {n} subtomograms into {len(meta['classes'])} classes -> {out_path} "
+                "(streamed)"
+            )
+            for name in [*meta["classes"], UNKNOWN]:
+                click.echo(f"  {name:<24} {int(counts.get(name, 0))}")
+            return
         table, meta = classify_store(
             store,
             classes=parse_names(class_names),
