@@ -216,15 +216,16 @@ class VectorAccess:
         """
         if int(k) > GPU_MAX_K:
             gpu = False
-        index = self.vector_index(gpu=gpu)
-        if not _is_compressed(self.cpu_index()):
-            return search_index(index, xq, k)
+        cpu = self.cpu_index()
+        if not _is_compressed(cpu):
+            return search_index(self.vector_index(gpu=gpu), xq, k)
         from cosnet_index.store import compressed
+        from cosnet_index.store.vectors import check_queries
 
         if candidates is None:
             candidates = self._recorded_candidates()
-        search_index(self.cpu_index(), xq, 1)  # the same input checks
-        xq = np.ascontiguousarray(np.atleast_2d(np.asarray(xq, dtype=np.float32)))
+        xq = check_queries(xq, cpu.d, k)
+        index = self.vector_index(gpu=gpu)
         return compressed.rescored_search(
             index, self.index_path(), self.load_vectors, xq, int(k), candidates
         )

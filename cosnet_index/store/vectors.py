@@ -131,14 +131,24 @@ def search_index(index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     Raises:
         InputError: ``xq`` not ``(n, d)`` finite, or ``k < 1``.
     """
+    xq = check_queries(xq, index.d, k)
+    D, I = index.search(xq, int(k))  # noqa: E741 (faiss names)
+    return D, I
+
+
+def check_queries(xq: np.ndarray, dim: int, k: int) -> np.ndarray:
+    """``xq`` as a C-contiguous ``(n, dim)`` float32 array.
+
+    Raises:
+        InputError: ``xq`` not ``(n, dim)`` finite, or ``k < 1``.
+    """
     xq = np.ascontiguousarray(np.asarray(xq, dtype=np.float32))
     if xq.ndim == 1:
         xq = xq[None, :]
-    if xq.ndim != 2 or xq.shape[1] != index.d:
-        raise InputError(f"query vectors must have shape (n, {index.d}), got {xq.shape}")
+    if xq.ndim != 2 or xq.shape[1] != dim:
+        raise InputError(f"query vectors must have shape (n, {dim}), got {xq.shape}")
     if not np.isfinite(xq).all():
         raise InputError("query vectors contain NaN or infinite values")
     if int(k) < 1:
         raise InputError(f"k must be at least 1, got {k}")
-    D, I = index.search(xq, int(k))  # noqa: E741 (faiss names)
-    return D, I
+    return xq
