@@ -55,13 +55,11 @@ def classify_store_streaming(
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from sqlalchemy import select
 
     from cosnet_index.files import atomic_write
     from cosnet_index.query._scores import classify
     from cosnet_index.query._stored import _check_reachable, _meta, _set_support
     from cosnet_index.store.shards import iter_shard_positions
-    from cosnet_index.store.tables import ShardRecord, TomogramRecord
 
     out_path = Path(out_path)
     if out_path.suffix != ".parquet":
@@ -72,14 +70,7 @@ def classify_store_streaming(
     names = [c.name for c in support]
     prototypes = [c.vectors for c in support]
     marked = _set_support(store, set_name)
-    model_id, _ = store._model_id(None)
-    with store.session() as session:
-        shards = session.execute(
-            select(ShardRecord.path, TomogramRecord.name)
-            .join(TomogramRecord, ShardRecord.tomogram_id == TomogramRecord.id)
-            .where(ShardRecord.model_id == model_id, ShardRecord.n_rows > 0)
-            .order_by(ShardRecord.id)
-        ).all()
+    shards = store.shard_listing()
     if not shards:
         raise InputError("the store holds no subtomogram; index some with `cosnet-index index`")
     meta = _meta(
