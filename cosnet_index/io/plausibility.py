@@ -55,7 +55,7 @@ CENTRE_RADIUS_NM = 2.0
 MIN_PARTICLES = 8
 """Fewer picks than this in a tomogram: no verdict (``unclear``)."""
 
-T_THRESHOLD = 4.0
+T_THRESHOLD = 3.0
 """|Welch t| above which particles are called darker or brighter than the background."""
 
 MIN_DIAMETER_ANGSTROM = 30.0
@@ -161,7 +161,7 @@ def estimate_plausibility(
     *,
     box: int = 32,
     model_voxel_angstrom: float = 10.0,
-    n_particles: int = 48,
+    n_particles: int = 200,
     seed: int = 0,
 ) -> Plausibility:
     """Measure contrast and apparent molecule size from the particle boxes of one tomogram.
