@@ -34,7 +34,7 @@ def pick_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--min-distance",
             type=float,
             default=None,
-            help="Candidates at least this many angstrom apart (default half the smallest "
+            help="Candidates at least this many angstrom apart (default 0.35 x the smallest "
             "--diameter).",
         ),
         click.option(
