@@ -1,0 +1,333 @@
+"""Particle picking: candidate recall/precision and per-class F1 after one-shot classification,
+beside whole-tomogram template matching with the same single reference; and a timing.
+
+Data: crowded tomograms of the realistic simulator (tilt series, CTF, background clutter: gold,
+crowders, ice gradient, membranes and carbon when drawn) holding held-out real molecules of
+150 kDa and more (none of them RESERVED), at each SNR; the same seeds give the same molecules at
+every SNR. Per SNR:
+
+- candidates by DoG (``cosnet_index.pick.detect_blobs``, default settings) and by the decoder
+  objectness, each timed: recall and precision (a hit lies within half the molecule's radius of
+  a true centre, one candidate per molecule, best score first), candidates per true particle;
+- COS-Net: the DoG candidates indexed with the shipped weights; one support per class (the
+  first molecule of that class in tomogram 1, added with ``classes add --at``; it is left out
+  of the scoring); ``classify``: a candidate is predicted as its best class when p >= t; per
+  class precision, recall, F1 and F-beta(4) at the default t = 0.86 and at the best t (one t
+  for all classes, the best mean F1);
+- template matching: the support's box is the single reference of its class; the score map of
+  the whole tomogram, its peaks, the best threshold per class (its most favourable operating
+  point); wall time per tomogram and class.
+
+Then (``--timing``): one 512 x 512 x 200 tomogram (fast ``paper`` simulator path), indexed
+without coordinates (detect + embed + store) in a fresh store, beside template matching of one
+class on it, both timed on this machine's CPU threads.
+
+    python bench/pick.py --seed 0                      # the tables of docs/picking.md
+    python bench/pick.py --quick                       # one small tomogram, SNR 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pick_tm import match_tomogram, peaks  # noqa: E402
+
+from cosnet_index.defaults import DEFAULT_MIN_PROB  # noqa: E402
+from cosnet_index.evaluate import wilson_interval  # noqa: E402
+
+CLASSES = ("lib-6wwe-c4", "lib-6x2z-c8", "lib-3bof-d4", "lib-6wwe-o")  # 160-1163 kDa, held out
+THRESHOLDS = np.round(np.arange(0.30, 1.0, 0.01), 2)
+
+
+def greedy_hits(xyz, score, truth_xyz, truth_r):  # type: ignore[no-untyped-def]
+    """Per prediction (best score first): index of the true molecule it hits, or -1."""
+    order = np.argsort(-np.asarray(score), kind="stable")
+    taken = np.zeros(len(truth_xyz), bool)
+    out = np.full(len(xyz), -1)
+    if len(truth_xyz) == 0:
+        return out
+    for i in order:
+        d = np.linalg.norm(truth_xyz - xyz[i], axis=1)
+        d[taken] = np.inf
+        j = int(np.argmin(d))
+        if d[j] <= 0.5 * truth_r[j]:
+            taken[j] = True
+            out[i] = j
+    return out
+
+
+def prf(tp: int, n_pred: int, n_true: int) -> dict[str, float]:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_true if n_true else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    b2 = 16.0
+    fb = (1 + b2) * p * r / (b2 * p + r) if p + r else 0.0
+    return {"precision": p, "recall": r, "f1": f1, "f4": fb, "tp": tp, "pred": n_pred,
+            "true": n_true, "p_ci": wilson_interval(tp, n_pred), "r_ci": wilson_interval(tp, n_true)}  # fmt: skip
+
+
+def simulate(folder: Path, snr: float, args) -> list[tuple[Path, pd.DataFrame]]:  # type: ignore[no-untyped-def]
+    from cosnet_index.simulate.tomogram import simulate_tomogram
+
+    out = []
+    for t in range(args.tomograms):
+        name = f"TS_{t + 1:02d}"
+        sim = simulate_tomogram(folder, name, CLASSES, args.particles, snr, args.seed * 100 + t,
+                                shape=args.shape, imaging="realistic", write_tables=False)  # fmt: skip
+        out.append((sim.path, sim.particles))
+    return out
+
+
+def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-def]
+    from cosnet_index.classes import add_class
+    from cosnet_index.io import open_tomogram
+    from cosnet_index.model import load_checkpoint
+    from cosnet_index.model.checkpoint import default_checkpoint_path
+    from cosnet_index.pick import pick_candidates
+    from cosnet_index.query import classify_store
+    from cosnet_index.store import Store, index_tomograms
+
+    started = time.perf_counter()
+    tomos = simulate(root / f"snr-{snr}", snr, args)
+    sim_s = time.perf_counter() - started
+    model = load_checkpoint(default_checkpoint_path())[0]
+    # supports: the first molecule of each class in tomogram 1 (left out of every score)
+    first = tomos[0][1]
+    support = {c: first[first["class"] == c].iloc[0] for c in CLASSES}
+    support_rows = {int(s.name) for s in support.values()}
+    truths = []
+    for t, (_, truth) in enumerate(tomos):
+        keep = ~truth.index.isin(support_rows) if t == 0 else np.ones(len(truth), bool)
+        truths.append(truth[keep].reset_index(drop=True))
+    res: dict = {"snr": snr, "simulate_s": sim_s, "candidates": {}, "cosnet": {}, "tm": {}}
+    picked = {}
+    for method in ("dog", "decoder"):
+        hits = n_cand = n_true = 0
+        seconds = 0.0
+        frames = []
+        for (path, truth), kept in zip(tomos, truths, strict=True):
+            invert = bool(json.loads(truth["imaging"].iloc[0])["invert_contrast"])
+            with open_tomogram(path) as tomo:
+                t0 = time.perf_counter()
+                found = pick_candidates(tomo.data, tomo.voxel_size_angstrom, method=method,
+                                        invert_contrast=invert, model=model)  # fmt: skip
+                seconds += time.perf_counter() - t0
+            found.insert(0, "tomogram", tomo.name)
+            frames.append(found)
+            all_xyz = truth[["x", "y", "z"]].to_numpy()
+            got = greedy_hits(found[["x", "y", "z"]].to_numpy(), found["pick_score"].to_numpy(),
+                              all_xyz, truth["radius_voxels"].to_numpy())  # fmt: skip
+            hits += int((got >= 0).sum())
+            n_cand += len(found)
+            n_true += len(truth)
+        res["candidates"][method] = {**prf(hits, n_cand, n_true), "per_particle": n_cand / n_true,
+                                     "seconds_per_tomogram": seconds / len(tomos)}  # fmt: skip
+        picked[method] = pd.concat(frames, ignore_index=True)
+    # COS-Net on the DoG candidates
+    store_path = root / f"store-{snr}"
+    index_s = 0.0
+    with Store.create(store_path) as store:
+        for (path, truth), frame in zip(tomos, frames_of(picked["dog"], tomos), strict=True):
+            invert = bool(json.loads(truth["imaging"].iloc[0])["invert_contrast"])
+            t0 = time.perf_counter()
+            index_tomograms(store, [path], candidates=frame, invert_contrast=invert,
+                            progress=False)  # fmt: skip
+            index_s += time.perf_counter() - t0
+        for c, row in support.items():
+            add_class(store, c, at=[(row["tomogram"], row["x"], row["y"], row["z"])])
+        table, _ = classify_store(store, min_prob=0.5)
+    res["index_seconds_per_tomogram"] = index_s / len(tomos)
+    res["cosnet"] = score_cosnet(table, truths, tomos)
+    # template matching with the same single references
+    res["tm"] = score_tm(tomos, truths, support, args)
+    return res
+
+
+def frames_of(picked: pd.DataFrame, tomos) -> list[pd.DataFrame]:  # type: ignore[no-untyped-def]
+    return [picked[picked["tomogram"] == p.stem].reset_index(drop=True) for p, _ in tomos]
+
+
+def per_class(pred: pd.DataFrame, truths: list[pd.DataFrame], score: str, cls: str) -> tuple:  # type: ignore[type-arg]
+    """(scores sorted descending, cumulative TP) of predictions of one class."""
+    parts = []
+    n_true = 0
+    for truth in truths:
+        name = truth["tomogram"].iloc[0]
+        mine = pred[(pred["tomogram"] == name)]
+        t = truth[truth["class"] == cls]
+        n_true += len(t)
+        got = greedy_hits(mine[["x", "y", "z"]].to_numpy(), mine[score].to_numpy(),
+                          t[["x", "y", "z"]].to_numpy(), t["radius_voxels"].to_numpy())  # fmt: skip
+        parts.append(pd.DataFrame({"s": mine[score].to_numpy(), "tp": got >= 0}))
+    both = pd.concat(parts).sort_values("s", ascending=False, kind="stable")
+    return both["s"].to_numpy(), np.cumsum(both["tp"].to_numpy()), n_true
+
+
+def at(scores, cum, n_true, t):  # type: ignore[no-untyped-def]
+    n = int((scores >= t).sum())
+    return prf(int(cum[n - 1]) if n else 0, n, n_true)
+
+
+def score_cosnet(table: pd.DataFrame, truths, tomos) -> dict:  # type: ignore[no-untyped-def]
+    best = table["class"]  # best class (min_prob 0.5 keeps p >= 0.5 named)
+    curves = {}
+    for c in CLASSES:
+        pred = table[best == c]
+        curves[c] = per_class(pred, truths, "probability", c)
+    sweep = {float(t): np.mean([at(*curves[c], t)["f1"] for c in CLASSES]) for t in THRESHOLDS}
+    best_t = max(sweep, key=lambda t: (sweep[t], -t))
+    # non-particle candidates: farther than one radius from every molecule
+    off, on = [], []
+    for truth in truths:
+        name = truth["tomogram"].iloc[0]
+        mine = table[table["tomogram"] == name]
+        xyz = truth[["x", "y", "z"]].to_numpy()
+        d = np.linalg.norm(mine[["x", "y", "z"]].to_numpy()[:, None] - xyz[None], axis=2)
+        far = (d > truth["radius_voxels"].to_numpy()[None]).all(axis=1)
+        unknown = (mine["probability"] < DEFAULT_MIN_PROB).to_numpy()
+        off += list(unknown[far])
+        on += list(unknown[~far])
+    return {
+        "default_t": DEFAULT_MIN_PROB,
+        "best_t": best_t,
+        "mean_f1_by_t": sweep,
+        "at_default": {c: at(*curves[c], DEFAULT_MIN_PROB) for c in CLASSES},
+        "at_best": {c: at(*curves[c], best_t) for c in CLASSES},
+        "unknown_rate_non_particle": (float(np.mean(off)) if off else math.nan, len(off)),
+        "unknown_rate_on_particle": (float(np.mean(on)) if on else math.nan, len(on)),
+    }
+
+
+def score_tm(tomos, truths, support, args) -> dict:  # type: ignore[no-untyped-def]
+    import mrcfile
+
+    out = {}
+    reference_volume = mrcfile.mmap(tomos[0][0], mode="r").data
+    for c, row in support.items():
+        zyx = np.round([row["z"], row["y"], row["x"]]).astype(int)
+        ref = np.array(reference_volume[zyx[0] - 16 : zyx[0] + 16, zyx[1] - 16 : zyx[1] + 16,
+                                        zyx[2] - 16 : zyx[2] + 16])  # fmt: skip
+        frames, seconds = [], 0.0
+        for (path, truth), _ in zip(tomos, truths, strict=True):
+            tilt = float(json.loads(truth["imaging"].iloc[0])["tilt_max_deg"])
+            volume = mrcfile.mmap(path, mode="r").data
+            t0 = time.perf_counter()
+            smap, factor = match_tomogram(volume, ref, n_rotations=args.rotations,
+                                          factor=args.bin, tilt_max_deg=tilt, seed=args.seed)  # fmt: skip
+            xyz, s = peaks(smap, factor, 0.35 * 2 * row["radius_voxels"], 16)
+            seconds += time.perf_counter() - t0
+            frames.append(pd.DataFrame({"tomogram": path.stem, "x": xyz[:, 0], "y": xyz[:, 1],
+                                        "z": xyz[:, 2], "score": s}))  # fmt: skip
+        pred = pd.concat(frames, ignore_index=True)
+        scores, cum, n_true = per_class(pred, truths, "score", c)
+        results = [at(scores, cum, n_true, t) for t in scores[: 4 * n_true + 1]]
+        bestr = max(results, key=lambda r: r["f1"]) if results else prf(0, 0, n_true)
+        out[c] = {**bestr, "seconds_per_tomogram": seconds / len(tomos)}
+    return out
+
+
+def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
+    import mrcfile
+
+    from cosnet_index.pick import index_picked
+    from cosnet_index.simulate.tomogram import simulate_tomogram
+    from cosnet_index.store import Store
+
+    t0 = time.perf_counter()
+    sim = simulate_tomogram(root / "timing", "BIG", CLASSES, args.timing_particles, 0.5,
+                            args.seed, shape=(200, 512, 512), write_tables=False)  # fmt: skip
+    sim_s = time.perf_counter() - t0
+    with Store.create(root / "store-timing") as store:
+        t0 = time.perf_counter()
+        summary = index_picked(store, [sim.path], progress=False)
+        index_s = time.perf_counter() - t0
+    row = sim.particles.iloc[0]
+    volume = mrcfile.mmap(sim.path, mode="r").data
+    zyx = np.round([row["z"], row["y"], row["x"]]).astype(int)
+    ref = np.array(volume[zyx[0] - 16 : zyx[0] + 16, zyx[1] - 16 : zyx[1] + 16,
+                          zyx[2] - 16 : zyx[2] + 16])  # fmt: skip
+    t0 = time.perf_counter()
+    match_tomogram(volume, ref, n_rotations=args.rotations, factor=args.bin, seed=args.seed)
+    tm_s = time.perf_counter() - t0
+    return {"simulate_s": sim_s, "index_without_coords_s": index_s,
+            "candidates": summary.subtomograms_indexed, "molecules": len(sim.particles),
+            "template_matching_one_class_s": tm_s, "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snr", default="1000,0.5,0.1")
+    parser.add_argument("--tomograms", type=int, default=2)
+    parser.add_argument("--particles", type=int, default=80)
+    parser.add_argument("--shape", default="96,192,192", help="z,y,x voxels (1 nm)")
+    parser.add_argument("--rotations", type=int, default=100, help="template matching rotations")
+    parser.add_argument("--bin", type=int, default=2, help="template matching binning")
+    parser.add_argument("--timing", action="store_true", help="also time a 512x512x200 tomogram")
+    parser.add_argument("--timing-particles", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=None, help="also write the results as JSON")
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.snr, args.tomograms, args.particles, args.shape = "0.5", 1, 40, "64,128,128"
+    args.shape = tuple(int(s) for s in args.shape.split(","))
+    torch.manual_seed(args.seed)
+    results = {"args": {k: v for k, v in vars(args).items() if k != "workdir"}, "snr": []}
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        for snr in [float(s) for s in args.snr.split(",")]:
+            res = run_snr(snr, Path(tmp), args)
+            results["snr"].append(res)
+            print_snr(res)
+        if args.timing:
+            results["timing"] = timing(Path(tmp), args)
+            print(json.dumps(results["timing"], indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+def print_snr(res: dict) -> None:  # type: ignore[type-arg]
+    def pct(x: float) -> str:
+        return f"{x:.2f}"
+
+    print(f"\n## SNR {res['snr']:g}\n")
+    print("| detector | candidates/particle | recall [95% CI] | precision | s/tomogram |")
+    print("|---|---|---|---|---|")
+    for m, r in res["candidates"].items():
+        lo, hi = r["r_ci"]
+        print(f"| {m} | {r['per_particle']:.2f} | {pct(r['recall'])} [{lo:.2f}, {hi:.2f}] "
+              f"({r['tp']}/{r['true']}) | {pct(r['precision'])} | {r['seconds_per_tomogram']:.1f} |")  # fmt: skip
+    cn = res["cosnet"]
+    print(f"\nCOS-Net index (embed + store) {res['index_seconds_per_tomogram']:.1f} s/tomogram; "
+          f"best t {cn['best_t']:.2f}; unknown at t={cn['default_t']}: non-particle candidates "
+          f"{cn['unknown_rate_non_particle'][0]:.2f} (n={cn['unknown_rate_non_particle'][1]}), "
+          f"on-particle {cn['unknown_rate_on_particle'][0]:.2f} (n={cn['unknown_rate_on_particle'][1]})\n")  # fmt: skip
+    print(
+        "| class | COS-Net t=0.86 P / R / F1 / F4 | COS-Net best t P / R / F1 / F4 | "
+        "TM (best thr) P / R / F1 / F4 | TM s/tomogram |"
+    )
+    print("|---|---|---|---|---|")
+    for c in CLASSES:
+        d, b, t = cn["at_default"][c], cn["at_best"][c], res["tm"][c]
+
+        def four(r: dict) -> str:  # type: ignore[type-arg]
+            return f"{r['precision']:.2f} / {r['recall']:.2f} / {r['f1']:.2f} / {r['f4']:.2f}"
+
+        print(f"| {c} (n={d['true']}) | {four(d)} | {four(b)} | {four(t)} | "
+              f"{t['seconds_per_tomogram']:.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
