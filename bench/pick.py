@@ -41,13 +41,13 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _pick_tm import match_tomogram, peaks  # noqa: E402
+from _pick_tm import match_tomogram, peaks
 
-from cosnet_index.defaults import DEFAULT_MIN_PROB  # noqa: E402
-from cosnet_index.evaluate import wilson_interval  # noqa: E402
+from cosnet_index.defaults import DEFAULT_MIN_PROB
+from cosnet_index.evaluate import wilson_interval
 
 CLASSES = ("lib-6wwe-c4", "lib-6x2z-c8", "lib-3bof-d4", "lib-6wwe-o")  # 160-1163 kDa, held out
-THRESHOLDS = np.round(np.arange(0.30, 1.0, 0.01), 2)
+THRESHOLDS = np.round(np.arange(0.50, 1.0, 0.01), 2)  # classify ran at min_prob 0.5
 
 
 def greedy_hits(xyz, score, truth_xyz, truth_r):  # type: ignore[no-untyped-def]
@@ -73,8 +73,17 @@ def prf(tp: int, n_pred: int, n_true: int) -> dict[str, float]:
     f1 = 2 * p * r / (p + r) if p + r else 0.0
     b2 = 16.0
     fb = (1 + b2) * p * r / (b2 * p + r) if p + r else 0.0
-    return {"precision": p, "recall": r, "f1": f1, "f4": fb, "tp": tp, "pred": n_pred,
-            "true": n_true, "p_ci": wilson_interval(tp, n_pred), "r_ci": wilson_interval(tp, n_true)}  # fmt: skip
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": f1,
+        "f4": fb,
+        "tp": tp,
+        "pred": n_pred,
+        "true": n_true,
+        "p_ci": wilson_interval(tp, n_pred),
+        "r_ci": wilson_interval(tp, n_true),
+    }
 
 
 def simulate(folder: Path, snr: float, args) -> list[tuple[Path, pd.DataFrame]]:  # type: ignore[no-untyped-def]
@@ -83,8 +92,17 @@ def simulate(folder: Path, snr: float, args) -> list[tuple[Path, pd.DataFrame]]:
     out = []
     for t in range(args.tomograms):
         name = f"TS_{t + 1:02d}"
-        sim = simulate_tomogram(folder, name, CLASSES, args.particles, snr, args.seed * 100 + t,
-                                shape=args.shape, imaging="realistic", write_tables=False)  # fmt: skip
+        sim = simulate_tomogram(
+            folder,
+            name,
+            CLASSES,
+            args.particles,
+            snr,
+            args.seed * 100 + t,
+            shape=args.shape,
+            imaging="realistic",
+            write_tables=False,
+        )
         out.append((sim.path, sim.particles))
     return out
 
@@ -116,23 +134,35 @@ def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-de
         hits = n_cand = n_true = 0
         seconds = 0.0
         frames = []
-        for (path, truth), kept in zip(tomos, truths, strict=True):
+        for path, truth in tomos:
             invert = bool(json.loads(truth["imaging"].iloc[0])["invert_contrast"])
             with open_tomogram(path) as tomo:
                 t0 = time.perf_counter()
-                found = pick_candidates(tomo.data, tomo.voxel_size_angstrom, method=method,
-                                        invert_contrast=invert, model=model)  # fmt: skip
+                found = pick_candidates(
+                    tomo.data,
+                    tomo.voxel_size_angstrom,
+                    method=method,
+                    invert_contrast=invert,
+                    model=model,
+                )
                 seconds += time.perf_counter() - t0
             found.insert(0, "tomogram", tomo.name)
             frames.append(found)
             all_xyz = truth[["x", "y", "z"]].to_numpy()
-            got = greedy_hits(found[["x", "y", "z"]].to_numpy(), found["pick_score"].to_numpy(),
-                              all_xyz, truth["radius_voxels"].to_numpy())  # fmt: skip
+            got = greedy_hits(
+                found[["x", "y", "z"]].to_numpy(),
+                found["pick_score"].to_numpy(),
+                all_xyz,
+                truth["radius_voxels"].to_numpy(),
+            )
             hits += int((got >= 0).sum())
             n_cand += len(found)
             n_true += len(truth)
-        res["candidates"][method] = {**prf(hits, n_cand, n_true), "per_particle": n_cand / n_true,
-                                     "seconds_per_tomogram": seconds / len(tomos)}  # fmt: skip
+        res["candidates"][method] = {
+            **prf(hits, n_cand, n_true),
+            "per_particle": n_cand / n_true,
+            "seconds_per_tomogram": seconds / len(tomos),
+        }
         picked[method] = pd.concat(frames, ignore_index=True)
     # COS-Net on the DoG candidates
     store_path = root / f"store-{snr}"
@@ -141,8 +171,7 @@ def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-de
         for (path, truth), frame in zip(tomos, frames_of(picked["dog"], tomos), strict=True):
             invert = bool(json.loads(truth["imaging"].iloc[0])["invert_contrast"])
             t0 = time.perf_counter()
-            index_tomograms(store, [path], candidates=frame, invert_contrast=invert,
-                            progress=False)  # fmt: skip
+            index_tomograms(store, [path], candidates=frame, invert_contrast=invert, progress=False)
             index_s += time.perf_counter() - t0
         for c, row in support.items():
             add_class(store, c, at=[(row["tomogram"], row["x"], row["y"], row["z"])])
@@ -167,8 +196,12 @@ def per_class(pred: pd.DataFrame, truths: list[pd.DataFrame], score: str, cls: s
         mine = pred[(pred["tomogram"] == name)]
         t = truth[truth["class"] == cls]
         n_true += len(t)
-        got = greedy_hits(mine[["x", "y", "z"]].to_numpy(), mine[score].to_numpy(),
-                          t[["x", "y", "z"]].to_numpy(), t["radius_voxels"].to_numpy())  # fmt: skip
+        got = greedy_hits(
+            mine[["x", "y", "z"]].to_numpy(),
+            mine[score].to_numpy(),
+            t[["x", "y", "z"]].to_numpy(),
+            t["radius_voxels"].to_numpy(),
+        )
         parts.append(pd.DataFrame({"s": mine[score].to_numpy(), "tp": got >= 0}))
     both = pd.concat(parts).sort_values("s", ascending=False, kind="stable")
     return both["s"].to_numpy(), np.cumsum(both["tp"].to_numpy()), n_true
@@ -216,19 +249,37 @@ def score_tm(tomos, truths, support, args) -> dict:  # type: ignore[no-untyped-d
     reference_volume = mrcfile.mmap(tomos[0][0], mode="r").data
     for c, row in support.items():
         zyx = np.round([row["z"], row["y"], row["x"]]).astype(int)
-        ref = np.array(reference_volume[zyx[0] - 16 : zyx[0] + 16, zyx[1] - 16 : zyx[1] + 16,
-                                        zyx[2] - 16 : zyx[2] + 16])  # fmt: skip
+        ref = np.array(
+            reference_volume[
+                zyx[0] - 16 : zyx[0] + 16, zyx[1] - 16 : zyx[1] + 16, zyx[2] - 16 : zyx[2] + 16
+            ]
+        )
         frames, seconds = [], 0.0
         for (path, truth), _ in zip(tomos, truths, strict=True):
             tilt = float(json.loads(truth["imaging"].iloc[0])["tilt_max_deg"])
             volume = mrcfile.mmap(path, mode="r").data
             t0 = time.perf_counter()
-            smap, factor = match_tomogram(volume, ref, n_rotations=args.rotations,
-                                          factor=args.bin, tilt_max_deg=tilt, seed=args.seed)  # fmt: skip
+            smap, factor = match_tomogram(
+                volume,
+                ref,
+                n_rotations=args.rotations,
+                factor=args.bin,
+                tilt_max_deg=tilt,
+                seed=args.seed,
+            )
             xyz, s = peaks(smap, factor, 0.35 * 2 * row["radius_voxels"], 16)
             seconds += time.perf_counter() - t0
-            frames.append(pd.DataFrame({"tomogram": path.stem, "x": xyz[:, 0], "y": xyz[:, 1],
-                                        "z": xyz[:, 2], "score": s}))  # fmt: skip
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "tomogram": path.stem,
+                        "x": xyz[:, 0],
+                        "y": xyz[:, 1],
+                        "z": xyz[:, 2],
+                        "score": s,
+                    }
+                )
+            )
         pred = pd.concat(frames, ignore_index=True)
         scores, cum, n_true = per_class(pred, truths, "score", c)
         results = [at(scores, cum, n_true, t) for t in scores[: 4 * n_true + 1]]
@@ -245,8 +296,16 @@ def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
     from cosnet_index.store import Store
 
     t0 = time.perf_counter()
-    sim = simulate_tomogram(root / "timing", "BIG", CLASSES, args.timing_particles, 0.5,
-                            args.seed, shape=(200, 512, 512), write_tables=False)  # fmt: skip
+    sim = simulate_tomogram(
+        root / "timing",
+        "BIG",
+        CLASSES,
+        args.timing_particles,
+        0.5,
+        args.seed,
+        shape=(200, 512, 512),
+        write_tables=False,
+    )
     sim_s = time.perf_counter() - t0
     with Store.create(root / "store-timing") as store:
         t0 = time.perf_counter()
@@ -255,14 +314,20 @@ def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
     row = sim.particles.iloc[0]
     volume = mrcfile.mmap(sim.path, mode="r").data
     zyx = np.round([row["z"], row["y"], row["x"]]).astype(int)
-    ref = np.array(volume[zyx[0] - 16 : zyx[0] + 16, zyx[1] - 16 : zyx[1] + 16,
-                          zyx[2] - 16 : zyx[2] + 16])  # fmt: skip
+    ref = np.array(
+        volume[zyx[0] - 16 : zyx[0] + 16, zyx[1] - 16 : zyx[1] + 16, zyx[2] - 16 : zyx[2] + 16]
+    )
     t0 = time.perf_counter()
     match_tomogram(volume, ref, n_rotations=args.rotations, factor=args.bin, seed=args.seed)
     tm_s = time.perf_counter() - t0
-    return {"simulate_s": sim_s, "index_without_coords_s": index_s,
-            "candidates": summary.subtomograms_indexed, "molecules": len(sim.particles),
-            "template_matching_one_class_s": tm_s, "threads": torch.get_num_threads()}  # fmt: skip
+    return {
+        "simulate_s": sim_s,
+        "index_without_coords_s": index_s,
+        "candidates": summary.subtomograms_indexed,
+        "molecules": len(sim.particles),
+        "template_matching_one_class_s": tm_s,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     results = {"args": {k: v for k, v in vars(args).items() if k != "workdir"}, "snr": []}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        for snr in [float(s) for s in args.snr.split(",")]:
+        for snr in [float(s) for s in args.snr.split(",") if s.strip()]:
             res = run_snr(snr, Path(tmp), args)
             results["snr"].append(res)
             print_snr(res)
@@ -307,13 +372,18 @@ def print_snr(res: dict) -> None:  # type: ignore[type-arg]
     print("|---|---|---|---|---|")
     for m, r in res["candidates"].items():
         lo, hi = r["r_ci"]
-        print(f"| {m} | {r['per_particle']:.2f} | {pct(r['recall'])} [{lo:.2f}, {hi:.2f}] "
-              f"({r['tp']}/{r['true']}) | {pct(r['precision'])} | {r['seconds_per_tomogram']:.1f} |")  # fmt: skip
+        print(
+            f"| {m} | {r['per_particle']:.2f} | {pct(r['recall'])} [{lo:.2f}, {hi:.2f}] "
+            f"({r['tp']}/{r['true']}) | {pct(r['precision'])} | {r['seconds_per_tomogram']:.1f} |"
+        )
     cn = res["cosnet"]
-    print(f"\nCOS-Net index (embed + store) {res['index_seconds_per_tomogram']:.1f} s/tomogram; "
-          f"best t {cn['best_t']:.2f}; unknown at t={cn['default_t']}: non-particle candidates "
-          f"{cn['unknown_rate_non_particle'][0]:.2f} (n={cn['unknown_rate_non_particle'][1]}), "
-          f"on-particle {cn['unknown_rate_on_particle'][0]:.2f} (n={cn['unknown_rate_on_particle'][1]})\n")  # fmt: skip
+    print(
+        f"\nCOS-Net index (embed + store) {res['index_seconds_per_tomogram']:.1f} s/tomogram; "
+        f"best t {cn['best_t']:.2f}; unknown at t={cn['default_t']}: non-particle candidates "
+        f"{cn['unknown_rate_non_particle'][0]:.2f} (n={cn['unknown_rate_non_particle'][1]}), "
+        f"on-particle {cn['unknown_rate_on_particle'][0]:.2f} "
+        f"(n={cn['unknown_rate_on_particle'][1]})\n"
+    )
     print(
         "| class | COS-Net t=0.86 P / R / F1 / F4 | COS-Net best t P / R / F1 / F4 | "
         "TM (best thr) P / R / F1 / F4 | TM s/tomogram |"
@@ -325,8 +395,10 @@ def print_snr(res: dict) -> None:  # type: ignore[type-arg]
         def four(r: dict) -> str:  # type: ignore[type-arg]
             return f"{r['precision']:.2f} / {r['recall']:.2f} / {r['f1']:.2f} / {r['f4']:.2f}"
 
-        print(f"| {c} (n={d['true']}) | {four(d)} | {four(b)} | {four(t)} | "
-              f"{t['seconds_per_tomogram']:.1f} |")  # fmt: skip
+        print(
+            f"| {c} (n={d['true']}) | {four(d)} | {four(b)} | {four(t)} | "
+            f"{t['seconds_per_tomogram']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def pick_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=float,
             default=None,
             help="Candidate score needed: robust z-score for dog (default 3), mean foreground "
-            "probability for decoder (default 0.5).",
+            "probability for decoder (default 0.05).",
         ),
         click.option(
             "--max-candidates",

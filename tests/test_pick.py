@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import starfile
 
+from cosnet_index.geometry import centre_voxels
 from cosnet_index.pick._peaks import non_maximum_suppression
 
 SHAPE_ZYX = (48, 72, 72)
@@ -184,7 +186,19 @@ def test_search_classify_export_on_a_picked_store(picked_store, tmp_path) -> Non
     run("search", "--store", store, "blob", "-k", "3", "--out", tmp_path / "h.parquet")
     assert len(pd.read_parquet(tmp_path / "h.parquet")) == 3
     run("export", "--result", tmp_path / "r.parquet", "--out", tmp_path / "star", "--min-prob", "0")
-    assert list((tmp_path / "star").glob("*.star"))
+    star = starfile.read(tmp_path / "star" / "blob.star")
+    blob = result[result["class"] == "blob"]
+    np.testing.assert_allclose(np.sort(star["rlnCoordinateX"]), np.sort(blob["x"]), atol=0.01)
+    # RELION 5: angstrom from the tomogram centre
+    out5 = tmp_path / "star5"
+    run("export", "--result", tmp_path / "r.parquet", "--out", out5, "--convention", "relion5")
+    star5 = starfile.read(out5 / "blob.star")["particles"]  # with a data_optics block
+    centre_x = centre_voxels(SHAPE_ZYX)[0]
+    np.testing.assert_allclose(
+        np.sort(star5["rlnCenteredCoordinateXAngst"]),
+        np.sort((blob["x"] - centre_x) * 10.0),
+        atol=0.1,
+    )
 
 
 def test_index_refuses_coords_and_pick_together(picked_store, tmp_path) -> None:
