@@ -45,8 +45,10 @@ from _pick_tm import match_tomogram, peaks
 
 from cosnet_index.defaults import DEFAULT_MIN_PROB
 from cosnet_index.evaluate import wilson_interval
+from cosnet_index.pick import DEFAULT_DOG_THRESHOLD
 
 CLASSES = ("lib-6wwe-c4", "lib-6x2z-c8", "lib-3bof-d4", "lib-6wwe-o")  # 160-1163 kDa, held out
+PICK_SWEEP = {"dog": (2.0, 3.0, 4.0, 5.0, 6.0), "decoder": (0.02, 0.05, 0.1, 0.2)}
 THRESHOLDS = np.round(np.arange(0.50, 1.0, 0.01), 2)  # classify ran at min_prob 0.5
 
 
@@ -131,7 +133,6 @@ def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-de
     res: dict = {"snr": snr, "simulate_s": sim_s, "candidates": {}, "cosnet": {}, "tm": {}}
     picked = {}
     for method in ("dog", "decoder"):
-        hits = n_cand = n_true = 0
         seconds = 0.0
         frames = []
         for path, truth in tomos:
@@ -142,28 +143,20 @@ def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-de
                     tomo.data,
                     tomo.voxel_size_angstrom,
                     method=method,
+                    threshold=PICK_SWEEP[method][0],  # the sweep's floor: higher ones are subsets
                     invert_contrast=invert,
                     model=model,
                 )
                 seconds += time.perf_counter() - t0
             found.insert(0, "tomogram", tomo.name)
             frames.append(found)
-            all_xyz = truth[["x", "y", "z"]].to_numpy()
-            got = greedy_hits(
-                found[["x", "y", "z"]].to_numpy(),
-                found["pick_score"].to_numpy(),
-                all_xyz,
-                truth["radius_voxels"].to_numpy(),
-            )
-            hits += int((got >= 0).sum())
-            n_cand += len(found)
-            n_true += len(truth)
-        res["candidates"][method] = {
-            **prf(hits, n_cand, n_true),
-            "per_particle": n_cand / n_true,
-            "seconds_per_tomogram": seconds / len(tomos),
-        }
         picked[method] = pd.concat(frames, ignore_index=True)
+        res["candidates"][method] = {
+            "seconds_per_tomogram": seconds / len(tomos),
+            "by_threshold": {
+                t: candidate_metrics(picked[method], tomos, t) for t in PICK_SWEEP[method]
+            },
+        }
     # COS-Net on the DoG candidates
     store_path = root / f"store-{snr}"
     index_s = 0.0
@@ -177,10 +170,31 @@ def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-de
             add_class(store, c, at=[(row["tomogram"], row["x"], row["y"], row["z"])])
         table, _ = classify_store(store, min_prob=0.5)
     res["index_seconds_per_tomogram"] = index_s / len(tomos)
-    res["cosnet"] = score_cosnet(table, truths, tomos)
+    keys = ["tomogram", "x", "y", "z"]
+    scores = picked["dog"][[*keys, "pick_score"]].copy()
+    table = table.assign(**{k: table[k].round(2) for k in "xyz"})
+    table = table.merge(scores.assign(**{k: scores[k].round(2) for k in "xyz"}), on=keys)
+    res["cosnet"] = score_cosnet(table, truths)
     # template matching with the same single references
     res["tm"] = score_tm(tomos, truths, support, args)
     return res
+
+
+def candidate_metrics(picked: pd.DataFrame, tomos, threshold: float) -> dict:  # type: ignore[no-untyped-def]
+    """Recall, precision, candidates per particle of the candidates scoring >= threshold."""
+    hits = n_cand = n_true = 0
+    for path, truth in tomos:
+        found = picked[(picked["tomogram"] == path.stem) & (picked["pick_score"] >= threshold)]
+        got = greedy_hits(
+            found[["x", "y", "z"]].to_numpy(),
+            found["pick_score"].to_numpy(),
+            truth[["x", "y", "z"]].to_numpy(),
+            truth["radius_voxels"].to_numpy(),
+        )
+        hits += int((got >= 0).sum())
+        n_cand += len(found)
+        n_true += len(truth)
+    return {**prf(hits, n_cand, n_true), "per_particle": n_cand / n_true}
 
 
 def frames_of(picked: pd.DataFrame, tomos) -> list[pd.DataFrame]:  # type: ignore[no-untyped-def]
@@ -212,31 +226,38 @@ def at(scores, cum, n_true, t):  # type: ignore[no-untyped-def]
     return prf(int(cum[n - 1]) if n else 0, n, n_true)
 
 
-def score_cosnet(table: pd.DataFrame, truths, tomos) -> dict:  # type: ignore[no-untyped-def]
-    best = table["class"]  # best class (min_prob 0.5 keeps p >= 0.5 named)
-    curves = {}
-    for c in CLASSES:
-        pred = table[best == c]
-        curves[c] = per_class(pred, truths, "probability", c)
-    sweep = {float(t): np.mean([at(*curves[c], t)["f1"] for c in CLASSES]) for t in THRESHOLDS}
-    best_t = max(sweep, key=lambda t: (sweep[t], -t))
+def score_cosnet(table: pd.DataFrame, truths) -> dict:  # type: ignore[no-untyped-def]
+    """Per class P/R/F1/F4 at the defaults and at the best (pick threshold, min-prob) pair."""
+    curves = {}  # (pick threshold, class) -> curve over the class probability
+    for tp in PICK_SWEEP["dog"]:
+        kept = table[table["pick_score"] >= tp]
+        for c in CLASSES:
+            curves[tp, c] = per_class(kept[kept["class"] == c], truths, "probability", c)
+    sweep = {
+        (tp, float(t)): float(np.mean([at(*curves[tp, c], t)["f1"] for c in CLASSES]))
+        for tp in PICK_SWEEP["dog"]
+        for t in THRESHOLDS
+    }
+    best = max(sweep, key=lambda k: (sweep[k], k[0], -k[1]))
+    default = (DEFAULT_DOG_THRESHOLD, DEFAULT_MIN_PROB)
     # non-particle candidates: farther than one radius from every molecule
     off, on = [], []
     for truth in truths:
         name = truth["tomogram"].iloc[0]
         mine = table[table["tomogram"] == name]
         xyz = truth[["x", "y", "z"]].to_numpy()
+        mine = mine[mine["pick_score"] >= DEFAULT_DOG_THRESHOLD]
         d = np.linalg.norm(mine[["x", "y", "z"]].to_numpy()[:, None] - xyz[None], axis=2)
         far = (d > truth["radius_voxels"].to_numpy()[None]).all(axis=1)
         unknown = (mine["probability"] < DEFAULT_MIN_PROB).to_numpy()
         off += list(unknown[far])
         on += list(unknown[~far])
     return {
-        "default_t": DEFAULT_MIN_PROB,
-        "best_t": best_t,
-        "mean_f1_by_t": sweep,
-        "at_default": {c: at(*curves[c], DEFAULT_MIN_PROB) for c in CLASSES},
-        "at_best": {c: at(*curves[c], best_t) for c in CLASSES},
+        "default": default,
+        "best": best,
+        "mean_f1": {f"{k[0]:g}/{k[1]:.2f}": v for k, v in sweep.items()},
+        "at_default": {c: at(*curves[default[0], c], default[1]) for c in CLASSES},
+        "at_best": {c: at(*curves[best[0], c], best[1]) for c in CLASSES},
         "unknown_rate_non_particle": (float(np.mean(off)) if off else math.nan, len(off)),
         "unknown_rate_on_particle": (float(np.mean(on)) if on else math.nan, len(on)),
     }
@@ -363,40 +384,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_snr(res: dict) -> None:  # type: ignore[type-arg]
-    def pct(x: float) -> str:
-        return f"{x:.2f}"
+def four(r: dict) -> str:  # type: ignore[type-arg]
+    return f"{r['precision']:.2f} / {r['recall']:.2f} / {r['f1']:.2f} / {r['f4']:.2f}"
 
+
+def print_snr(res: dict) -> None:  # type: ignore[type-arg]
     print(f"\n## SNR {res['snr']:g}\n")
-    print("| detector | candidates/particle | recall [95% CI] | precision | s/tomogram |")
-    print("|---|---|---|---|---|")
-    for m, r in res["candidates"].items():
-        lo, hi = r["r_ci"]
-        print(
-            f"| {m} | {r['per_particle']:.2f} | {pct(r['recall'])} [{lo:.2f}, {hi:.2f}] "
-            f"({r['tp']}/{r['true']}) | {pct(r['precision'])} | {r['seconds_per_tomogram']:.1f} |"
-        )
-    cn = res["cosnet"]
     print(
-        f"\nCOS-Net index (embed + store) {res['index_seconds_per_tomogram']:.1f} s/tomogram; "
-        f"best t {cn['best_t']:.2f}; unknown at t={cn['default_t']}: non-particle candidates "
-        f"{cn['unknown_rate_non_particle'][0]:.2f} (n={cn['unknown_rate_non_particle'][1]}), "
-        f"on-particle {cn['unknown_rate_on_particle'][0]:.2f} "
-        f"(n={cn['unknown_rate_on_particle'][1]})\n"
+        "| detector | threshold | candidates/particle | recall [95% CI] (hits/molecules) "
+        "| precision | s/tomogram |"
+    )
+    print("|---|---|---|---|---|---|")
+    for m, r in res["candidates"].items():
+        for t, q in r["by_threshold"].items():
+            lo, hi = q["r_ci"]
+            print(
+                f"| {m} | {t:g} | {q['per_particle']:.2f} | {q['recall']:.2f} [{lo:.2f}, "
+                f"{hi:.2f}] ({q['tp']}/{q['true']}) | {q['precision']:.2f} | "
+                f"{r['seconds_per_tomogram']:.1f} |"
+            )
+    cn = res["cosnet"]
+    (dp, dt), (bp, bt) = cn["default"], cn["best"]
+    off, on = cn["unknown_rate_non_particle"], cn["unknown_rate_on_particle"]
+    print(
+        f"\nCOS-Net index (embed + store) {res['index_seconds_per_tomogram']:.1f} s/tomogram. "
+        f"Default: pick threshold {dp:g}, min-prob {dt:.2f}; best mean F1 at {bp:g}, {bt:.2f}. "
+        f"Labelled unknown at the defaults: non-particle candidates {off[0]:.2f} (n={off[1]}), "
+        f"candidates on a molecule {on[0]:.2f} (n={on[1]}).\n"
     )
     print(
-        "| class | COS-Net t=0.86 P / R / F1 / F4 | COS-Net best t P / R / F1 / F4 | "
-        "TM (best thr) P / R / F1 / F4 | TM s/tomogram |"
+        "| class (molecules) | COS-Net default P / R / F1 / F4 | COS-Net best P / R / F1 / F4 "
+        "| TM (best threshold) P / R / F1 / F4 | TM s/tomogram |"
     )
     print("|---|---|---|---|---|")
     for c in CLASSES:
         d, b, t = cn["at_default"][c], cn["at_best"][c], res["tm"][c]
-
-        def four(r: dict) -> str:  # type: ignore[type-arg]
-            return f"{r['precision']:.2f} / {r['recall']:.2f} / {r['f1']:.2f} / {r['f4']:.2f}"
-
         print(
-            f"| {c} (n={d['true']}) | {four(d)} | {four(b)} | {four(t)} | "
+            f"| {c} ({d['true']}) | {four(d)} | {four(b)} | {four(t)} | "
             f"{t['seconds_per_tomogram']:.1f} |"
         )
 
