@@ -48,8 +48,8 @@ from cosnet_index.evaluate import wilson_interval
 from cosnet_index.pick import DEFAULT_DOG_THRESHOLD
 
 CLASSES = ("lib-6wwe-c4", "lib-6x2z-c8", "lib-3bof-d4", "lib-6wwe-o")  # 160-1163 kDa, held out
-PICK_SWEEP = {"dog": (2.0, 3.0, 4.0, 5.0, 6.0), "decoder": (0.02, 0.05, 0.1, 0.2)}
-THRESHOLDS = np.round(np.arange(0.50, 1.0, 0.01), 2)  # classify ran at min_prob 0.5
+PICK_SWEEP = {"dog": (2.0, 3.0, 4.0, 5.0, 6.0, 8.0), "decoder": (0.02, 0.05, 0.1, 0.2)}
+THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.01), 2)  # classify runs at min_prob 0.05
 
 
 def greedy_hits(xyz, score, truth_xyz, truth_r):  # type: ignore[no-untyped-def]
@@ -168,7 +168,7 @@ def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-de
             index_s += time.perf_counter() - t0
         for c, row in support.items():
             add_class(store, c, at=[(row["tomogram"], row["x"], row["y"], row["z"])])
-        table, _ = classify_store(store, min_prob=0.5)
+        table, _ = classify_store(store, min_prob=0.05)
     res["index_seconds_per_tomogram"] = index_s / len(tomos)
     keys = ["tomogram", "x", "y", "z"]
     scores = picked["dog"][[*keys, "pick_score"]].copy()

@@ -41,7 +41,7 @@ def pick_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--pick-threshold",
             type=float,
             default=None,
-            help="Candidate score needed: robust z-score for dog (default 3), mean foreground "
+            help="Candidate score needed: robust z-score for dog (default 4), mean foreground "
             "probability for decoder (default 0.05).",
         ),
         click.option(

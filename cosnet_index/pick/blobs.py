@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DIAMETERS_ANGSTROM: tuple[float, ...] = (120.0, 170.0, 240.0)
 """Molecule diameters searched when none are given: about 150 kDa to 2 MDa complexes."""
 
-DEFAULT_DOG_THRESHOLD = 3.0
+DEFAULT_DOG_THRESHOLD = 4.0
 """Robust z-score a DoG candidate needs (docs/picking.md measures the choice)."""
 
 DEFAULT_MIN_DISTANCE_FRACTION = 0.35
