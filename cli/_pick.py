@@ -34,15 +34,15 @@ def pick_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--min-distance",
             type=float,
             default=None,
-            help="Candidates at least this many angstrom apart (default half the smallest "
+            help="Candidates at least this many angstrom apart (default 0.35 x the smallest "
             "--diameter).",
         ),
         click.option(
             "--pick-threshold",
             type=float,
             default=None,
-            help="Candidate score needed: robust z-score for dog (default 3), mean foreground "
-            "probability for decoder (default 0.5).",
+            help="Candidate score needed: robust z-score for dog (default 4), mean foreground "
+            "probability for decoder (default 0.05).",
         ),
         click.option(
             "--max-candidates",

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import starfile
 
+from cosnet_index.geometry import centre_voxels
 from cosnet_index.pick._peaks import non_maximum_suppression
 
 SHAPE_ZYX = (48, 72, 72)
@@ -62,8 +64,24 @@ def test_dog_is_the_same_whatever_the_slab_and_finds_the_scale() -> None:
     whole = detect_blobs(data, 10.0, [40.0, 100.0, 300.0], threshold=4.0, slab=1000)
     slabs = detect_blobs(data, 10.0, [40.0, 100.0, 300.0], threshold=4.0, slab=5)
     pd.testing.assert_frame_equal(whole, slabs)
-    top = whole.head(len(CENTRES))
+    raw = detect_blobs(data, 10.0, [40.0, 100.0, 300.0], threshold=4.0, refine=False)
+    top = raw.head(len(CENTRES))
     assert (top["pick_diameter_angstrom"] == 100.0).sum() >= 4  # blobs of sigma 3 voxels
+
+
+def test_refinement_centres_a_hollow_shell() -> None:
+    from cosnet_index.pick import refine_centres
+
+    rng = np.random.default_rng(4)
+    z, y, x = np.indices((48, 64, 64))
+    r = np.sqrt((x - 32) ** 2 + (y - 30) ** 2 + (z - 24) ** 2)
+    data = rng.normal(0.0, 0.5, r.shape).astype(np.float32)
+    data -= (2.0 * np.exp(-((r - 8.0) ** 2) / 2.0)).astype(np.float32)  # a shell, radius 8
+    on_wall = np.array([[26.5, 26.0, 26.0], [24.0, 30.0, 24.0]])
+    centred = refine_centres(data, on_wall, 24.0)  # a sphere that holds the whole shell
+    assert np.abs(centred - [32.0, 30.0, 24.0]).max() <= 0.5
+    stuck = refine_centres(data, on_wall, 12.0)  # a sphere smaller than the shell: on its wall
+    assert np.linalg.norm(stuck - [32.0, 30.0, 24.0], axis=1).min() > 3.0
 
 
 def test_dog_refuses_bad_diameters() -> None:
@@ -168,7 +186,19 @@ def test_search_classify_export_on_a_picked_store(picked_store, tmp_path) -> Non
     run("search", "--store", store, "blob", "-k", "3", "--out", tmp_path / "h.parquet")
     assert len(pd.read_parquet(tmp_path / "h.parquet")) == 3
     run("export", "--result", tmp_path / "r.parquet", "--out", tmp_path / "star", "--min-prob", "0")
-    assert list((tmp_path / "star").glob("*.star"))
+    star = starfile.read(tmp_path / "star" / "blob.star")
+    blob = result[result["class"] == "blob"]
+    np.testing.assert_allclose(np.sort(star["rlnCoordinateX"]), np.sort(blob["x"]), atol=0.01)
+    # RELION 5: angstrom from the tomogram centre
+    out5 = tmp_path / "star5"
+    run("export", "--result", tmp_path / "r.parquet", "--out", out5, "--convention", "relion5")
+    star5 = starfile.read(out5 / "blob.star")["particles"]  # with a data_optics block
+    centre_x = centre_voxels(SHAPE_ZYX)[0]
+    np.testing.assert_allclose(
+        np.sort(star5["rlnCenteredCoordinateXAngst"]),
+        np.sort((blob["x"] - centre_x) * 10.0),
+        atol=0.1,
+    )
 
 
 def test_index_refuses_coords_and_pick_together(picked_store, tmp_path) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from cosnet_index.pick.blobs import (
     DEFAULT_DIAMETERS_ANGSTROM,
     DEFAULT_DOG_THRESHOLD,
+    DEFAULT_MIN_DISTANCE_FRACTION,
     check_diameters,
     detect_blobs,
+    refine_centres,
 )
 from cosnet_index.pick.index import PICK_METHODS, index_picked, pick_candidates
 from cosnet_index.pick.objectness import (
@@ -24,6 +26,7 @@ from cosnet_index.pick.objectness import (
 __all__ = [
     "DEFAULT_DIAMETERS_ANGSTROM",
     "DEFAULT_DOG_THRESHOLD",
+    "DEFAULT_MIN_DISTANCE_FRACTION",
     "DEFAULT_OBJECTNESS_THRESHOLD",
     "PICK_METHODS",
     "check_diameters",
@@ -32,4 +35,5 @@ __all__ = [
     "index_picked",
     "objectness_candidates",
     "pick_candidates",
+    "refine_centres",
 ]

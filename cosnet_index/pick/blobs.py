@@ -32,8 +32,10 @@ from cosnet_index.pick._peaks import local_maxima, non_maximum_suppression
 __all__ = [
     "DEFAULT_DIAMETERS_ANGSTROM",
     "DEFAULT_DOG_THRESHOLD",
+    "DEFAULT_MIN_DISTANCE_FRACTION",
     "check_diameters",
     "detect_blobs",
+    "refine_centres",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,8 +43,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_DIAMETERS_ANGSTROM: tuple[float, ...] = (120.0, 170.0, 240.0)
 """Molecule diameters searched when none are given: about 150 kDa to 2 MDa complexes."""
 
-DEFAULT_DOG_THRESHOLD = 3.0
+DEFAULT_DOG_THRESHOLD = 4.0
 """Robust z-score a DoG candidate needs (docs/picking.md measures the choice)."""
+
+DEFAULT_MIN_DISTANCE_FRACTION = 0.35
+"""Candidates are at least this fraction of the smallest diameter apart (docs/picking.md)."""
 
 _K = 1.6  # ratio of the two Gaussians of a DoG
 _TRUNCATE = 3.0  # Gaussian kernels cut at 3 sigma
@@ -99,6 +104,52 @@ def _response(
     return best, which
 
 
+def refine_centres(
+    volume: np.ndarray,
+    xyz: np.ndarray,
+    diameter_voxels: float,
+    sign: float = -1.0,
+    *,
+    sigma: float = 2.0,
+    iterations: int = 5,
+) -> np.ndarray:
+    """Move each ``(x, y, z)`` to the centre of mass of the molecule density in a sphere around it.
+
+    The density is ``sign * volume`` (molecules dark: ``sign=-1``), smoothed by a Gaussian of
+    ``sigma`` voxels, minus its median in the region read, clipped at 0, inside a sphere of
+    ``diameter_voxels / 2`` around the current centre; repeated until it moves less than
+    0.25 voxel (at most ``iterations`` times). Only a small cube around each point is read.
+
+    Returns:
+        ``(n, 3)`` refined positions (unchanged where the sphere holds no density).
+    """
+    out = np.asarray(xyz, dtype=np.float64).reshape(-1, 3).copy()
+    shape = np.asarray(volume.shape)
+    radius = max(1.0, diameter_voxels / 2.0)
+    pad = math.ceil(radius + 2 * sigma)
+    for k in range(len(out)):
+        for _ in range(iterations):
+            centre = np.round(out[k][::-1]).astype(np.int64)  # z, y, x
+            lo, hi = np.maximum(centre - pad, 0), np.minimum(centre + pad + 1, shape)
+            cube = sign * np.asarray(
+                volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32
+            )
+            cube = ndi.gaussian_filter(cube, sigma, mode="nearest")
+            z, y, x = np.indices(cube.shape)
+            pos = np.stack([x + lo[2], y + lo[1], z + lo[0]], axis=-1).astype(np.float64)
+            inside = ((pos - out[k]) ** 2).sum(axis=-1) <= radius**2
+            weight = np.clip(cube - np.median(cube), 0.0, None) * inside
+            total = float(weight.sum())
+            if total <= 0:
+                break
+            new = (pos * weight[..., None]).sum(axis=(0, 1, 2)) / total
+            moved = float(np.abs(new - out[k]).max())
+            out[k] = new
+            if moved < 0.25:
+                break
+    return out
+
+
 def _probe_centres(n: int) -> list[int]:
     return sorted({n // 4, n // 2, (3 * n) // 4})
 
@@ -113,6 +164,7 @@ def detect_blobs(
     invert_contrast: bool = False,
     slab: int = 48,
     max_candidates: int | None = None,
+    refine: bool = True,
 ) -> pd.DataFrame:
     """Candidate molecule centres of a ``(z, y, x)`` volume by multi-scale DoG (module docstring).
 
@@ -121,12 +173,14 @@ def detect_blobs(
         voxel_size_angstrom: the volume's voxel size.
         diameters_angstrom: molecule diameters to search (default
             :data:`DEFAULT_DIAMETERS_ANGSTROM`).
-        min_distance_angstrom: two candidates are at least this far apart (default half the
-            smallest diameter).
+        min_distance_angstrom: two candidates are at least this far apart (default
+            ``DEFAULT_MIN_DISTANCE_FRACTION`` of the smallest diameter).
         threshold: robust z-score a candidate needs (``-inf`` keeps every local maximum).
         invert_contrast: molecules are bright (default: dark on bright ice).
         slab: binned z-slices processed at a time (plus the filters' halo).
         max_candidates: keep at most this many, best first (None: no cap).
+        refine: re-centre every peak once per diameter (:func:`refine_centres`) before the
+            suppression; ``pick_diameter_angstrom`` is then the diameter that centred it.
 
     Returns:
         Columns ``x, y, z`` (voxels of ``volume``), ``pick_score`` (robust z-score) and
@@ -140,7 +194,11 @@ def detect_blobs(
         raise InputError(f"voxel size must be positive angstrom, got {voxel_size_angstrom}")
     if slab < 1:
         raise InputError(f"slab must be at least 1 slice, got {slab}")
-    min_distance = 0.5 * diameters[0] if min_distance_angstrom is None else min_distance_angstrom
+    min_distance = (
+        DEFAULT_MIN_DISTANCE_FRACTION * diameters[0]
+        if min_distance_angstrom is None
+        else min_distance_angstrom
+    )
     if not (math.isfinite(min_distance) and min_distance >= 0):
         raise InputError(f"--min-distance must be >= 0 angstrom, got {min_distance}")
     sigmas = [d / 2.0 / math.sqrt(3.0) / voxel_size_angstrom for d in diameters]  # voxels
@@ -152,7 +210,8 @@ def detect_blobs(
             f"{voxel_size_angstrom} A voxels; give smaller --diameter values"
         )
     sigmas_b = [s / factor for s in sigmas]
-    radius = max(1, int(min_distance / voxel_size_angstrom / factor))
+    peak_distance = 0.5 * diameters[0] / voxel_size_angstrom  # voxels between raw peaks
+    radius = max(1, int(peak_distance / factor))
     halo = math.ceil(_TRUNCATE * _K**0.5 * max(sigmas_b)) + radius + 1
     sign = 1.0 if invert_contrast else -1.0
     nzb, nyb, nxb = shape
@@ -189,6 +248,16 @@ def detect_blobs(
     upper = np.asarray(volume.shape[::-1], dtype=np.float64) - 1.0 - border
     keep = (score >= threshold) & np.all((xyz >= border) & (xyz <= upper), axis=1)
     xyz, score, scale = xyz[keep], score[keep], scale[keep]
+    if refine:
+        first = non_maximum_suppression(xyz, score, peak_distance)
+        xyz, score, scale = xyz[first], score[first], scale[first]
+        # every peak is re-centred once per diameter: a hollow or ring-shaped molecule peaks on
+        # its wall at small scales and is centred by the largest diameter's sphere
+        xyz = np.concatenate(
+            [refine_centres(volume, xyz, d / voxel_size_angstrom, sign) for d in diameters]
+        )
+        score = np.tile(score, len(diameters))
+        scale = np.repeat(np.arange(len(diameters)), len(first))
     order = non_maximum_suppression(xyz, score, min_distance / voxel_size_angstrom)
     if max_candidates is not None:
         order = order[: int(max_candidates)]

@@ -7,7 +7,9 @@ the box sees a whole molecule's context) is average-pooled ``pool`` times and wr
 coarse foreground map. The map tiles the volume without gaps. Candidates are the blobs of that
 map (:func:`~cosnet_index.pick.blobs.detect_blobs` on it, bright), and a candidate's score is
 the map smoothed at the molecule's scale, at the candidate: the decoder's mean foreground
-probability around it, in [0, 1].
+probability around it, in [0, 1]. The shipped decoder segments the molecule at the centre of its
+box and little else, so molecules far from every box centre stay faint in the map: the default
+threshold is low (0.05) and the map is sparse (docs/picking.md measures what this costs).
 
 Memory: the memory map, one batch of boxes and the coarse map (``(pool / box * 2)^3`` of the
 volume's voxels: 1/8 for the shipped model at ``pool=2`` and 1 nm voxels).
@@ -32,7 +34,7 @@ __all__ = ["DEFAULT_OBJECTNESS_THRESHOLD", "decoder_objectness", "objectness_can
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OBJECTNESS_THRESHOLD = 0.5
+DEFAULT_OBJECTNESS_THRESHOLD = 0.05
 """Mean decoder foreground probability a candidate needs (docs/picking.md measures it)."""
 
 
