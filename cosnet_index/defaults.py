@@ -40,5 +40,5 @@ DEFAULT_RULE = "collection"
 
 # discover: head probability at which two subtomograms match, and the smallest candidate; chosen
 # on the hard benchmark's discovery table (bench/open_set_hard.py discovery; docs/queries.md).
-DEFAULT_DISCOVER_MIN_PROB = 0.7
+DEFAULT_DISCOVER_MIN_PROB = 0.5
 DEFAULT_DISCOVER_MIN_SIZE = 5

@@ -341,7 +341,9 @@ def discovery_table(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         for key in ("purity", "completeness", "ari"):
 
             def mean(gs, k=key):  # type: ignore[no-untyped-def]
-                return float(np.nanmean(pd.concat(gs)[k].to_numpy()))
+                values = pd.concat(gs)[k].to_numpy(dtype=np.float64)
+                values = values[np.isfinite(values)]  # purity: NaN in an episode without candidates
+                return float(values.mean()) if len(values) else float("nan")
 
             row[key] = (mean(groups), *bootstrap_interval(groups, mean, seed=seed))
         row["candidates"] = float(g["candidates"].mean())
