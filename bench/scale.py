@@ -94,7 +94,7 @@ def _child(code: str) -> tuple[dict, float]:
     return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024.0
 
 
-def classify_figures(path: Path, seed: int, out: Path) -> dict:
+def classify_figures(path: Path, seed: int, out: Path, modes: list[str]) -> dict:
     from cosnet_index.classes import add_class
     from cosnet_index.store import Store
 
@@ -105,7 +105,7 @@ def classify_figures(path: Path, seed: int, out: Path) -> dict:
             for j in range(N_CLASSES):
                 add_class(store, f"c{j:02d}", subtomogram_ids=[1 + j * 997])
     results = {}
-    for mode in ("in-memory", "streamed"):
+    for mode in modes:
         target = out / f"classify-{mode}.parquet"
         if mode == "streamed":
             run = f"n = classify_store_streaming(s, {str(target)!r})[0]"
@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--sweep", default="32,64,128,256", help="nprobe values searched")
     parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--classify-modes", default="in-memory,streamed")
     parser.add_argument("--only", choices=["search", "classify"], default=None)
     args = parser.parse_args()
     work = Path(args.work)
@@ -209,7 +210,8 @@ def main() -> None:
         report["search"] = search_figures(store, args.queries, args.seed, kinds, args.nprobe,
                                           args.candidates, args.nlist, sweep)  # fmt: skip
     if args.only != "search":
-        report["classify"] = classify_figures(store, args.seed, work)
+        modes = args.classify_modes.split(",")
+        report["classify"] = classify_figures(store, args.seed, work, modes)
     out = work / f"scale-{args.n}-{args.only or 'all'}.json"
     out.write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {out}")

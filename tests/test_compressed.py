@@ -31,13 +31,13 @@ def _clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["ivf-fp16", "ivf-pq"])
 def test_rescoring_every_candidate_is_brute_force(kind, tmp_path) -> None:
-    xb = _clustered(10_000, 16)
+    xb = _clustered(10_000, 8)
     ids = np.arange(1, len(xb) + 1, dtype=np.int64) * 3  # ids are not rows
-    index = new_compressed_index(16, kind, xb, nlist=8, nprobe=8, m=4)
+    index = new_compressed_index(8, kind, xb, nlist=8, nprobe=8, m=2)
     index.add_with_ids(xb, ids)
     path = tmp_path / "index.faiss"
     path.touch()
-    write_exact_copy(path, len(xb), 16, iter([(ids[:4000], xb[:4000]), (ids[4000:], xb[4000:])]))
+    write_exact_copy(path, len(xb), 8, iter([(ids[:4000], xb[:4000]), (ids[4000:], xb[4000:])]))
     assert all(p.is_file() for p in exact_paths(path))
     xq = xb[:5] + 0.01
     truth = exact_top_k(iter([(ids[:6000], xb[:6000]), (ids[6000:], xb[6000:])]), xq, 100)
