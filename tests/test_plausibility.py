@@ -104,17 +104,21 @@ def test_dark_molecules_with_invert_contrast_get_a_warning(tmp_path, caplog) -> 
 
 
 def test_header_voxel_size_4x_too_small_gets_the_warning(tmp_path, tiny_model, caplog) -> None:
-    # 10 A data whose header says 2.5 A (binned 4x, header not updated)
-    mrc, csv = _tomogram(tmp_path / "binned.mrc", voxel=2.5)
+    # 20 A data (blobs of FWHM 2.355 * 1.5 voxels = 71 A) whose header says 5 A (binned 4x,
+    # header not updated): they look 18 A across
+    mrc, csv = _tomogram(tmp_path / "binned.mrc", voxel=5.0, sigma=1.5)
     with Store.create(tmp_path / "store", model_path=tiny_model[0]) as store:
         with caplog.at_level(logging.WARNING, logger="cosnet_index"):
             index_tomograms(store, [mrc], csv, edge="pad", progress=False)
     warned = [r.getMessage() for r in caplog.records if "smaller than any" in r.getMessage()]
-    assert len(warned) == 1 and "--voxel-size" in warned[0] and "2.5 A" in warned[0]
+    assert len(warned) == 1 and "--voxel-size" in warned[0] and "size of 5 A" in warned[0]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="cosnet_index"):
         _check(mrc, size_check=False)
+        right, _ = _tomogram(tmp_path / "right.mrc", voxel=20.0, sigma=1.5)
+        (found,) = _check(right)  # the same data with its true voxel size: no warning
     assert not caplog.records
+    assert 50 < found.diameter_angstrom < 90
 
 
 def test_molecules_filling_the_box_get_the_warning(tmp_path, caplog) -> None:

@@ -195,50 +195,71 @@ def estimate_plausibility(
     background = _background_positions(
         tomogram.shape_zyx, xyz, len(xyz), min_distance=spacing / 2, rng=rng
     )
-    radii = _radii(box)
-    centre = radii <= CENTRE_RADIUS_NM * 10.0 / model_voxel_angstrom
-    shells = np.minimum(np.round(radii).astype(int), box // 2)
-    counts = np.bincount(shells.ravel(), minlength=box // 2 + 1)
-
-    def measure(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        contrasts, profile = [], np.zeros(box // 2 + 1)
-        with tomogram.open() as tomo:
-            for boxes in _boxes(tomo.data, positions, box, source_box):
-                contrasts.append(boxes[:, centre].mean(axis=1))
-                profile += np.bincount(
-                    shells.ravel(), weights=boxes.sum(axis=0).ravel(), minlength=len(profile)
-                )
-        return np.concatenate(contrasts), profile / counts / max(len(positions), 1)
-
-    particle_c, particle_profile = measure(xyz)
     if len(background) < MIN_PARTICLES:
         return Plausibility(
             tomogram.name, len(xyz), len(background), "unclear", nan, voxel, nan, box_angstrom
         )
-    background_c, background_profile = measure(background)
-    spread = np.sqrt(
-        particle_c.var(ddof=1) / len(particle_c) + background_c.var(ddof=1) / len(background_c)
-    )
-    t = float((particle_c.mean() - background_c.mean()) / max(spread, 1e-12))
+    centre_voxels = CENTRE_RADIUS_NM * 10.0 / model_voxel_angstrom
+    with tomogram.open() as tomo:
+        # at the model's scale (what indexing sees), and in the tomogram's own voxels (where a
+        # header voxel size 4x too small leaves the molecules several voxels wide)
+        t_model, profile_model = _measure(
+            tomo.data, xyz, background, box, source_box, centre_voxels
+        )
+        t_native, profile_native = _measure(tomo.data, xyz, background, box, box, centre_voxels)
+    t = t_model if abs(t_model) >= abs(t_native) else t_native
     contrast = "dark" if t < -T_THRESHOLD else "bright" if t > T_THRESHOLD else "unclear"
     diameter = nan
     if contrast != "unclear":
-        profile = (particle_profile - background_profile) * (-1.0 if contrast == "dark" else 1.0)
-        peak = float(profile[:2].mean())
-        below = np.flatnonzero(profile <= peak / 2)
-        below = below[below >= 1]
-        if peak <= 0:
-            diameter = nan
-        elif len(below) == 0:
-            diameter = float("inf")
-        else:
-            r = int(below[0])  # interpolate the half crossing between r - 1 and r
-            a, b = profile[r - 1], profile[r]
-            r_half = r - 1 + (a - peak / 2) / (a - b) if a != b else float(r)
-            diameter = float(2 * r_half * model_voxel_angstrom)
+        sign = -1.0 if contrast == "dark" else 1.0
+        native = _fwhm_voxels(sign * profile_native) * voxel
+        model = _fwhm_voxels(sign * profile_model) * model_voxel_angstrom
+        # small sizes are read in the tomogram's voxels, "fills the box" at the model's scale
+        diameter = native if native < MIN_DIAMETER_ANGSTROM or np.isnan(model) else model
     return Plausibility(
         tomogram.name, len(xyz), len(background), contrast, t, voxel, diameter, box_angstrom
     )
+
+
+def _measure(
+    volume: np.ndarray,
+    particles: np.ndarray,
+    background: np.ndarray,
+    box: int,
+    source_box: int,
+    centre_radius: float,
+) -> tuple[float, np.ndarray]:
+    """Welch t of particle vs background centre means, and the mean radial profile difference."""
+    radii = _radii(box)
+    centre = radii <= centre_radius
+    shells = np.minimum(np.round(radii).astype(int), box // 2).ravel()
+    counts = np.bincount(shells, minlength=box // 2 + 1)
+
+    def centres_and_profile(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        centres, profile = [], np.zeros(box // 2 + 1)
+        for boxes in _boxes(volume, positions, box, source_box):
+            centres.append(boxes[:, centre].mean(axis=1))
+            profile += np.bincount(shells, weights=boxes.sum(axis=0).ravel(), minlength=len(counts))
+        return np.concatenate(centres), profile / counts / len(positions)
+
+    p, p_profile = centres_and_profile(particles)
+    b, b_profile = centres_and_profile(background)
+    spread = np.sqrt(p.var(ddof=1) / len(p) + b.var(ddof=1) / len(b))
+    return float((p.mean() - b.mean()) / max(spread, 1e-12)), p_profile - b_profile
+
+
+def _fwhm_voxels(profile: np.ndarray) -> float:
+    """Twice the radius where a radial profile falls to half its centre (inf: never; nan: no
+    peak)."""
+    peak = float(profile[:2].mean())
+    if peak <= 0:
+        return float("nan")
+    below = np.flatnonzero(profile[1:] <= peak / 2) + 1
+    if len(below) == 0:
+        return float("inf")
+    r = int(below[0])  # interpolate the half crossing between r - 1 and r
+    a, b = profile[r - 1], profile[r]
+    return float(2 * (r - 1 + (a - peak / 2) / (a - b) if a != b else r))
 
 
 def check_plausibility(
