@@ -111,12 +111,14 @@ def refine_centres(
     sign: float = -1.0,
     *,
     sigma: float = 2.0,
+    background: bool = True,
     iterations: int = 5,
 ) -> np.ndarray:
     """Move each ``(x, y, z)`` to the centre of mass of the molecule density in a sphere around it.
 
     The density is ``sign * volume`` (molecules dark: ``sign=-1``), smoothed by a Gaussian of
-    ``sigma`` voxels, minus its median in the region read, clipped at 0, inside a sphere of
+    ``sigma`` voxels (0: not smoothed), minus its median in the region read (``background``;
+    leave it out for a band-passed volume), clipped at 0, inside a sphere of
     ``diameter_voxels / 2`` around the current centre; repeated until it moves less than
     0.25 voxel (at most ``iterations`` times). Only a small cube around each point is read.
 
@@ -134,15 +136,27 @@ def refine_centres(
             cube = sign * np.asarray(
                 volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32
             )
-            cube = ndi.gaussian_filter(cube, sigma, mode="nearest")
-            z, y, x = np.indices(cube.shape)
-            pos = np.stack([x + lo[2], y + lo[1], z + lo[0]], axis=-1).astype(np.float64)
-            inside = ((pos - out[k]) ** 2).sum(axis=-1) <= radius**2
-            weight = np.clip(cube - np.median(cube), 0.0, None) * inside
+            if sigma > 0:
+                cube = ndi.gaussian_filter(cube, sigma, mode="nearest")
+            if background:
+                cube = cube - np.median(cube)
+            z, y, x = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+            cx, cy, cz = out[k]
+            inside = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= radius**2
+            weight = np.where(inside, np.clip(cube, 0.0, None), 0.0)
             total = float(weight.sum())
             if total <= 0:
                 break
-            new = (pos * weight[..., None]).sum(axis=(0, 1, 2)) / total
+            new = (
+                np.array(
+                    [
+                        (weight.sum(axis=(0, 1)) * x[0, 0]).sum(),
+                        (weight.sum(axis=(0, 2)) * y[0, :, 0]).sum(),
+                        (weight.sum(axis=(1, 2)) * z[:, 0, 0]).sum(),
+                    ]
+                )
+                / total
+            )
             moved = float(np.abs(new - out[k]).max())
             out[k] = new
             if moved < 0.25:
@@ -212,7 +226,11 @@ def detect_blobs(
     sigmas_b = [s / factor for s in sigmas]
     peak_distance = 0.5 * diameters[0] / voxel_size_angstrom  # voxels between raw peaks
     radius = max(1, int(peak_distance / factor))
-    halo = math.ceil(_TRUNCATE * _K**0.5 * max(sigmas_b)) + radius + 1
+    # refinement works on a band-passed copy binned like the response: smoothed at 2 voxels,
+    # minus the background at the largest radius (1 / bin^3 of the volume's voxels)
+    band_sigmas = (2.0 / factor, 0.5 * diameters[-1] / voxel_size_angstrom / factor)
+    widest = max(_K**0.5 * max(sigmas_b), band_sigmas[1] if refine else 0.0)
+    halo = math.ceil(_TRUNCATE * widest) + radius + 1
     sign = 1.0 if invert_contrast else -1.0
     nzb, nyb, nxb = shape
 
@@ -228,10 +246,18 @@ def detect_blobs(
     for sigma in sigmas_b:
         spreads.append(_robust_spread(np.concatenate([_dog(p, sigma).ravel() for p in probes])))
     peaks, values, scales, samples = [], [], [], []
+    band = np.zeros(shape, dtype=np.float32) if refine else None
     for z0 in range(0, nzb, slab):
         lo, hi = max(0, z0 - halo), min(nzb, z0 + slab + halo)
-        response, which = _response(read(lo, hi), sigmas_b, spreads)
+        block = read(lo, hi)
+        response, which = _response(block, sigmas_b, spreads)
         core = (z0 - lo, min(z0 + slab, nzb) - lo)
+        if band is not None:
+            fine, coarse = (
+                ndi.gaussian_filter(block, s, mode="reflect", truncate=_TRUNCATE)
+                for s in band_sigmas
+            )
+            band[z0 : z0 + core[1] - core[0]] = (fine - coarse)[core[0] : core[1]]
         zyx, value = local_maxima(response, radius, core)
         peaks.append(zyx + np.array([lo, 0, 0]))
         values.append(value)
@@ -253,9 +279,11 @@ def detect_blobs(
         xyz, score, scale = xyz[first], score[first], scale[first]
         # every peak is re-centred once per diameter: a hollow or ring-shaped molecule peaks on
         # its wall at small scales and is centred by the largest diameter's sphere
-        xyz = np.concatenate(
-            [refine_centres(volume, xyz, d / voxel_size_angstrom, sign) for d in diameters]
-        )
+        assert band is not None
+        binned = (xyz - (factor - 1) / 2.0) / factor
+        d_binned = [d / voxel_size_angstrom / factor for d in diameters]
+        moved = [refine_centres(band, binned, d, 1.0, sigma=0, background=False) for d in d_binned]
+        xyz = np.concatenate(moved) * factor + (factor - 1) / 2.0
         score = np.tile(score, len(diameters))
         scale = np.repeat(np.arange(len(diameters)), len(first))
     order = non_maximum_suppression(xyz, score, min_distance / voxel_size_angstrom)
