@@ -239,6 +239,8 @@ def index(
                 edge=edge,
                 device=device,
                 commit_every=commit_every,
+                contrast_check=contrast_check,
+                size_check=not no_size_check,
             )
         for line in summary.lines():
             click.echo(line)
@@ -263,6 +265,8 @@ def index(
                     edge=edge,
                     progress=not no_progress,
                     commit_every=commit_every,
+                    contrast_check=contrast_check,
+                    size_check=not no_size_check,
                 )
                 _echo_summary(summary)
                 return

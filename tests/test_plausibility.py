@@ -128,3 +128,15 @@ def test_molecules_filling_the_box_get_the_warning(tmp_path, caplog) -> None:
         found = _check(mrc)
     assert np.isinf(found[0].diameter_angstrom)
     assert any("fill the whole 320 A box" in r.getMessage() for r in caplog.records)
+
+
+def test_the_distributed_path_checks_too(tmp_path, tiny_model) -> None:
+    from cosnet_index.store.distributed import index_distributed
+
+    mrc, csv = _tomogram(tmp_path / "TS_bright.mrc", sign=1.0)
+    with Store.create(tmp_path / "store", model_path=tiny_model[0]) as store:
+        with pytest.raises(ContrastError, match="--invert-contrast"):
+            index_distributed(store, [mrc], csv)  # client=None: the staged path, here
+        assert store.subtomogram_table().empty
+        summary = index_distributed(store, [mrc], csv, contrast_check="warn")
+        assert summary.subtomograms_indexed == 20

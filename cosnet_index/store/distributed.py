@@ -35,6 +35,7 @@ import numpy as np
 from cosnet_index.errors import InputError, StoreError
 from cosnet_index.files import TMP_MARK
 from cosnet_index.geometry import position_keys
+from cosnet_index.io.plausibility import check_plausibility
 from cosnet_index.store._committing import _free_shard_path, _register_part, remove_partial_files
 from cosnet_index.store._inputs import _check_arguments, _read_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs, _stored_positions
@@ -134,6 +135,8 @@ def index_distributed(
     commit_every: int = DEFAULT_COMMIT_EVERY,
     torch_threads: int | None = None,
     lock_wait_s: float = LOCK_WAIT_S,
+    contrast_check: str = "error",
+    size_check: bool = True,
 ) -> IndexSummary:
     """Index like :func:`~cosnet_index.store.index_tomograms`, one Dask task per tomogram.
 
@@ -164,6 +167,15 @@ def index_distributed(
     model = store.model()
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    check_plausibility(  # contrast and voxel size, before any task or write (io/plausibility.py)
+        tomograms,
+        coordinates,
+        box=box,
+        model_voxel_angstrom=model_voxel_angstrom,
+        invert_contrast=invert_contrast,
+        contrast_check=contrast_check,
+        size_check=size_check,
+    )
     jobs, skipped_tomograms, stored_done = _plan_jobs(
         store,
         tomograms,
