@@ -9,6 +9,7 @@ from cosnet_index.cli._options import (
     plausibility_options,
     store_options,
 )
+from cosnet_index.cli._pick import pick_options
 
 __all__ = ["copick"]
 
@@ -59,6 +60,7 @@ def copick() -> None:
 @click.option("--pick-object", default=None, help="Index picks of this object (default: any).")
 @click.option("--pick-user", default=None, help="Picks of this user (default: any but ours).")
 @click.option("--pick-session", default=None, help="Picks of this session (default: any).")
+@pick_options
 @invert_contrast_option("Tomograms have bright molecules: negate.")
 @plausibility_options
 @click.option(
@@ -80,6 +82,11 @@ def index(
     pick_object: str | None,
     pick_user: str | None,
     pick_session: str | None,
+    pick: str | None,
+    diameters: tuple[float, ...],
+    min_distance: float | None,
+    pick_threshold: float | None,
+    max_candidates: int | None,
     invert_contrast: bool,
     contrast_check: str,
     no_size_check: bool,
@@ -93,7 +100,8 @@ def index(
     STORE/copick/<project>/ (indexing and segmenting read memory-mapped MRC; an existing copy
     of the same shape is reused) and its picks are indexed as with `cosnet-index index`: the
     same contrast and size checks, resume and no duplicates. The tomogram's name in the store
-    is the run's name.
+    is the run's name. With --pick, candidates are found in the runs' tomograms instead (the
+    detector of `index --pick`, docs/picking.md) and the project's picks are not read.
 
     Examples:
 
@@ -101,10 +109,51 @@ def index(
 
         cosnet-index copick index --store ./store --config copick.json --run TS_01 --run TS_02 \\
             --voxel-spacing 7.84 --tomo-type denoised --pick-user alice
+
+        cosnet-index copick index --store ./store --config copick.json --pick dog --diameter 250
     """
     from cosnet_index.store import Store
-    from cosnet_index.store.copick_index import index_copick
+    from cosnet_index.store.copick_index import copick_cache_dir, index_copick
 
+    checks = {
+        "invert_contrast": invert_contrast,
+        "contrast_check": contrast_check,
+        "size_check": not no_size_check,
+        "edge": edge,
+        "batch_size": batch_size,
+        "progress": not no_progress,
+    }
+    if pick is not None and (pick_object or pick_user or pick_session):
+        raise click.UsageError(
+            "--pick finds candidates, --pick-object/--pick-user/--pick-session read the "
+            "project's picks: give one or the other"
+        )
+    if pick is not None:  # no picks: candidates from the detector of `index --pick`
+        from cosnet_index.io.copick_project import materialise_tomograms, open_project
+        from cosnet_index.pick import index_picked
+
+        with Store.open(store_path, db_url=db_url) as store:
+            root = open_project(config_path)
+            paths = materialise_tomograms(
+                root,
+                copick_cache_dir(store, root),
+                runs=list(runs) or None,
+                voxel_spacing=voxel_spacing,
+                tomo_type=tomo_type,
+            )
+            summary = index_picked(
+                store,
+                paths,
+                method=pick,
+                diameters_angstrom=diameters or None,
+                min_distance_angstrom=min_distance,
+                threshold=pick_threshold,
+                max_candidates=max_candidates,
+                **checks,
+            )
+        for line in summary.lines():
+            click.echo(line)
+        return
     with Store.open(store_path, db_url=db_url) as store:
         summary = index_copick(
             store,
@@ -115,12 +164,7 @@ def index(
             pick_object=pick_object,
             pick_user=pick_user,
             pick_session=pick_session,
-            invert_contrast=invert_contrast,
-            contrast_check=contrast_check,
-            size_check=not no_size_check,
-            edge=edge,
-            batch_size=batch_size,
-            progress=not no_progress,
+            **checks,
         )
     for line in summary.lines():
         click.echo(line)

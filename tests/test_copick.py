@@ -154,3 +154,21 @@ def test_picks_of_tomograms_outside_the_project_are_left_out(tmp_path) -> None:
     assert write_picks(root, table, sizes, session_id="3") == {("TS_01", "blob"): 1}
     with pytest.raises(InputError, match="no tomogram of the table is a run"):
         write_picks(root, table[table["tomogram"] == "elsewhere"], sizes, session_id="3")
+
+
+def test_copick_index_without_picks_finds_candidates(tmp_path, tiny_model) -> None:
+    config, xyz = _project(tmp_path)
+    store = tmp_path / "store"
+    _run("init", "--store", store, "--model", tiny_model[0])
+    base = ["copick", "index", "--store", store, "--config", config, "--run", "TS_02"]
+    out = _run(*base, "--pick", "dog", "--diameter", "70", "--no-progress")
+    from cosnet_index.store import Store
+
+    with Store.open(store, readonly=True) as opened:
+        table = opened.subtomogram_table()
+    assert set(table["tomogram"]) == {"TS_02"} and len(table) >= 15, out
+    # most of the 20 blobs are found within 2 voxels
+    d = np.linalg.norm(table[["x", "y", "z"]].to_numpy()[:, None] - xyz[None], axis=2)
+    assert (d.min(axis=0) < 2.0).sum() >= 15
+    result = CliRunner().invoke(cli, [str(a) for a in [*base, "--pick", "dog", "--pick-user", "x"]])
+    assert result.exit_code == 2 and "one or the other" in result.output
