@@ -180,3 +180,17 @@ def test_view_command_classifies_the_tomogram_now(toy_store, toy, napari, monkey
     assert result.exit_code == 0, result.output
     assert opened == [True]
     assert "toy (image)" in result.output and "ball (points)" in result.output
+
+
+@_napari_test
+def test_the_napari_manifest_declares_the_reader() -> None:
+    npe2 = pytest.importorskip("npe2")
+    from importlib import resources
+
+    ref = resources.files("cosnet_index.report") / "napari.yaml"
+    with resources.as_file(ref) as path:
+        manifest = npe2.PluginManifest.from_file(path)
+    (reader,) = manifest.contributions.readers
+    assert reader.filename_patterns == ["*.parquet"]
+    (command,) = manifest.contributions.commands
+    assert command.python_name == "cosnet_index.report.view:napari_get_reader"
