@@ -5,18 +5,24 @@ write molecules bright, the model expects them dark) and a wrong voxel size in t
 tomogram binned 4x whose header still says 2.5 A). Both are read from the data the same way:
 
 1. up to ``n_particles`` particle boxes and as many **background boxes** (random positions in
-   the picks' z range, away from every pick) are cut at the model's scale (``box`` voxels of
-   ``model_voxel_angstrom``; the same resampling rule as indexing, edges padded);
-2. **contrast**: the mean of each box's central sphere (radius :data:`CENTRE_RADIUS_NM`);
-   a Welch t statistic of particles against background says whether the particles are darker
+   the picks' z range, at least half the median pick spacing from every pick) are cut twice:
+   at the model's scale (``box`` voxels of ``model_voxel_angstrom``; the same resampling rule
+   as indexing, edges padded) and in the tomogram's own voxels (``box`` of them, no
+   resampling: there a header voxel size 4x too small still leaves molecules several voxels
+   wide, where the model's scale shrinks them to one or two);
+2. **contrast**: the mean of each box's central sphere (radius :data:`CENTRE_RADIUS_NM` at the
+   model's scale, the same number of voxels in the tomogram's); a Welch t of particles against
+   background at each scale, the larger |t| deciding, says whether the particles are darker
    (``dark``: what the model expects), brighter (``bright``) or indistinguishable (``unclear``:
    too few picks, or picks on nothing visible);
 3. **size**: the radial profile of the mean particle box minus the mean background box; the
    radius where it falls to half its centre value gives an apparent diameter (FWHM, angstrom
-   at the header's voxel size). Below :data:`MIN_DIAMETER_ANGSTROM` nothing molecular is that
-   small: the header voxel size is probably too small (binned data, unbinned header). A profile
-   that never falls to half within the box means molecules fill the 32 nm box: very large
-   molecules, or a header voxel size too large.
+   at the header's voxel size). Below :data:`MIN_DIAMETER_ANGSTROM` (read in the tomogram's
+   voxels) nothing molecular is that small: the header voxel size is probably too small
+   (binned data, unbinned header). A profile that never falls to half within the model's box
+   means molecules fill the 32 nm box: very large molecules, or a header voxel size too large.
+
+Measured on simulated tomograms in ``docs/ecosystem.md`` (``bench/plausibility.py``).
 
 The estimates only read the tomogram. What happens on a finding (error, warning) is decided by
 :func:`check_plausibility`, which indexing calls before the store is touched.
@@ -50,7 +56,8 @@ CONTRAST_CHECKS = ("error", "warn", "off")
 """``--contrast-check``: stop on bright molecules, only warn, or skip the check."""
 
 CENTRE_RADIUS_NM = 2.0
-"""Radius of the central sphere whose mean is compared (inside any molecule)."""
+"""Radius of the central sphere whose mean is compared (inside any molecule), at the model's
+scale (the same number of voxels in the tomogram's own)."""
 
 MIN_PARTICLES = 8
 """Fewer picks than this in a tomogram: no verdict (``unclear``)."""
