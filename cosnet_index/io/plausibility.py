@@ -84,7 +84,8 @@ class Plausibility:
         n_particles: particle boxes measured.
         n_background: background boxes measured.
         contrast: ``"dark"`` (molecules darker than background), ``"bright"`` or ``"unclear"``.
-        t: Welch t of particle against background centre means (negative: darker).
+        t: Welch t of particle against background centre means, the larger |t| of the two
+            scales (negative: darker).
         voxel_size_angstrom: the voxel size the boxes were cut with (header or override).
         diameter_angstrom: apparent diameter (FWHM of the mean particle) at that voxel size;
             ``inf`` when the profile never falls to half within the box, ``nan`` when not
