@@ -69,6 +69,12 @@ def _rule_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     type=click.Path(dir_okay=False),
     help="Result table (.parquet).",
 )
+@click.option(
+    "--stream/--in-memory",
+    default=None,
+    help="Classify shard by shard, writing as it goes (memory flat in the collection's size; "
+    "default for stores of more than a million vectors; rows in shard order).",
+)
 def classify(
     store_path: str,
     db_url: str | None,
@@ -80,6 +86,7 @@ def classify(
     tomograms: tuple[str, ...],
     subtomograms: tuple[str, ...],
     out_path: str,
+    stream: bool | None,
 ) -> None:
     """Give every stored subtomogram its probability for each class, best class and margin.
 
@@ -97,11 +104,44 @@ def classify(
         cosnet-index classify --store ./store --set chaperones --tomogram TS_01 --out ts01.parquet
     """
     from cosnet_index.query import UNKNOWN, classify_store, write_table
+    from cosnet_index.query._streaming import STREAM_ABOVE, classify_store_streaming
     from cosnet_index.store import Store
 
     source = click.get_current_context().get_parameter_source("min_prob")
     given = source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    selected = bool(tomograms or subtomograms)
+    if stream and selected:
+        raise click.UsageError("--stream classifies the whole store; drop --tomogram/--ids")
+    if stream and rule == "collection":
+        raise click.UsageError(
+            "--rule collection needs the whole collection in memory; use --in-memory, or "
+            "--rule fixed with --stream"
+        )
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
+        if stream is None and not selected:
+            stream = store._count_vectors(store._model_id(None)[0]) > STREAM_ABOVE
+            if stream and rule is None:
+                click.echo(
+                    "streaming a store of more than a million vectors: open-set rule 'fixed' "
+                    "(--in-memory for the collection rule)",
+                    err=True,
+                )
+        if stream:
+            n, counts, meta = classify_store_streaming(
+                store,
+                out_path,
+                classes=parse_names(class_names),
+                set_name=set_name,
+                min_prob=min_prob,
+                reduce=reduce,  # type: ignore[arg-type]
+            )
+            click.echo(
+                f"classified {n} subtomograms into {len(meta['classes'])} classes -> {out_path} "
+                "(streamed)"
+            )
+            for name in [*meta["classes"], UNKNOWN]:
+                click.echo(f"  {name:<24} {int(counts.get(name, 0))}")
+            return
         table, meta = classify_store(
             store,
             classes=parse_names(class_names),

@@ -6,7 +6,13 @@ import json
 
 import click
 
-from cosnet_index.cli._options import invert_contrast_option, json_option, store_options
+from cosnet_index.cli._options import (
+    invert_contrast_option,
+    json_option,
+    plausibility_options,
+    store_options,
+)
+from cosnet_index.cli._pick import pick_options
 
 __all__ = ["check", "db", "index", "init", "reindex", "stats"]
 
@@ -120,10 +126,12 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 @click.argument("tomograms", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--coords",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Coordinates: RELION 3.1/4/5 or Warp STAR, CSV (x,y,z[,tomogram]) or Parquet.",
+    help="Coordinates: RELION 3.1/4/5 or Warp STAR, CSV (x,y,z[,tomogram]) or Parquet. "
+    "Without it, candidates are picked (--pick).",
 )
+@pick_options
 @click.option(
     "--voxel-size",
     type=float,
@@ -132,6 +140,7 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 )
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Boxes per batch.")
 @invert_contrast_option("Tomograms have bright molecules: negate.")
+@plausibility_options
 @click.option(
     "--edge",
     type=click.Choice(["skip", "pad"]),
@@ -148,18 +157,39 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
     help="Boxes of a tomogram per committed part: Ctrl-C loses at most one part.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Embed on a local Dask cluster of N worker processes (needs the cluster extra).",
+)
+@click.option(
+    "--dask-scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Embed on an existing Dask cluster, e.g. tcp://node:8786 (docs/cluster.md).",
+)
 def index(
     store_path: str,
     db_url: str | None,
     tomograms: tuple[str, ...],
-    coords: str,
+    coords: str | None,
+    pick: str | None,
+    diameters: tuple[float, ...],
+    min_distance: float | None,
+    pick_threshold: float | None,
+    max_candidates: int | None,
     voxel_size: float | None,
     batch_size: int,
     invert_contrast: bool,
+    contrast_check: str,
+    no_size_check: bool,
     edge: str,
     device: str | None,
     commit_every: int,
     no_progress: bool,
+    workers: int | None,
+    dask_scheduler: str | None,
 ) -> None:
     """Embed every subtomogram listed in --coords from the TOMOGRAMS (MRC) into the store.
 
@@ -169,17 +199,77 @@ def index(
     position (0.01 voxel), so running the command again (after Ctrl-C, or with more picks)
     embeds only what the store does not hold and never stores a particle twice.
 
+    Before anything is written, the picks are compared with random background boxes: molecules
+    brighter than the background stop the run (--invert-contrast, or --contrast-check off), and
+    an apparent molecule size that does not fit the voxel size gets a warning.
+
     Examples:
 
         cosnet-index index --store ./store tomos/*.mrc --coords particles.star
 
         cosnet-index index --store ./store TS_01.mrc --coords picks.csv --voxel-size 10
+
+        cosnet-index index --store ./store tomos/*.mrc --coords particles.star --workers 4
+
+        cosnet-index index --store ./store tomos/*.mrc --pick dog --diameter 150 --diameter 250
     """
     from cosnet_index.store import Store, index_tomograms
     from cosnet_index.store.indexer import IndexInterrupted
 
+    if coords is not None and pick is not None:
+        raise click.UsageError("give --coords or --pick, not both")
+    if (workers is not None or dask_scheduler is not None) and coords is None:
+        raise click.UsageError(
+            "--workers/--dask-scheduler need --coords: picking runs in one process (drop "
+            "--workers, or pick first and index the candidates with --coords)"
+        )
+    if workers is not None or dask_scheduler is not None:
+        from cosnet_index.store.distributed import index_on_dask
+
+        with Store.open(store_path, db_url=db_url) as store:
+            summary = index_on_dask(
+                store,
+                list(tomograms),
+                coords,
+                workers=workers,
+                scheduler=dask_scheduler,
+                voxel_size_angstrom=voxel_size,
+                batch_size=batch_size,
+                invert_contrast=invert_contrast,
+                edge=edge,
+                device=device,
+                commit_every=commit_every,
+                contrast_check=contrast_check,
+                size_check=not no_size_check,
+            )
+        for line in summary.lines():
+            click.echo(line)
+        return
     with Store.open(store_path, db_url=db_url) as store:
         try:
+            if coords is None:
+                from cosnet_index.pick import index_picked
+
+                summary = index_picked(
+                    store,
+                    list(tomograms),
+                    method=pick or "dog",
+                    diameters_angstrom=diameters or None,
+                    min_distance_angstrom=min_distance,
+                    threshold=pick_threshold,
+                    max_candidates=max_candidates,
+                    voxel_size_angstrom=voxel_size,
+                    invert_contrast=invert_contrast,
+                    device=device,
+                    batch_size=batch_size,
+                    edge=edge,
+                    progress=not no_progress,
+                    commit_every=commit_every,
+                    contrast_check=contrast_check,
+                    size_check=not no_size_check,
+                )
+                _echo_summary(summary)
+                return
             summary = index_tomograms(
                 store,
                 list(tomograms),
@@ -191,10 +281,16 @@ def index(
                 progress=not no_progress,
                 device=device,
                 commit_every=commit_every,
+                contrast_check=contrast_check,
+                size_check=not no_size_check,
             )
         except IndexInterrupted as exc:
             click.echo(str(exc), err=True)
             raise SystemExit(130) from None
+    _echo_summary(summary)
+
+
+def _echo_summary(summary) -> None:  # type: ignore[no-untyped-def]
     for line in summary.lines():
         click.echo(line)
 
@@ -203,27 +299,61 @@ def index(
 @store_options
 @click.option(
     "--index-type",
-    type=click.Choice(["flat", "ivf"]),
+    type=click.Choice(["flat", "ivf", "ivf-fp16", "ivf-pq"]),
     default="flat",
     show_default=True,
-    help="flat: exact L1; ivf: inverted lists for collections past a few million vectors.",
+    help="flat: exact L1; ivf: L1 inverted lists; ivf-fp16 / ivf-pq: compressed inverted lists "
+    "whose candidates are re-scored exactly (stores of millions of vectors, docs/performance.md).",
 )
 @click.option("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(n)).")
-def reindex(store_path: str, db_url: str | None, index_type: str, nlist: int | None) -> None:
+@click.option("--nprobe", type=int, default=None, help="IVF lists searched (default 32 / 64).")
+@click.option("--pq-m", type=int, default=None, help="ivf-pq bytes per vector (default dim/8).")
+@click.option(
+    "--candidates",
+    type=click.IntRange(min=1),
+    default=None,
+    help="ivf-fp16/ivf-pq: vectors proposed per query and re-scored exactly (default 1000).",
+)
+def reindex(
+    store_path: str,
+    db_url: str | None,
+    index_type: str,
+    nlist: int | None,
+    nprobe: int | None,
+    pq_m: int | None,
+    candidates: int | None,
+) -> None:
     """Rebuild the FAISS index from the Parquet shards (the shards are the truth).
+
+    Other kinds than flat measure their recall@100 against brute force on stored vectors;
+    `stats` shows it.
 
     Examples:
 
         cosnet-index reindex --store ./store
 
-        cosnet-index reindex --store ./store --index-type ivf
+        cosnet-index reindex --store ./store --index-type ivf-fp16 --nprobe 64
     """
     from cosnet_index.store import Store
     from cosnet_index.store import reindex as rebuild
+    from cosnet_index.store.maintenance import vector_index_record
 
     with Store.open(store_path, db_url=db_url) as store:
-        n = rebuild(store, index_type=index_type, nlist=nlist)
+        n = rebuild(
+            store,
+            index_type=index_type,
+            nlist=nlist,
+            nprobe=nprobe,
+            pq_m=pq_m,
+            candidates=candidates,
+        )
+        record = vector_index_record(store) or {}
     click.echo(f"rebuilt the {index_type} index: {n} vectors")
+    if record.get("recall_queries"):
+        click.echo(
+            f"recall@100 against brute force: {record['recall_at_100']:.3f} "
+            f"({record['recall_queries']} stored vectors as queries)"
+        )
 
 
 @click.command("check")
@@ -279,3 +409,9 @@ def stats(store_path: str, db_url: str | None, as_json: bool) -> None:
     click.echo(f"models         {info['models']}")
     click.echo(f"classes        {info['classes']}")
     click.echo(f"size           {_size(info['size_bytes'])}")
+    vector_index = info["vector_index"]
+    recall = vector_index.get("recall_at_100")
+    click.echo(
+        f"vector index   {vector_index['kind']}"
+        + ("" if recall is None else f", recall@100 {recall:.3f}")
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests._classes_util import ToyCollection, build_store, fresh_store_path
+from tests._postgres_util import create_database, drop_database, postgres_server_url
 from tests._store_util import particle_table, tiny_checkpoint, write_star_relion31, write_tomogram
 
 
@@ -50,4 +51,39 @@ def toy_store(toy: ToyCollection, tmp_path: Path) -> Iterator:
     from cosnet_index.store import Store
 
     with Store.open(fresh_store_path(toy, tmp_path)) as store:
+        yield store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The catalog of a new store: ``None`` (SQLite inside the store) or a fresh, empty
+    PostgreSQL database (only when ``COSNET_TEST_POSTGRES_URL`` names a server; ``.ci/run``
+    starts one), dropped after the test."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server = postgres_server_url()
+    if server is None:
+        pytest.skip("PostgreSQL leg: set COSNET_TEST_POSTGRES_URL (.ci/run starts a server)")
+    url = create_database(server)
+    try:
+        yield url
+    finally:
+        drop_database(server, url)
+
+
+@pytest.fixture
+def toy_store_on(toy: ToyCollection, tmp_path: Path, catalog_url: str | None) -> Iterator:
+    """An open toy store on each catalog backend: the SQLite copy of :func:`toy_store`, or the
+    same collection indexed through the public API into a fresh PostgreSQL catalog."""
+    from cosnet_index.store import Store, index_tomograms
+
+    if catalog_url is None:
+        with Store.open(fresh_store_path(toy, tmp_path)) as store:
+            yield store
+        return
+    path = tmp_path / "store"
+    with Store.create(path, model_path=toy.checkpoint, db_url=catalog_url) as store:
+        index_tomograms(store, [toy.tomogram_path], toy.coords_path, progress=False)
+    with Store.open(path, db_url=catalog_url) as store:
         yield store

@@ -64,7 +64,8 @@ def test_invalid_names_are_refused_with_a_hint(bad):
         check_name(bad)
 
 
-def test_names_are_stripped_and_unique(toy_store, toy):
+def test_names_are_stripped_and_unique(toy_store_on, toy):
+    toy_store = toy_store_on
     ids = ids_by_label(toy_store, toy.truth)
     made = add_class(toy_store, "  ribo  ", subtomogram_ids=[ids["ball"][0]])
     assert made.name == "ribo" and made.shots == 1 and made.set_name == "default"
@@ -81,7 +82,8 @@ def test_names_are_stripped_and_unique(toy_store, toy):
     assert list_sets(toy_store) == ["default", "other"]
 
 
-def test_class_crud_never_embeds_or_changes_the_collection(toy_store, toy, forward_calls):
+def test_class_crud_never_embeds_or_changes_the_collection(toy_store_on, toy, forward_calls):
+    toy_store = toy_store_on
     ids_before, xb_before = toy_store.load_vectors()
     shards = sorted(p for p in toy_store.path.rglob("*.parquet"))
     mtimes = [p.stat().st_mtime_ns for p in shards]

@@ -10,19 +10,21 @@ from cosnet_index.store import schema
 from cosnet_index.store._engine import make_engine
 from cosnet_index.store.tables import Base
 
-OWN_TABLES = {"models", "tomograms", "shards", "subtomograms"}
+OWN_TABLES = {"models", "tomograms", "shards", "subtomograms", "vector_indexes"}
 
 
-def test_upgrade_from_empty_to_head_and_down_to_base(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+def test_upgrade_from_empty_to_head_and_down_to_base(tmp_path, catalog_url) -> None:
+    engine = make_engine(catalog_url or f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     assert schema.current_revision(engine) is None
     schema.upgrade(engine, "head")
     assert schema.current_revision(engine) == schema.head_revision()
     tables = set(inspect(engine).get_table_names())
     assert OWN_TABLES <= tables
+    schema.downgrade(engine, "0003")
+    assert "vector_indexes" not in set(inspect(engine).get_table_names())
     schema.downgrade(engine, "0001")
     assert schema.current_revision(engine) == "0001"
-    assert OWN_TABLES <= set(inspect(engine).get_table_names())
+    assert OWN_TABLES - {"vector_indexes"} <= set(inspect(engine).get_table_names())
     schema.downgrade(engine, "base")
     assert schema.current_revision(engine) is None
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
@@ -31,8 +33,8 @@ def test_upgrade_from_empty_to_head_and_down_to_base(tmp_path) -> None:
     engine.dispose()
 
 
-def test_orm_matches_migrations(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+def test_orm_matches_migrations(tmp_path, catalog_url) -> None:
+    engine = make_engine(catalog_url or f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     schema.upgrade(engine, "head")
     with engine.connect() as connection:
         diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)

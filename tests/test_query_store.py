@@ -36,7 +36,8 @@ def _boxes(toy_store, ids):  # type: ignore[no-untyped-def]
     return torch.from_numpy(boxes)
 
 
-def test_classify_equals_the_networks_own_head_and_is_accurate(toy_store, toy):
+def test_classify_equals_the_networks_own_head_and_is_accurate(toy_store_on, toy):
+    toy_store = toy_store_on
     ids = ids_by_label(toy_store, toy.truth)
     support = {label: int(ids[label][0]) for label in SHAPES}
     for label, sid in support.items():
@@ -101,7 +102,8 @@ def test_few_shot_is_at_least_as_accurate_as_one_shot(toy_store, toy):
     assert mean["1"] < 1.0  # the toy data is hard enough for the comparison to mean something
 
 
-def test_search_matches_a_brute_force_scan_and_carries_locations(toy_store, toy):
+def test_search_matches_a_brute_force_scan_and_carries_locations(toy_store_on, toy):
+    toy_store = toy_store_on
     ids = ids_by_label(toy_store, toy.truth)
     add_class(toy_store, "rod", subtomogram_ids=ids["rod"][:3])
     table, meta = search_store(toy_store, "rod", k=10)
@@ -116,7 +118,8 @@ def test_search_matches_a_brute_force_scan_and_carries_locations(toy_store, toy)
     assert len(mean) <= 10 and (mean["probability"] >= 0.5).all()
 
 
-def test_filters_and_errors(toy_store, toy):
+def test_filters_and_errors(toy_store_on, toy):
+    toy_store = toy_store_on
     ids = ids_by_label(toy_store, toy.truth)
     with pytest.raises(ClassError, match="classes add"):
         classify_store(toy_store)

@@ -37,6 +37,13 @@ def store(tmp_path, checkpoint) -> Store:
         yield opened
 
 
+@pytest.fixture
+def store_on(tmp_path, checkpoint, catalog_url) -> Store:
+    """A new store on each catalog backend (SQLite; PostgreSQL when a test server is set)."""
+    with Store.create(tmp_path / "store", model_path=checkpoint, db_url=catalog_url) as opened:
+        yield opened
+
+
 def _inside(table: pd.DataFrame, box: int = 32) -> int:
     return int(
         sum(
@@ -46,7 +53,8 @@ def _inside(table: pd.DataFrame, box: int = 32) -> int:
     )
 
 
-def test_index_two_tomograms_then_check_and_resume(store, collection) -> None:
+def test_index_two_tomograms_then_check_and_resume(store_on, collection) -> None:
+    store = store_on
     summary = index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
     expected = _inside(collection["table"])
     assert expected == 12
@@ -101,7 +109,8 @@ def test_faiss_l1_equals_numpy_brute_force(store, collection) -> None:
     np.testing.assert_array_equal(sub_xb, xb[[3, 0]])
 
 
-def test_reindex_and_ivf(store, collection) -> None:
+def test_reindex_and_ivf(store_on, collection) -> None:
+    store = store_on
     index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
     _, xb = store.load_vectors()
     before = store.search(xb, 3, gpu=False)
@@ -350,8 +359,9 @@ def _picks(n: int, seed: int = 3) -> pd.DataFrame:
     return pd.DataFrame({"tomogram": "TS_01", "x": xy[:, 0], "y": xy[:, 1], "z": 20.0})
 
 
-def test_rerun_with_more_picks_adds_only_the_new_ones(store, collection, tmp_path) -> None:
+def test_rerun_with_more_picks_adds_only_the_new_ones(store_on, collection, tmp_path) -> None:
     """Issue 19: index 30 picks, then all 90: it said 'already indexed' and kept 30."""
+    store = store_on
     picks = _picks(90)
     first, everything = tmp_path / "first.csv", tmp_path / "all.csv"
     picks.iloc[:30].to_csv(first, index=False)
@@ -370,8 +380,9 @@ def test_rerun_with_more_picks_adds_only_the_new_ones(store, collection, tmp_pat
     assert len(store.subtomogram_table()) == 90
 
 
-def test_interrupt_keeps_committed_parts_and_rerun_completes(store, collection, tmp_path):
+def test_interrupt_keeps_committed_parts_and_rerun_completes(store_on, collection, tmp_path):
     """Issue 19: Ctrl-C lost whole tomograms; now at most one part, and a re-run resumes."""
+    store = store_on
     from cosnet_index.store.indexer import IndexInterrupted
 
     picks = _picks(40)

@@ -28,7 +28,13 @@ def _run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def test_init_index_check_stats_reindex(setup) -> None:
+def _use_catalog(monkeypatch, catalog_url) -> None:  # type: ignore[no-untyped-def]
+    if catalog_url is not None:  # the PostgreSQL leg: every command gets --db-url from the env
+        monkeypatch.setenv("COSNET_DB_URL", catalog_url)
+
+
+def test_init_index_check_stats_reindex(setup, monkeypatch, catalog_url) -> None:
+    _use_catalog(monkeypatch, catalog_url)
     result = _run("init", "--model", str(setup["checkpoint"]))
     assert result.exit_code == 0, result.output
     assert "created store" in result.output
@@ -72,7 +78,8 @@ def test_errors_are_one_line_without_traceback(setup, tmp_path) -> None:
     assert result.exit_code == 1 and "batch-size" in result.output
 
 
-def test_db_downgrade_and_upgrade(setup) -> None:
+def test_db_downgrade_and_upgrade(setup, monkeypatch, catalog_url) -> None:
+    _use_catalog(monkeypatch, catalog_url)
     assert _run("init", "--model", str(setup["checkpoint"])).exit_code == 0
     result = _run("db", "downgrade", "base", "--yes")
     assert result.exit_code == 0 and "(empty)" in result.output

@@ -237,6 +237,7 @@ def search_store(
 
     # "mean" with several shots scans the in-memory CPU index; "max" uses FAISS search (GPU)
     scan = reduce == "mean" and support.shots > 1
+    scan = scan and _flat_view(store.cpu_index()) is not None  # compressed: the store's search
     index = store.cpu_index() if scan else _Index()
     hits = search_class(
         index, support.vectors, bias, k=k, min_prob=min_prob, reduce=reduce, vectors=vectors

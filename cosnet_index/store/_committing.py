@@ -71,68 +71,20 @@ def _commit_part(store: Store, job: _Job, model_id: int, edge: str, invert: bool
     assert job.writer is not None
     writer = job.writer
     writer.commit()
-    relative = writer.final.relative_to(store.path).as_posix()
     ids = np.concatenate(job.part_ids) if job.part_ids else np.zeros(0, np.int64)
-    xyz_part = job.xyz[job.part_start : job.part_start + len(ids)]
     first = job.new_tomogram and job.parts == 0
-    skipped = dict(job.skipped) if first else {}
-    tomogram = job.tomogram
     try:
-        with Session(store.engine) as session, session.begin():
-            record = session.scalars(
-                select(TomogramRecord).where(TomogramRecord.name == tomogram.name)
-            ).first()
-            if record is None:
-                record = TomogramRecord(
-                    name=tomogram.name,
-                    path=str(tomogram.path),
-                    shape_z=tomogram.shape_zyx[0],
-                    shape_y=tomogram.shape_zyx[1],
-                    shape_x=tomogram.shape_zyx[2],
-                    voxel_size_angstrom=tomogram.voxel_size_angstrom,
-                    header_sha256=tomogram.header_sha256,
-                )
-                session.add(record)
-            else:
-                record.path = str(tomogram.path)
-            if job.convention and (first or record.coordinate_convention is None):
-                record.coordinate_convention = job.convention.get("convention")
-                record.coordinate_pixel_size_angstrom = job.convention.get("pixel_size_angstrom")
-                record.coordinate_optics = job.convention.get("optics")
-            session.flush()
-            shard = ShardRecord(
-                tomogram_id=record.id,
-                model_id=model_id,
-                path=relative,
-                n_rows=len(ids),
-                n_skipped=sum(skipped.values()),
-                skipped=skipped,
-                edge=edge,
-                resampled_from_angstrom=job.resampled_from,
-                invert_contrast=invert,
-            )
-            session.add(shard)
-            session.flush()
-            for start in range(0, len(ids), _INSERT_CHUNK):
-                stop = start + _INSERT_CHUNK
-                session.execute(
-                    insert(Subtomogram),
-                    [
-                        {
-                            "id": int(i),
-                            "tomogram_id": record.id,
-                            "model_id": model_id,
-                            "shard_id": shard.id,
-                            "row": start + k,
-                            "x": float(p[0]),
-                            "y": float(p[1]),
-                            "z": float(p[2]),
-                        }
-                        for k, (i, p) in enumerate(
-                            zip(ids[start:stop], xyz_part[start:stop], strict=True)
-                        )
-                    ],
-                )
+        _register_part(
+            store,
+            job,
+            writer.final,
+            ids,
+            job.xyz[job.part_start : job.part_start + len(ids)],
+            model_id=model_id,
+            first=first,
+            edge=edge,
+            invert=invert,
+        )
     except BaseException:
         writer.final.unlink(missing_ok=True)  # not committed: the shard must not stay
         job.writer = None
@@ -142,3 +94,80 @@ def _commit_part(store: Store, job: _Job, model_id: int, edge: str, invert: bool
     job.parts += 1
     job.writer = None
     return writer.final
+
+
+def _register_part(
+    store: Store,
+    job: _Job,
+    final: Path,
+    ids: np.ndarray,
+    xyz: np.ndarray,
+    *,
+    model_id: int,
+    first: bool,
+    edge: str,
+    invert: bool,
+) -> None:
+    """Commit one shard part's catalog rows in one transaction (the shard file is in place).
+
+    Shared by the single-process path and the Dask committer (``store/distributed.py``):
+    the tomogram row (made on its first part), the shard row, and ``ids`` ``(n,)`` at ``xyz``
+    ``(n, 3)``. ``first``: the tomogram's first part of this model (its skip counts go on it).
+    Raises whatever the database raises; the caller removes ``final`` then.
+    """
+    relative = final.relative_to(store.path).as_posix()
+    skipped = dict(job.skipped) if first else {}
+    tomogram = job.tomogram
+    with Session(store.engine) as session, session.begin():
+        record = session.scalars(
+            select(TomogramRecord).where(TomogramRecord.name == tomogram.name)
+        ).first()
+        if record is None:
+            record = TomogramRecord(
+                name=tomogram.name,
+                path=str(tomogram.path),
+                shape_z=tomogram.shape_zyx[0],
+                shape_y=tomogram.shape_zyx[1],
+                shape_x=tomogram.shape_zyx[2],
+                voxel_size_angstrom=tomogram.voxel_size_angstrom,
+                header_sha256=tomogram.header_sha256,
+            )
+            session.add(record)
+        else:
+            record.path = str(tomogram.path)
+        if job.convention and (first or record.coordinate_convention is None):
+            record.coordinate_convention = job.convention.get("convention")
+            record.coordinate_pixel_size_angstrom = job.convention.get("pixel_size_angstrom")
+            record.coordinate_optics = job.convention.get("optics")
+        session.flush()
+        shard = ShardRecord(
+            tomogram_id=record.id,
+            model_id=model_id,
+            path=relative,
+            n_rows=len(ids),
+            n_skipped=sum(skipped.values()),
+            skipped=skipped,
+            edge=edge,
+            resampled_from_angstrom=job.resampled_from,
+            invert_contrast=invert,
+        )
+        session.add(shard)
+        session.flush()
+        for start in range(0, len(ids), _INSERT_CHUNK):
+            stop = start + _INSERT_CHUNK
+            session.execute(
+                insert(Subtomogram),
+                [
+                    {
+                        "id": int(i),
+                        "tomogram_id": record.id,
+                        "model_id": model_id,
+                        "shard_id": shard.id,
+                        "row": start + k,
+                        "x": float(p[0]),
+                        "y": float(p[1]),
+                        "z": float(p[2]),
+                    }
+                    for k, (i, p) in enumerate(zip(ids[start:stop], xyz[start:stop], strict=True))
+                ],
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +16,12 @@ __all__ = ["TMP_MARK", "atomic_replace", "fsync_dir", "tmp_path_for", "writer_lo
 
 
 @contextlib.contextmanager
-def writer_lock(lock_path: Path, store_path: Path) -> Iterator[None]:
+def writer_lock(lock_path: Path, store_path: Path, wait_s: float = 0.0) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_path`` (released by the kernel if the process dies).
 
     The lock file's content is never written, so a refused command leaves the store unchanged.
+    ``wait_s``: keep trying this long before giving up (the Dask committer waits for other
+    writers; commands refuse at once).
 
     Raises:
         StoreLockedError: another process holds it.
@@ -36,13 +39,18 @@ def writer_lock(lock_path: Path, store_path: Path) -> Iterator[None]:
             ) from None
         raise
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreLockedError(
-                f"another cosnet-index process is writing to the store at "
-                f"{store_path}; wait for it to finish, then run this command again"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreLockedError(
+                        f"another cosnet-index process is writing to the store at "
+                        f"{store_path}; wait for it to finish, then run this command again"
+                    ) from None
+                time.sleep(0.05)
         try:
             yield
         finally:

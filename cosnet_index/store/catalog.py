@@ -116,6 +116,19 @@ class CatalogQueries:
             table = pd.read_sql_query(query, connection)
         return table.astype({"id": np.int64, "x": np.float64, "y": np.float64, "z": np.float64})
 
+    def shard_listing(self) -> list[tuple[str, str]]:
+        """``(shard path, tomogram name)`` of every non-empty shard of the store's model, in
+        commit order (``classify --stream`` reads them one by one)."""
+        model_id, _ = self._model_id(None)
+        with self.session() as session:
+            rows = session.execute(
+                select(ShardRecord.path, TomogramRecord.name)
+                .join(TomogramRecord, ShardRecord.tomogram_id == TomogramRecord.id)
+                .where(ShardRecord.model_id == model_id, ShardRecord.n_rows > 0)
+                .order_by(ShardRecord.id)
+            ).all()
+        return [(str(path), str(name)) for path, name in rows]
+
     def shard_settings(self, shard_paths: Sequence[str]) -> dict[str, tuple[bool, str]]:
         """``shard path -> (invert_contrast, edge)`` as the boxes were indexed."""
         with self.session() as session:

@@ -28,18 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 
-from cosnet_index.errors import InputError
-from cosnet_index.io import (
-    EDGE_POLICIES,
-    TomogramInfo,
-    coordinate_conventions,
-    open_tomogram,
-    parse_coordinates,
-    read_coordinates,
-)
+from cosnet_index.io.plausibility import check_plausibility
 from cosnet_index.store._committing import _commit_part, _open_part, remove_partial_files
+from cosnet_index.store._inputs import _check_arguments, _read_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
 from cosnet_index.store._reading import _batches
 from cosnet_index.store.shards import iter_shard_vectors
@@ -143,8 +137,9 @@ class IndexSummary:
 def index_tomograms(
     store: Store,
     tomogram_paths: Sequence[str | os.PathLike[str]],
-    coords_path: str | os.PathLike[str],
+    coords_path: str | os.PathLike[str] | None = None,
     *,
+    candidates: pd.DataFrame | None = None,
     voxel_size_angstrom: float | None = None,
     batch_size: int = 64,
     invert_contrast: bool = False,
@@ -153,6 +148,8 @@ def index_tomograms(
     device: str | None = None,
     flush_interval_s: float = 60.0,
     commit_every: int = DEFAULT_COMMIT_EVERY,
+    contrast_check: str = "error",
+    size_check: bool = True,
 ) -> IndexSummary:
     """Embed the subtomograms of ``tomogram_paths`` listed in ``coords_path`` into ``store``.
 
@@ -161,6 +158,9 @@ def index_tomograms(
         tomogram_paths: MRC files; each is known by its name (file stem, see
             :func:`~cosnet_index.io.tomogram_name`), which the coordinate file must use.
         coords_path: STAR (RELION 3.1/4/5, Warp), CSV or Parquet coordinates.
+        candidates: instead of ``coords_path``, a table ``tomogram, x, y, z`` (voxels of each
+            tomogram) + any columns to store with each particle, e.g. picked candidates
+            (``cosnet_index.pick``: ``pick_method``, ``pick_score``).
         voxel_size_angstrom: override the MRC headers' voxel size (required when they have none).
         batch_size: boxes per forward pass.
         invert_contrast: negate boxes (tomograms with bright molecules).
@@ -170,6 +170,10 @@ def index_tomograms(
         flush_interval_s: write the FAISS index file at least this often (and at the end).
         commit_every: boxes of a tomogram per committed part (an interrupt loses at most one
             part); new picks of an indexed tomogram become new parts.
+        contrast_check: ``"error"``: molecules brighter than the background (and no
+            ``invert_contrast``) stop the run before the store changes; ``"warn"``; ``"off"``
+            (:func:`~cosnet_index.io.plausibility.check_plausibility`).
+        size_check: warn when the apparent molecule size does not fit the voxel size.
 
     Returns:
         An :class:`IndexSummary`.
@@ -177,45 +181,29 @@ def index_tomograms(
     Raises:
         InputError: bad arguments; MrcError / CoordinateError: bad files (raised before the store
             changes); StoreError: name clashes with indexed tomograms; StoreLockedError: another
-            writer is running.
+            writer is running; ContrastError: bright molecules (``--invert-contrast``).
         IndexInterrupted: Ctrl-C; what was committed stays and a re-run resumes.
     """
     import torch
 
     started = time.perf_counter()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    if device is not None:
-        try:
-            kind = torch.device(device).type
-        except RuntimeError:
-            raise InputError(
-                f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N"
-            ) from None
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-    if edge not in EDGE_POLICIES:
-        raise InputError(f"--edge must be one of {', '.join(EDGE_POLICIES)}, got {edge!r}")
-    if isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1:
-        raise InputError(f"--commit-every must be a positive integer, got {commit_every!r}")
-    if not tomogram_paths:
-        raise InputError("give at least one tomogram (MRC file) to index")
+    _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
     model_hash = store.model_hash
-    tomograms: list[TomogramInfo] = []
-    for path in tomogram_paths:
-        with open_tomogram(path, voxel_size_angstrom=voxel_size_angstrom) as tomogram:
-            tomograms.append(tomogram.info())
-    names = [t.name for t in tomograms]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputError(
-            f"several tomograms are named {duplicates}: names (file stems) must be unique"
-        )
-    parsed = parse_coordinates(coords_path)
-    coordinates = read_coordinates(parsed, tomograms={t.name: t for t in tomograms})
+    tomograms, coordinates, source, conventions = _read_inputs(
+        tomogram_paths, coords_path, voxel_size_angstrom, candidates
+    )
     model = store.model()
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    check_plausibility(
+        tomograms,
+        coordinates,
+        box=box,
+        model_voxel_angstrom=model_voxel_angstrom,
+        invert_contrast=invert_contrast,
+        contrast_check=contrast_check,
+        size_check=size_check,
+    )
     with store.write_lock():
         jobs, skipped_tomograms, stored_done = _plan_jobs(
             store,
@@ -224,8 +212,8 @@ def index_tomograms(
             box=box,
             model_voxel_angstrom=model_voxel_angstrom,
             edge=edge,
-            source=str(coords_path),
-            conventions=coordinate_conventions(parsed),
+            source=source,
+            conventions=conventions,
         )
         for job in jobs:
             if job.resampled_from is not None:

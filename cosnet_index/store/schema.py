@@ -64,9 +64,16 @@ def _run(engine: Engine, fn, revision: str) -> None:  # type: ignore[no-untyped-
 
     config = alembic_config(engine)
     try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            fn(config, revision)
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # SQLite honours this only outside a transaction: set here, it holds for every
+                # step of a multi-step run (0003 copies tables that rows refer to, and checks
+                # the keys itself afterwards); new connections enforce foreign keys again
+                connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+                connection.commit()
+            with connection.begin():  # all steps or none
+                config.attributes["connection"] = connection
+                fn(config, revision)
     except CommandError as exc:  # e.g. an unknown revision: nothing was migrated
         raise SchemaError(
             f"cannot migrate the catalog to revision {revision!r} ({exc}); give 'head', 'base', "

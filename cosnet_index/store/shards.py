@@ -19,6 +19,7 @@ from cosnet_index.files import atomic_replace, tmp_path_for
 
 __all__ = [
     "ShardWriter",
+    "iter_shard_positions",
     "iter_shard_vectors",
     "read_shard_ids",
     "read_shard_vectors",
@@ -139,3 +140,18 @@ def iter_shard_vectors(
         dim = vector.type.list_size
         xb = vector.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         yield ids, xb.reshape(-1, dim)
+
+
+def iter_shard_positions(
+    path: Path, batch_rows: int = 65_536
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(ids (b,), xyz (b, 3) float64, vectors (b, dim))`` chunks of a shard, in file order."""
+    for batch in _open(path).iter_batches(
+        batch_size=batch_rows, columns=["id", "x", "y", "z", "vector"]
+    ):
+        ids = batch.column("id").to_numpy().astype(np.int64, copy=False)
+        xyz = np.stack([batch.column(c).to_numpy() for c in ("x", "y", "z")], axis=1)
+        vector = batch.column("vector")
+        dim = vector.type.list_size
+        xb = vector.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        yield ids, xyz.astype(np.float64, copy=False), xb.reshape(-1, dim)

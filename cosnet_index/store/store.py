@@ -251,8 +251,10 @@ class Store(CatalogQueries, VectorAccess):
                 raise
 
     @contextlib.contextmanager
-    def write_lock(self) -> Iterator[None]:
+    def write_lock(self, wait_s: float = 0.0) -> Iterator[None]:
         """Hold the store's inter-process writer lock (re-entrant within this object).
+
+        ``wait_s``: wait this long for another writer to finish before giving up.
 
         Raises:
             StoreLockedError: another process is writing.
@@ -268,7 +270,7 @@ class Store(CatalogQueries, VectorAccess):
                 finally:
                     self._lock_depth -= 1
                 return
-            with writer_lock(self.path / LOCK, self.path):
+            with writer_lock(self.path / LOCK, self.path, wait_s):
                 self._lock_depth = 1
                 try:
                     yield

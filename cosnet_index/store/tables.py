@@ -36,6 +36,7 @@ __all__ = [
     "Subtomogram",
     "SupportVectorRecord",
     "TomogramRecord",
+    "VectorIndexRecord",
 ]
 
 
@@ -188,3 +189,24 @@ class SupportVectorRecord(Base):
     z: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     support_class: Mapped[ClassRecord] = relationship(back_populates="vectors")
+
+
+class VectorIndexRecord(Base):
+    """The vector index a model is searched with (migration 0004; no row: exact flat).
+
+    Written by ``reindex``: the kind (``vectors.INDEX_TYPES``), its parameters (``nlist``,
+    ``nprobe``, ``m``, ``candidates`` re-scored exactly) and its recall@100 against brute force.
+    """
+
+    __tablename__ = "vector_indexes"
+    __table_args__ = (UniqueConstraint("model_id", name="uq_vector_indexes_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict] = mapped_column(JSON)
+    n_vectors: Mapped[int] = mapped_column(BigInteger)
+    recall_at_100: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recall_queries: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    build_seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)

@@ -30,7 +30,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INDEX_TYPES = ("flat", "ivf")
+INDEX_TYPES = ("flat", "ivf", "ivf-fp16", "ivf-pq")  # the last two: store/compressed.py
 
 
 def _faiss() -> Any:
@@ -63,7 +63,7 @@ def new_index(
     if index_type == "flat":
         return faiss.IndexIDMap2(faiss.IndexFlat(dim, faiss.METRIC_L1))
     if index_type != "ivf":
-        raise InputError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
+        raise InputError(f"index type must be 'flat' or 'ivf' here, got {index_type!r}")
     if train_vectors is None or len(train_vectors) < 39:
         raise InputError(
             "an IVF index needs at least 39 stored vectors to train on; use the flat index "
@@ -131,14 +131,24 @@ def search_index(index: Any, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     Raises:
         InputError: ``xq`` not ``(n, d)`` finite, or ``k < 1``.
     """
+    xq = check_queries(xq, index.d, k)
+    D, I = index.search(xq, int(k))  # noqa: E741 (faiss names)
+    return D, I
+
+
+def check_queries(xq: np.ndarray, dim: int, k: int) -> np.ndarray:
+    """``xq`` as a C-contiguous ``(n, dim)`` float32 array.
+
+    Raises:
+        InputError: ``xq`` not ``(n, dim)`` finite, or ``k < 1``.
+    """
     xq = np.ascontiguousarray(np.asarray(xq, dtype=np.float32))
     if xq.ndim == 1:
         xq = xq[None, :]
-    if xq.ndim != 2 or xq.shape[1] != index.d:
-        raise InputError(f"query vectors must have shape (n, {index.d}), got {xq.shape}")
+    if xq.ndim != 2 or xq.shape[1] != dim:
+        raise InputError(f"query vectors must have shape (n, {dim}), got {xq.shape}")
     if not np.isfinite(xq).all():
         raise InputError("query vectors contain NaN or infinite values")
     if int(k) < 1:
         raise InputError(f"k must be at least 1, got {k}")
-    D, I = index.search(xq, int(k))  # noqa: E741 (faiss names)
-    return D, I
+    return xq

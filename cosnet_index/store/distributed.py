@@ -1,0 +1,444 @@
+"""``index --workers N`` / ``--dask-scheduler ADDRESS``: embed tomograms on Dask workers.
+
+Order of work (``docs/cluster.md``):
+
+1. the client checks and plans every tomogram exactly as the single-process path does
+   (``_inputs.py``, ``_planning.py``); a bad input raises before anything runs;
+2. one Dask task per tomogram: the worker loads the store's checkpoint (hash verified), cuts and
+   embeds the tomogram's boxes, and writes them to ``STORE/staging/<hash16>/<name>-<key>.parquet``
+   (written to a temporary name and renamed: a staged file is whole or absent). ``key`` digests
+   the tomogram, its positions and the options, so a task that runs twice (Dask retries it when
+   its worker dies) writes the same file, and a re-run reuses finished staged files;
+3. the client (the one committer) takes the store's writer lock, waiting for other writers,
+   and commits finished tomograms in the order given: positions stored meanwhile by another
+   writer are dropped, ids are allocated after the largest stored one, each part of
+   ``commit_every`` rows is written as a shard, registered by the same
+   :func:`~cosnet_index.store._committing._register_part` as the single-process path, and
+   added to the FAISS index; then the staged file is deleted.
+
+Staged files hold vectors, never catalog rows: the store's truth changes only in step 3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosnet_index.errors import InputError, StoreError
+from cosnet_index.files import TMP_MARK
+from cosnet_index.geometry import position_keys
+from cosnet_index.io.plausibility import check_plausibility
+from cosnet_index.store._committing import _free_shard_path, _register_part, remove_partial_files
+from cosnet_index.store._inputs import _check_arguments, _read_inputs
+from cosnet_index.store._planning import _Job, _plan_jobs, _stored_positions
+from cosnet_index.store.indexer import DEFAULT_COMMIT_EVERY, IndexSummary
+from cosnet_index.store.shards import ShardWriter
+from cosnet_index.store.store import Store
+from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
+
+__all__ = ["STAGING", "index_distributed", "index_on_dask", "local_cluster"]
+
+logger = logging.getLogger(__name__)
+
+STAGING = "staging"
+LOCK_WAIT_S = 3600.0  # how long the committer waits for another writer's lock
+
+_MODELS: dict[str, Any] = {}  # per worker process: weights hash -> loaded model
+
+
+def local_cluster(n_workers: int) -> Any:
+    """A Dask ``LocalCluster`` of ``n_workers`` single-threaded worker processes.
+
+    Raises:
+        InputError: ``n_workers`` < 1, or dask.distributed is not installed.
+    """
+    import logging as _logging
+
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise InputError(f"--workers must be a positive integer, got {n_workers!r}")
+    distributed = _import_distributed()
+    return distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=_logging.ERROR,
+    )
+
+
+def index_on_dask(
+    store: Store,
+    tomogram_paths: Sequence[str | os.PathLike[str]],
+    coords_path: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    connect_timeout_s: float = 30.0,
+    **options: Any,
+) -> IndexSummary:
+    """:func:`index_distributed` on a local cluster of ``workers`` processes, or on the
+    cluster whose scheduler is at ``scheduler`` (e.g. one started by dask-jobqueue).
+
+    Raises:
+        InputError: both or neither of ``workers`` and ``scheduler``, or Dask missing; then as
+            :func:`index_distributed`.
+    """
+    if (workers is None) == (scheduler is None):
+        raise InputError("give either --workers N or --dask-scheduler ADDRESS, not both")
+    distributed = _import_distributed()
+    if workers is not None:
+        import torch
+
+        options.setdefault("torch_threads", max(1, torch.get_num_threads() // workers))
+        with local_cluster(workers) as cluster, distributed.Client(cluster) as client:
+            return index_distributed(store, tomogram_paths, coords_path, client=client, **options)
+    try:
+        client = distributed.Client(scheduler, timeout=connect_timeout_s)
+    except OSError as exc:
+        raise InputError(
+            f"cannot reach the Dask scheduler at {scheduler} ({exc}); check the address "
+            "(tcp://HOST:PORT) and that the scheduler is running"
+        ) from None
+    with client:
+        return index_distributed(store, tomogram_paths, coords_path, client=client, **options)
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ModuleNotFoundError:
+        raise InputError(
+            "--workers and --dask-scheduler need Dask: pip install 'cosnet-index[cluster]'"
+        ) from None
+    return distributed
+
+
+def index_distributed(
+    store: Store,
+    tomogram_paths: Sequence[str | os.PathLike[str]],
+    coords_path: str | os.PathLike[str],
+    *,
+    client: Any = None,
+    voxel_size_angstrom: float | None = None,
+    batch_size: int = 64,
+    invert_contrast: bool = False,
+    edge: str = "skip",
+    device: str | None = None,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+    torch_threads: int | None = None,
+    lock_wait_s: float = LOCK_WAIT_S,
+    contrast_check: str = "error",
+    size_check: bool = True,
+) -> IndexSummary:
+    """Index like :func:`~cosnet_index.store.index_tomograms`, one Dask task per tomogram.
+
+    Args:
+        store: an open, writable store; its directory must be reachable by every worker at
+            the same path (a shared filesystem), and so must the tomograms.
+        client: a ``distributed.Client``; None runs the tasks here, one after the other (the
+            staged path without Dask: several such processes may index one store at once).
+        torch_threads: torch threads per task (default: torch's own choice).
+        lock_wait_s: how long to wait for another writer before each commit.
+        Others: as :func:`~cosnet_index.store.index_tomograms`.
+
+    Returns:
+        An :class:`~cosnet_index.store.indexer.IndexSummary`.
+
+    Raises:
+        InputError, MrcError, CoordinateError, StoreError: as the single-process path, before
+            any task runs; StoreLockedError: another writer held the lock past ``lock_wait_s``;
+            a task's own exception after Dask gave up on it (what was committed stays).
+    """
+    started = time.perf_counter()
+    _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
+    model_hash = store.model_hash
+    tomograms, coordinates, source, conventions = _read_inputs(
+        tomogram_paths, coords_path, voxel_size_angstrom
+    )
+
+    model = store.model()
+    box = int(model.config.box)
+    model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    check_plausibility(  # contrast and voxel size, before any task or write (io/plausibility.py)
+        tomograms,
+        coordinates,
+        box=box,
+        model_voxel_angstrom=model_voxel_angstrom,
+        invert_contrast=invert_contrast,
+        contrast_check=contrast_check,
+        size_check=size_check,
+    )
+    jobs, skipped_tomograms, stored_done = _plan_jobs(
+        store,
+        tomograms,
+        coordinates,
+        box=box,
+        model_voxel_angstrom=model_voxel_angstrom,
+        edge=edge,
+        source=source,
+        conventions=conventions,
+    )
+    staging = store.path / STAGING / model_hash[:16]
+    staging.mkdir(parents=True, exist_ok=True)
+    record = store.active_model_record()
+    specs = [
+        {
+            "checkpoint": str(store.path / record.checkpoint),
+            "weights_hash": model_hash,
+            "job": job,
+            "staged": str(staging / _staged_name(job, edge, invert_contrast, batch_size)),
+            "box": box,
+            "batch_size": batch_size,
+            "edge": edge,
+            "invert_contrast": invert_contrast,
+            "device": device or "cpu",
+            "torch_threads": torch_threads,
+        }
+        for job in jobs
+    ]
+    committer = _Committer(store, edge, invert_contrast, commit_every, lock_wait_s)
+    for position, staged in _run_tasks(client, specs):
+        committer.commit(jobs[position], Path(staged))
+    skipped: dict[str, int] = {}
+    for job in jobs:
+        for reason, count in job.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+    summary = IndexSummary(
+        model_hash=model_hash,
+        tomograms_indexed=tuple(job.tomogram.name for job in jobs),
+        tomograms_skipped=skipped_tomograms,
+        subtomograms_indexed=committer.added,
+        subtomograms_skipped=skipped,
+        resampled={
+            job.tomogram.name: (job.resampled_from, model_voxel_angstrom)
+            for job in jobs
+            if job.resampled_from is not None
+        },
+        seconds=time.perf_counter() - started,
+        subtomograms_stored_already=sum(j.stored_already for j in jobs)
+        + stored_done
+        + committer.stored_meanwhile,
+        parts=committer.parts,
+    )
+    for line in summary.lines():
+        logger.info(line)
+    return summary
+
+
+def _staged_name(job: _Job, edge: str, invert: bool, batch_size: int) -> str:
+    """``<safe name>-<key>.parquet``: the key digests everything the vectors depend on."""
+    digest = hashlib.sha256()
+    digest.update(job.tomogram.name.encode())
+    digest.update(job.tomogram.header_sha256.encode())
+    digest.update(np.ascontiguousarray(position_keys(job.xyz)).tobytes())
+    digest.update(f"{edge}|{invert}|{batch_size}|{job.source_box}".encode())
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in job.tomogram.name)[:100]
+    return f"{safe}-{digest.hexdigest()[:16]}.parquet"
+
+
+def _run_tasks(client: Any, specs: list[dict[str, Any]]) -> Any:
+    """Yield ``(job position, staged path)`` in job order as the tasks finish."""
+    if client is None:
+        for position, spec in enumerate(specs):
+            yield position, embed_to_staging(spec)
+        return
+    distributed = _import_distributed()
+    futures = {
+        client.submit(embed_to_staging, spec, key=f"cosnet-embed-{Path(spec['staged']).stem}"): k
+        for k, spec in enumerate(specs)
+    }
+    done: dict[int, str] = {}
+    following = 0
+    for future in distributed.as_completed(futures):
+        done[futures[future]] = future.result()  # re-raises a task's error here
+        future.release()
+        while following in done:  # commit in the order given, whatever finishes first
+            yield following, done.pop(following)
+            following += 1
+
+
+def embed_to_staging(spec: dict[str, Any]) -> str:
+    """The Dask task: embed one tomogram's planned boxes into a staged Parquet file.
+
+    Idempotent: a staged file that exists is whole (renamed into place) and is returned as is.
+    Ids in the staged file are row numbers; the committer allocates the real ones.
+    """
+    import torch
+
+    from cosnet_index.store._reading import _batches
+
+    staged = Path(spec["staged"])
+    if staged.is_file():
+        return str(staged)
+    if spec.get("torch_threads"):
+        torch.set_num_threads(int(spec["torch_threads"]))
+    model = _load_model(spec["checkpoint"], spec["weights_hash"]).to(spec["device"])
+    job: _Job = replace(spec["job"], writer=None, part_ids=[])
+    writer = ShardWriter(
+        staged, int(model.config.embed_dim), None if job.extra is None else job.extra.schema
+    )
+    try:
+        batches = _batches(
+            [job], spec["box"], spec["batch_size"], spec["edge"], spec["invert_contrast"], False
+        )
+        try:
+            for batch in batches:
+                if batch.boxes is None:
+                    continue
+                vectors = model.embed(batch.boxes.to(spec["device"]), spec["batch_size"]).numpy()
+                offset = 0
+                for _, start, n in batch.segments:
+                    writer.write(
+                        np.arange(start, start + n, dtype=np.int64),
+                        job.xyz[start : start + n],
+                        job.coordinate_row[start : start + n],
+                        vectors[offset : offset + n],
+                        None if job.extra is None else job.extra.slice(start, n),
+                    )
+                    offset += n
+        finally:
+            batches.close()
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return str(staged)
+
+
+def _load_model(checkpoint: str, weights_hash: str) -> Any:
+    if weights_hash not in _MODELS:
+        from cosnet_index.model import load_checkpoint
+
+        model, info = load_checkpoint(checkpoint)
+        if info.hash != weights_hash:
+            raise StoreError(
+                f"the checkpoint {checkpoint} has hash {info.hash[:12]}, not the store's "
+                f"{weights_hash[:12]}; every worker must see the store's own files"
+            )
+        _MODELS[weights_hash] = model.eval()
+    return _MODELS[weights_hash]
+
+
+class _Committer:
+    """Commits staged tomograms into the store, one writer-lock hold per tomogram."""
+
+    def __init__(
+        self, store: Store, edge: str, invert: bool, commit_every: int, lock_wait_s: float
+    ) -> None:
+        self.store, self.edge, self.invert = store, edge, invert
+        self.commit_every, self.lock_wait_s = commit_every, lock_wait_s
+        self.added = self.parts = self.stored_meanwhile = 0
+        self._cleaned = False
+
+    def commit(self, job: _Job, staged: Path) -> None:
+        """Commit one tomogram's staged vectors (positions stored meanwhile are dropped)."""
+        import pyarrow.parquet as pq
+        from sqlalchemy import func, select
+
+        store = self.store
+        table = pq.read_table(staged)
+        with store.write_lock(wait_s=self.lock_wait_s):
+            if not self._cleaned:
+                remove_partial_files(store)
+                self._cleaned = True
+            model_id, model_hash = store._model_id(store.model_hash)
+            with store.session() as session:
+                record = session.scalars(
+                    select(TomogramRecord).where(TomogramRecord.name == job.tomogram.name)
+                ).first()
+                has_parts = record is not None and (
+                    session.scalar(
+                        select(func.count(ShardRecord.id)).where(
+                            ShardRecord.tomogram_id == record.id, ShardRecord.model_id == model_id
+                        )
+                    )
+                    or 0
+                )
+                next_id = int(session.scalar(select(func.max(Subtomogram.id))) or 0) + 1
+            keep = np.ones(len(job.xyz), bool)
+            if has_parts:  # another writer stored some of these positions since planning
+                assert record is not None
+                stored = position_keys(_stored_positions(store, record.id, model_id))
+                keep = ~np.isin(position_keys(job.xyz), stored)
+                self.stored_meanwhile += int((~keep).sum())
+            rows = np.flatnonzero(keep)
+            index = store.cpu_index()
+            dim = int(table.schema.field("vector").type.list_size)
+            extra_names = table.schema.names[6:]
+            shard_dir = store.shard_dir(model_hash)
+            first = not has_parts
+            for start in range(0, max(len(rows), 1 if first else 0), self.commit_every):
+                part = rows[start : start + self.commit_every]
+                ids = np.arange(next_id, next_id + len(part), dtype=np.int64)
+                next_id += len(part)
+                self._commit_part(job, table, part, ids, dim, extra_names, shard_dir, first)
+                first = False
+                if len(part):
+                    index.add_with_ids(_vectors(table.column("vector").take(part), dim), ids)
+                self.added += len(part)
+                self.parts += 1
+            store.persist_index(index, model_hash)
+        for path in [staged, *staged.parent.glob(f".{staged.name}{TMP_MARK}*")]:
+            path.unlink(missing_ok=True)  # retried tasks may have left temporary copies
+        logger.info("committed %s: %d subtomograms", job.tomogram.name, len(rows))
+
+    def _commit_part(
+        self,
+        job: _Job,
+        table: Any,
+        part: np.ndarray,
+        ids: np.ndarray,
+        dim: int,
+        extra_names: list[str],
+        shard_dir: Path,
+        first: bool,
+    ) -> None:
+        import pyarrow as pa
+
+        store = self.store
+        model_id, _ = store._model_id(store.model_hash)
+        rows = table.take(pa.array(part, type=pa.int64()))
+        extra = rows.select(extra_names) if extra_names else None
+        writer = ShardWriter(
+            _free_shard_path(shard_dir, job.tomogram.name),
+            dim,
+            None if extra is None else extra.schema,
+        )
+        xyz = np.stack([rows.column(c).to_numpy() for c in ("x", "y", "z")], axis=1)
+        try:
+            if len(part):
+                vectors = _vectors(rows.column("vector"), dim)
+                writer.write(ids, xyz, rows.column("coordinate_row").to_numpy(), vectors, extra)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        try:
+            _register_part(
+                store,
+                job,
+                writer.final,
+                ids,
+                xyz,
+                model_id=model_id,
+                first=first,
+                edge=self.edge,
+                invert=self.invert,
+            )
+        except BaseException:
+            writer.final.unlink(missing_ok=True)  # not committed: the shard must not stay
+            raise
+
+
+def _vectors(column: Any, dim: int) -> np.ndarray:
+    """``(n, dim)`` float32 of a Parquet fixed-size-list column."""
+    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat, dtype=np.float32).reshape(-1, dim)
