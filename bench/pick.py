@@ -45,9 +45,10 @@ from _pick_tm import match_tomogram, peaks
 
 from cosnet_index.defaults import DEFAULT_MIN_PROB
 from cosnet_index.evaluate import wilson_interval
-from cosnet_index.pick import DEFAULT_DOG_THRESHOLD
+from cosnet_index.pick import DEFAULT_DOG_THRESHOLD, suppress_duplicates
 
 CLASSES = ("lib-6wwe-c4", "lib-6x2z-c8", "lib-3bof-d4", "lib-6wwe-o")  # 160-1163 kDa, held out
+NMS_VOXELS = 12.0  # half of 240 A at 10 A voxels: below any two molecules' centre distance
 PICK_SWEEP = {"dog": (2.0, 3.0, 4.0, 5.0, 6.0, 8.0), "decoder": (0.02, 0.05, 0.1, 0.2)}
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.01), 2)  # classify runs at min_prob 0.05
 
@@ -175,6 +176,8 @@ def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-de
     table = table.assign(**{k: table[k].round(2) for k in "xyz"})
     table = table.merge(scores.assign(**{k: scores[k].round(2) for k in "xyz"}), on=keys)
     res["cosnet"] = score_cosnet(table, truths)
+    # one prediction per molecule: per-class NMS at half the largest default diameter
+    res["cosnet_nms"] = score_cosnet(suppress_duplicates(table, NMS_VOXELS), truths)
     # template matching with the same single references
     res["tm"] = score_tm(tomos, truths, support, args)
     return res
@@ -417,8 +420,11 @@ def print_snr(res: dict) -> None:  # type: ignore[type-arg]
         "| TM (best threshold) P / R / F1 / F4 | TM s/tomogram |"
     )
     print("|---|---|---|---|---|")
+    nms = res["cosnet_nms"]
+    print(f"\nwith per-class NMS: best at {nms['best'][0]:g}, {nms['best'][1]:.2f}\n")
     for c in CLASSES:
         d, b, t = cn["at_default"][c], cn["at_best"][c], res["tm"][c]
+        print(f"| {c} NMS | {four(nms['at_default'][c])} | {four(nms['at_best'][c])} | | |")
         print(
             f"| {c} ({d['true']}) | {four(d)} | {four(b)} | {four(t)} | "
             f"{t['seconds_per_tomogram']:.1f} |"

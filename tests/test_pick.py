@@ -208,3 +208,22 @@ def test_index_refuses_coords_and_pick_together(picked_store, tmp_path) -> None:
     args = ["index", "--store", store, tomograms[0], "--coords", csv, "--pick", "dog"]
     result = runner.invoke(cli, [str(a) for a in args])
     assert result.exit_code != 0 and "not both" in result.output
+
+
+def test_suppress_duplicates_keeps_the_most_probable_per_class_and_molecule() -> None:
+    from cosnet_index.pick import suppress_duplicates
+
+    table = pd.DataFrame(
+        {
+            "tomogram": ["A", "A", "A", "A", "B"],
+            "x": [10.0, 14.0, 10.0, 40.0, 10.0],
+            "y": [10.0, 10.0, 12.0, 10.0, 10.0],
+            "z": [5.0, 5.0, 5.0, 5.0, 5.0],
+            "class": ["r", "r", "t", "r", "r"],
+            "probability": [0.7, 0.9, 0.8, 0.6, 0.5],
+        }
+    )
+    kept = suppress_duplicates(table, 6.0)
+    # rows 1 (beats row 0, 4 voxels away, same class), 2 (other class), 3 (far), 4 (other tomogram)
+    assert list(kept.index) == [1, 2, 3, 4]
+    assert len(suppress_duplicates(table, 0.0)) == 5
