@@ -189,6 +189,9 @@ def test_search_classify_export_on_a_picked_store(picked_store, tmp_path) -> Non
     star = starfile.read(tmp_path / "star" / "blob.star")
     blob = result[result["class"] == "blob"]
     np.testing.assert_allclose(np.sort(star["rlnCoordinateX"]), np.sort(blob["x"]), atol=0.01)
+    one = tmp_path / "one"
+    run("export", "--result", tmp_path / "r.parquet", "--out", one, "--one-per-molecule", "1000")
+    assert len(starfile.read(one / "blob.star")) == 2  # one row per class and tomogram
     # RELION 5: angstrom from the tomogram centre
     out5 = tmp_path / "star5"
     run("export", "--result", tmp_path / "r.parquet", "--out", out5, "--convention", "relion5")
