@@ -113,16 +113,16 @@ def test_decoder_objectness_map_tiles_the_volume(tmp_path) -> None:
 
     path, _ = tiny_checkpoint(tmp_path / "m.pt")
     model, _ = load_checkpoint(path)
-    data = _volume()
+    data = np.ascontiguousarray(_volume()[:32, :40, :48])
     fmap, cell = decoder_objectness(data, 10.0, model, batch_size=16)
     assert cell == 2.0  # 16 voxels between boxes, 8 cells per tile
-    assert fmap.shape == (3 * 8, 5 * 8, 5 * 8)  # ceil(48 / 16), ceil(72 / 16) tiles of 8 cells
+    assert fmap.shape == (2 * 8, 3 * 8, 3 * 8)  # ceil(32 / 16), ceil(40 / 16), ceil(48 / 16)
     assert np.all((fmap >= 0) & (fmap <= 1))
     found = objectness_candidates(data, 10.0, model, [100.0], threshold=0.0)
     again = objectness_candidates(data, 10.0, model, [100.0], threshold=0.0)
     pd.testing.assert_frame_equal(found, again)  # deterministic
-    assert found["pick_score"].between(0, 1).all()
-    assert (found[["x", "y", "z"]].to_numpy() <= np.array(SHAPE_ZYX[::-1]) - 1).all()
+    assert len(found) > 0 and found["pick_score"].between(0, 1).all()
+    assert (found[["x", "y", "z"]].to_numpy() <= np.array(data.shape[::-1]) - 1).all()
 
 
 @pytest.fixture()
