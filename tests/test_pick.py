@@ -230,3 +230,30 @@ def test_suppress_duplicates_keeps_the_most_probable_per_class_and_molecule() ->
     # rows 1 (beats row 0, 4 voxels away, same class), 2 (other class), 3 (far), 4 (other tomogram)
     assert list(kept.index) == [1, 2, 3, 4]
     assert len(suppress_duplicates(table, 0.0)) == 5
+
+
+def test_index_with_the_decoder_detector_and_bad_diameters(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from cosnet_index.cli._app import cli
+    from cosnet_index.store import Store
+    from tests._store_util import tiny_checkpoint
+
+    checkpoint, _ = tiny_checkpoint(tmp_path / "m.pt")
+    tomogram = _write(tmp_path / "TS_01.mrc", _volume(seed=3, amplitude=3.0))
+    store = tmp_path / "store"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", "--store", store, "--model", checkpoint]).exit_code == 0
+    bad = runner.invoke(
+        cli, [str(a) for a in ["index", "--store", store, tomogram, "--diameter", "-3"]]
+    )
+    assert bad.exit_code != 0 and "--diameter must be positive" in bad.output
+    args = ["index", "--store", store, tomogram, "--pick", "decoder", "--pick-threshold", "0"]
+    result = runner.invoke(cli, [str(a) for a in [*args, "--diameter", "100", "--no-progress"]])
+    assert result.exit_code == 0, result.output
+    with Store.open(store, readonly=True) as opened:
+        table = opened.subtomogram_table()
+    assert len(table) > 0
+    shard = pq.read_table(store / table["shard"].iloc[0]).to_pandas()
+    assert set(shard["pick_method"]) == {"decoder"}
+    assert shard["pick_score"].between(0, 1).all()
