@@ -257,3 +257,32 @@ def test_index_with_the_decoder_detector_and_bad_diameters(tmp_path) -> None:
     shard = pq.read_table(store / table["shard"].iloc[0]).to_pandas()
     assert set(shard["pick_method"]) == {"decoder"}
     assert shard["pick_score"].between(0, 1).all()
+
+
+def test_index_without_coords_at_another_voxel_size_resamples(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from cosnet_index.cli._app import cli
+    from cosnet_index.store import Store
+    from tests._store_util import tiny_checkpoint
+
+    # 5 A voxels: the model's 32 nm box reads 64 voxels; blobs of 100 A are 20 voxels across
+    shape = (80, 96, 96)
+    centres = np.array([[34.0, 34.0, 40.0], [62.0, 62.0, 40.0]])
+    z, y, x = np.indices(shape)
+    data = np.random.default_rng(5).normal(0.0, 1.0, shape).astype(np.float32)
+    for cx, cy, cz in centres:
+        r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
+        data -= (3.0 * np.exp(-r2 / (2 * 6.0**2))).astype(np.float32)
+    tomogram = _write(tmp_path / "TS_05.mrc", data, voxel=5.0)
+    checkpoint, _ = tiny_checkpoint(tmp_path / "m.pt")
+    store = tmp_path / "store"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", "--store", store, "--model", checkpoint]).exit_code == 0
+    args = ["index", "--store", store, tomogram, "--diameter", "100", "--pick-threshold", "6"]
+    result = runner.invoke(cli, [str(a) for a in [*args, "--no-progress"]])
+    assert result.exit_code == 0, result.output
+    assert "resampled TS_05 from 5 A" in result.output
+    with Store.open(store, readonly=True) as opened:
+        xyz = opened.subtomogram_table()[["x", "y", "z"]].to_numpy()
+    assert len(xyz) == 2 and (_nearest(xyz, centres) <= 2.0).all()  # tomogram voxels
