@@ -286,3 +286,23 @@ def test_index_without_coords_at_another_voxel_size_resamples(tmp_path) -> None:
     with Store.open(store, readonly=True) as opened:
         xyz = opened.subtomogram_table()[["x", "y", "z"]].to_numpy()
     assert len(xyz) == 2 and (_nearest(xyz, centres) <= 2.0).all()  # tomogram voxels
+
+
+def test_groups_of_tomograms_store_the_same_candidates(picked_store, tmp_path, monkeypatch) -> None:
+    import cosnet_index.pick.index as pick_index
+    from cosnet_index.store import Store
+
+    _, _, store, tomograms, _, _ = picked_store
+    with Store.open(store, readonly=True) as opened:
+        one_group = opened.subtomogram_table()[["tomogram", "x", "y", "z"]]
+    monkeypatch.setattr(pick_index, "GROUP_SECONDS", 0.0)  # one index call per tomogram
+    with Store.create(tmp_path / "other", model_path=tmp_path / "m.pt") as other:
+        summary = pick_index.index_picked(
+            other, tomograms, diameters_angstrom=[100.0], threshold=6.0, progress=False
+        )
+        per_tomogram = other.subtomogram_table()[["tomogram", "x", "y", "z"]]
+    assert summary.subtomograms_indexed == 10 and summary.tomograms_indexed == ("TS_01", "TS_02")
+    pd.testing.assert_frame_equal(
+        one_group.sort_values(["tomogram", "x"]).reset_index(drop=True),
+        per_tomogram.sort_values(["tomogram", "x"]).reset_index(drop=True),
+    )
