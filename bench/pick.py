@@ -12,8 +12,9 @@ every SNR. Per SNR:
 - COS-Net: the DoG candidates indexed with the shipped weights; one support per class (the
   first molecule of that class in tomogram 1, added with ``classes add --at``; it is left out
   of the scoring); ``classify``: a candidate is predicted as its best class when p >= t; per
-  class precision, recall, F1 and F-beta(4) at the default t = 0.86 and at the best t (one t
-  for all classes, the best mean F1);
+  class precision, recall, F1 and F-beta(4) at the defaults (pick threshold 4, t = 0.86) and at
+  the best (pick threshold, t) pair (the best mean F1 over the classes), also after keeping one
+  prediction per class and molecule (``pick.suppress_duplicates`` at 12 voxels);
 - template matching: the support's box is the single reference of its class; the score map of
   the whole tomogram, its peaks, the best threshold per class (its most favourable operating
   point); wall time per tomogram and class.
@@ -41,51 +42,16 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pick_score import at, candidate_metrics, per_class, prf
 from _pick_tm import match_tomogram, peaks
 
 from cosnet_index.defaults import DEFAULT_MIN_PROB
-from cosnet_index.evaluate import wilson_interval
-from cosnet_index.pick import DEFAULT_DOG_THRESHOLD
+from cosnet_index.pick import DEFAULT_DOG_THRESHOLD, suppress_duplicates
 
 CLASSES = ("lib-6wwe-c4", "lib-6x2z-c8", "lib-3bof-d4", "lib-6wwe-o")  # 160-1163 kDa, held out
+NMS_VOXELS = 12.0  # half of 240 A at 10 A voxels: below any two molecules' centre distance
 PICK_SWEEP = {"dog": (2.0, 3.0, 4.0, 5.0, 6.0, 8.0), "decoder": (0.02, 0.05, 0.1, 0.2)}
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.01), 2)  # classify runs at min_prob 0.05
-
-
-def greedy_hits(xyz, score, truth_xyz, truth_r):  # type: ignore[no-untyped-def]
-    """Per prediction (best score first): index of the true molecule it hits, or -1."""
-    order = np.argsort(-np.asarray(score), kind="stable")
-    taken = np.zeros(len(truth_xyz), bool)
-    out = np.full(len(xyz), -1)
-    if len(truth_xyz) == 0:
-        return out
-    for i in order:
-        d = np.linalg.norm(truth_xyz - xyz[i], axis=1)
-        d[taken] = np.inf
-        j = int(np.argmin(d))
-        if d[j] <= 0.5 * truth_r[j]:
-            taken[j] = True
-            out[i] = j
-    return out
-
-
-def prf(tp: int, n_pred: int, n_true: int) -> dict[str, float]:
-    p = tp / n_pred if n_pred else 0.0
-    r = tp / n_true if n_true else 0.0
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
-    b2 = 16.0
-    fb = (1 + b2) * p * r / (b2 * p + r) if p + r else 0.0
-    return {
-        "precision": p,
-        "recall": r,
-        "f1": f1,
-        "f4": fb,
-        "tp": tp,
-        "pred": n_pred,
-        "true": n_true,
-        "p_ci": wilson_interval(tp, n_pred),
-        "r_ci": wilson_interval(tp, n_true),
-    }
 
 
 def simulate(folder: Path, snr: float, args) -> list[tuple[Path, pd.DataFrame]]:  # type: ignore[no-untyped-def]
@@ -175,55 +141,15 @@ def run_snr(snr: float, root: Path, args) -> dict:  # type: ignore[no-untyped-de
     table = table.assign(**{k: table[k].round(2) for k in "xyz"})
     table = table.merge(scores.assign(**{k: scores[k].round(2) for k in "xyz"}), on=keys)
     res["cosnet"] = score_cosnet(table, truths)
+    # one prediction per molecule: per-class NMS at half the largest default diameter
+    res["cosnet_nms"] = score_cosnet(suppress_duplicates(table, NMS_VOXELS), truths)
     # template matching with the same single references
     res["tm"] = score_tm(tomos, truths, support, args)
     return res
 
 
-def candidate_metrics(picked: pd.DataFrame, tomos, threshold: float) -> dict:  # type: ignore[no-untyped-def]
-    """Recall, precision, candidates per particle of the candidates scoring >= threshold."""
-    hits = n_cand = n_true = 0
-    for path, truth in tomos:
-        found = picked[(picked["tomogram"] == path.stem) & (picked["pick_score"] >= threshold)]
-        got = greedy_hits(
-            found[["x", "y", "z"]].to_numpy(),
-            found["pick_score"].to_numpy(),
-            truth[["x", "y", "z"]].to_numpy(),
-            truth["radius_voxels"].to_numpy(),
-        )
-        hits += int((got >= 0).sum())
-        n_cand += len(found)
-        n_true += len(truth)
-    return {**prf(hits, n_cand, n_true), "per_particle": n_cand / n_true}
-
-
 def frames_of(picked: pd.DataFrame, tomos) -> list[pd.DataFrame]:  # type: ignore[no-untyped-def]
     return [picked[picked["tomogram"] == p.stem].reset_index(drop=True) for p, _ in tomos]
-
-
-def per_class(pred: pd.DataFrame, truths: list[pd.DataFrame], score: str, cls: str) -> tuple:  # type: ignore[type-arg]
-    """(scores sorted descending, cumulative TP) of predictions of one class."""
-    parts = []
-    n_true = 0
-    for truth in truths:
-        name = truth["tomogram"].iloc[0]
-        mine = pred[(pred["tomogram"] == name)]
-        t = truth[truth["class"] == cls]
-        n_true += len(t)
-        got = greedy_hits(
-            mine[["x", "y", "z"]].to_numpy(),
-            mine[score].to_numpy(),
-            t[["x", "y", "z"]].to_numpy(),
-            t["radius_voxels"].to_numpy(),
-        )
-        parts.append(pd.DataFrame({"s": mine[score].to_numpy(), "tp": got >= 0}))
-    both = pd.concat(parts).sort_values("s", ascending=False, kind="stable")
-    return both["s"].to_numpy(), np.cumsum(both["tp"].to_numpy()), n_true
-
-
-def at(scores, cum, n_true, t):  # type: ignore[no-untyped-def]
-    n = int((scores >= t).sum())
-    return prf(int(cum[n - 1]) if n else 0, n, n_true)
 
 
 def score_cosnet(table: pd.DataFrame, truths) -> dict:  # type: ignore[no-untyped-def]
@@ -417,8 +343,11 @@ def print_snr(res: dict) -> None:  # type: ignore[type-arg]
         "| TM (best threshold) P / R / F1 / F4 | TM s/tomogram |"
     )
     print("|---|---|---|---|---|")
+    nms = res["cosnet_nms"]
+    print(f"\nwith per-class NMS: best at {nms['best'][0]:g}, {nms['best'][1]:.2f}\n")
     for c in CLASSES:
         d, b, t = cn["at_default"][c], cn["at_best"][c], res["tm"][c]
+        print(f"| {c} NMS | {four(nms['at_default'][c])} | {four(nms['at_best'][c])} | | |")
         print(
             f"| {c} ({d['true']}) | {four(d)} | {four(b)} | {four(t)} | "
             f"{t['seconds_per_tomogram']:.1f} |"

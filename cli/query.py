@@ -400,6 +400,15 @@ def discover(
     help="Coordinates to write: relion4 (tilt-series pixels + optics block), relion5 (centred "
     "angstrom) or voxels (default: the convention the particles were indexed from).",
 )
+@click.option(
+    "--one-per-molecule",
+    "dedupe_voxels",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="VOXELS",
+    help="Keep the most probable row of a class among rows closer than VOXELS (a store picked "
+    "with --pick holds several candidates per molecule; about a molecule radius).",
+)
 @overwrite_option()
 def export(
     fmt: str,
@@ -410,6 +419,7 @@ def export(
     include_unknown: bool,
     keep_all: bool,
     convention: str | None,
+    dedupe_voxels: float | None,
     overwrite: bool,
 ) -> None:
     """Write per-class RELION particle STAR files from a classify or search result.
@@ -424,6 +434,8 @@ def export(
         cosnet-index export --format star --result result.parquet --out particles/
 
         cosnet-index export --result r.parquet --out particles/ --classes ribosome --min-prob 0.9
+
+        cosnet-index export --result r.parquet --out particles/ --one-per-molecule 12
     """
     from cosnet_index.query import export_star, read_table
 
@@ -433,6 +445,12 @@ def export(
         table = table[table["passes"].astype(bool)]
         if dropped:
             click.echo(f"left out {dropped} rows that do not pass (--all keeps them)")
+    if dedupe_voxels is not None:
+        from cosnet_index.pick import suppress_duplicates
+
+        before = len(table)
+        table = suppress_duplicates(table, dedupe_voxels)
+        click.echo(f"kept {len(table)} of {before} rows: one per class and molecule")
     paths = export_star(
         table,
         out_dir,

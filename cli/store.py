@@ -193,6 +193,9 @@ def index(
 ) -> None:
     """Embed every subtomogram listed in --coords from the TOMOGRAMS (MRC) into the store.
 
+    Without --coords, candidate particles are picked in each tomogram (--pick dog, at the
+    --diameter sizes) and stored with their method and score (docs/picking.md).
+
     Tomograms are matched to coordinate rows by name (rlnTomoName, rlnMicrographName or a
     'tomogram' column; the MRC file's stem); rows naming other tomograms are skipped. Work is
     committed in parts of --commit-every boxes; a particle is known by its tomogram and

@@ -237,8 +237,8 @@ def command_args(world: World, command: str, store: Path, batch_size: int = 8) -
     if command == "index-pick":  # no coordinates: candidates picked by DoG, then indexed
         return [
             "index", "--store", str(store), *map(str, world.tomograms), "--pick", "dog",
-            "--diameter", "100", "--pick-threshold", "4", "--batch-size", str(batch_size),
-            "--commit-every", str(batch_size), "--no-progress",
+            "--diameter", "100", "--pick-threshold", "4", "--batch-size", "2",
+            "--commit-every", "2", "--no-progress",  # many parts: kills land between commits
         ]  # fmt: skip
     if command == "classes-add":
         ids = ",".join(str(i) for i in range(1, 6))

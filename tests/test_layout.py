@@ -1,9 +1,10 @@
 """The package's shape: no import cycle, no import from a later pipeline stage into an earlier one.
 
-The pipeline is ``io -> simulate -> model -> (data, train, evaluate) -> store -> classes -> query
--> benchmark -> segment -> report -> demo -> cli`` over a foundation (``errors``, ``geometry``,
-``defaults``, ``files``) that every stage may use (docs/architecture.md). Imports inside
-``if TYPE_CHECKING:`` are for annotations only and are not counted; imports inside functions are.
+The pipeline is ``io -> simulate -> model -> (data, train, evaluate) -> store -> pick -> classes
+-> query -> benchmark -> segment -> report -> demo -> cli`` over a foundation (``errors``,
+``geometry``, ``defaults``, ``files``) that every stage may use (docs/architecture.md). Imports
+inside ``if TYPE_CHECKING:`` are for annotations only and are not counted; imports inside
+functions are.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from cosnet_index.pick.blobs import (
     detect_blobs,
     refine_centres,
 )
+from cosnet_index.pick.duplicates import suppress_duplicates
 from cosnet_index.pick.index import PICK_METHODS, index_picked, pick_candidates
 from cosnet_index.pick.objectness import (
     DEFAULT_OBJECTNESS_THRESHOLD,
@@ -36,4 +37,5 @@ __all__ = [
     "objectness_candidates",
     "pick_candidates",
     "refine_centres",
+    "suppress_duplicates",
 ]

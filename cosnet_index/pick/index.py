@@ -1,11 +1,12 @@
 """``index`` without coordinates: pick candidates in each tomogram, then index them.
 
-Tomograms are validated first (a bad file raises before the store changes), then handled one
-at a time: candidates are detected in the memory-mapped tomogram (at its own voxel size, the
-model's boxes resampled as ``index`` always does) and indexed through
-:func:`~cosnet_index.store.index_tomograms` with the candidate table, so each candidate is
-stored with ``pick_method``, ``pick_score`` and ``pick_diameter_angstrom`` in its shard. The
-detectors are deterministic, so an interrupted run re-detects the same candidates and the
+Tomograms are validated first (a bad file raises before the store changes), then candidates
+are detected in each memory-mapped tomogram (at its own voxel size, the model's boxes
+resampled as ``index`` always does) and indexed through
+:func:`~cosnet_index.store.index_tomograms` with the candidate table, in groups of tomograms of
+about ``GROUP_SECONDS`` of detection (the FAISS file is rewritten once per group), so each
+candidate is stored with ``pick_method``, ``pick_score`` and ``pick_diameter_angstrom`` in its
+shard. The detectors are deterministic, so an interrupted run re-detects the same candidates and the
 store's position identity resumes it without duplicates.
 """
 
@@ -30,6 +31,9 @@ __all__ = ["PICK_METHODS", "index_picked", "pick_candidates"]
 logger = logging.getLogger(__name__)
 
 PICK_METHODS = ("dog", "decoder")
+
+GROUP_SECONDS = 120.0
+"""Detection time after which the tomograms detected so far are indexed together."""
 
 
 def pick_candidates(
@@ -166,7 +170,25 @@ def index_picked(
         )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = store.model() if method == "decoder" else None
-    summaries = []
+    summaries: list[IndexSummary] = []
+    group: list[tuple[Any, pd.DataFrame]] = []  # (info, candidates) detected, not yet indexed
+    group_started = time.perf_counter()
+
+    def index_group() -> None:
+        if group:
+            summaries.append(
+                index_tomograms(
+                    store,
+                    [info.path for info, _ in group],
+                    candidates=pd.concat([found for _, found in group], ignore_index=True),
+                    voxel_size_angstrom=voxel_size_angstrom,
+                    invert_contrast=invert_contrast,
+                    device=device,
+                    **index_options,
+                )
+            )
+            group.clear()
+
     for info in infos:
         detect_started = time.perf_counter()
         with info.open() as tomogram:
@@ -195,15 +217,11 @@ def index_picked(
             )
             continue
         found.insert(0, "tomogram", info.name)
-        summaries.append(
-            index_tomograms(
-                store,
-                [info.path],
-                candidates=found,
-                voxel_size_angstrom=info.voxel_size_angstrom,
-                invert_contrast=invert_contrast,
-                device=device,
-                **index_options,
-            )
-        )
+        group.append((info, found))
+        # tomograms are indexed in groups of about GROUP_SECONDS of detection: each index call
+        # rewrites the FAISS file once, and a kill loses at most one group's detection
+        if time.perf_counter() - group_started >= GROUP_SECONDS:
+            index_group()
+            group_started = time.perf_counter()
+    index_group()
     return _merge(summaries, store.model_hash, time.perf_counter() - started)
