@@ -157,6 +157,17 @@ def invert_contrast_option(help: str) -> Decorator:
     return click.option("--invert-contrast", is_flag=True, help=help)
 
 
+def edge_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--edge skip|pad``: what happens to boxes that cross the volume edge."""
+    return click.option(
+        "--edge",
+        type=click.Choice(["skip", "pad"]),
+        default="skip",
+        show_default=True,
+        help="Boxes crossing the volume edge: skip them, or pad with the box's mean.",
+    )(fn)
+
+
 def plausibility_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--contrast-check error|warn|off`` and ``--no-size-check`` (checks before indexing)."""
     fn = click.option(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cosnet_index.cli._options import (
+    edge_option,
     invert_contrast_option,
     plausibility_options,
     store_options,
@@ -63,13 +64,7 @@ def copick() -> None:
 @pick_options
 @invert_contrast_option("Tomograms have bright molecules: negate.")
 @plausibility_options
-@click.option(
-    "--edge",
-    type=click.Choice(["skip", "pad"]),
-    default="skip",
-    show_default=True,
-    help="Boxes crossing the volume edge: skip them, or pad with the box's mean.",
-)
+@edge_option
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Boxes per batch.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def index(

@@ -7,6 +7,7 @@ import json
 import click
 
 from cosnet_index.cli._options import (
+    edge_option,
     invert_contrast_option,
     json_option,
     plausibility_options,
@@ -141,13 +142,7 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Boxes per batch.")
 @invert_contrast_option("Tomograms have bright molecules: negate.")
 @plausibility_options
-@click.option(
-    "--edge",
-    type=click.Choice(["skip", "pad"]),
-    default="skip",
-    show_default=True,
-    help="Boxes crossing the volume edge: skip them, or pad with the box's mean.",
-)
+@edge_option
 @click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
 @click.option(
     "--commit-every",
