@@ -1,4 +1,4 @@
-"""Crash safety: SIGKILL `index`, `classes add` and `reindex` at random moments, re-run, check.
+"""Crash safety: SIGKILL `index` (--coords or --pick), `classes add`, `reindex`; re-run, check.
 
 For each command a crash-free reference run is timed first. Each trial copies the same tiny
 store, starts the command in a subprocess (torch and faiss already imported, so the kill lands

@@ -34,6 +34,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("segment", "segment"),
     "demo": ("demo", "demo"),
     "report": ("demo", "report"),
+    "copick": ("copick", "copick"),
+    "view": ("view", "view"),
 }
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "overwrite_option",
     "parse_ids",
     "parse_names",
+    "plausibility_options",
     "reduce_option",
     "seed_option",
     "set_option",
@@ -154,6 +155,22 @@ def parse_names(value: str | None) -> list[str] | None:
 def invert_contrast_option(help: str) -> Decorator:
     """``--invert-contrast``: negate boxes (tomograms with bright molecules)."""
     return click.option("--invert-contrast", is_flag=True, help=help)
+
+
+def plausibility_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--contrast-check error|warn|off`` and ``--no-size-check`` (checks before indexing)."""
+    fn = click.option(
+        "--no-size-check",
+        is_flag=True,
+        help="Do not warn when the molecules' apparent size does not fit the voxel size.",
+    )(fn)
+    return click.option(
+        "--contrast-check",
+        type=click.Choice(["error", "warn", "off"]),
+        default="error",
+        show_default=True,
+        help="Molecules brighter than the background: stop (error), warn, or do not check.",
+    )(fn)
 
 
 json_option: Decorator = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

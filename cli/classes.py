@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -10,12 +12,83 @@ from cosnet_index.cli._options import (
     invert_contrast_option,
     json_option,
     parse_ids,
+    seed_option,
     set_option,
     store_options,
     subtomogram_ids_option,
 )
 
 __all__ = ["classes"]
+
+
+def reference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--map``/``--model`` and how to image them (``classes add`` only)."""
+    options = [
+        click.option(
+            "--map",
+            "map_path",
+            type=click.Path(dir_okay=False, exists=True),
+            default=None,
+            help="A density map (MRC, molecule positive, e.g. from EMDB) to make the class from.",
+        ),
+        click.option(
+            "--model",
+            "model_path",
+            type=click.Path(dir_okay=False, exists=True),
+            default=None,
+            help="An atomic model (PDB/mmCIF; needs the pdb extra) to make the class from.",
+        ),
+        click.option(
+            "--map-voxel-size",
+            type=float,
+            default=None,
+            help="The map's voxel size in angstrom (default: its header's).",
+        ),
+        click.option(
+            "--defocus",
+            type=float,
+            default=-4.0,
+            show_default=True,
+            help="Reference imaging: defocus in micrometres (negative: underfocus).",
+        ),
+        click.option(
+            "--tilt-range",
+            type=(float, float),
+            default=(-60.0, 60.0),
+            show_default=True,
+            metavar="MIN MAX",
+            help="Reference imaging: tilt range in degrees (the missing wedge).",
+        ),
+        click.option(
+            "--voltage", type=float, default=300.0, show_default=True, help="Reference: kV."
+        ),
+        click.option("--phase-plate", is_flag=True, help="Reference: Volta phase plate data."),
+        click.option(
+            "--resolution",
+            type=float,
+            default=4.0,
+            show_default=True,
+            help="Reference: low-pass the map to this resolution (nm).",
+        ),
+        click.option(
+            "--orientations",
+            type=click.IntRange(min=1),
+            default=16,
+            show_default=True,
+            help="Reference: random orientations imaged and averaged into the class vector.",
+        ),
+        click.option(
+            "--snr",
+            type=float,
+            default=float("inf"),
+            show_default=True,
+            help="Reference: noise added to each imaged orientation (inf: none).",
+        ),
+        seed_option("Reference: seed of the orientations (and noise)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 @click.group("classes")
@@ -59,6 +132,7 @@ def classes() -> None:
 @click.option("--description", default="", help="Free text shown by `classes list`.")
 @click.option("--append", is_flag=True, help="Add the examples as more shots of an existing class.")
 @invert_contrast_option("Negate boxes of files the store did not index (bright molecules).")
+@reference_options
 def add(
     store_path: str,
     db_url: str | None,
@@ -70,8 +144,24 @@ def add(
     description: str,
     append: bool,
     invert_contrast: bool,
+    map_path: str | None,
+    model_path: str | None,
+    map_voxel_size: float | None,
+    defocus: float,
+    tilt_range: tuple[float, float],
+    voltage: float,
+    phase_plate: bool,
+    resolution: float,
+    orientations: int,
+    snr: float,
+    seed: int,
 ) -> None:
     """Create class NAME from one or more examples (or add shots with --append).
+
+    --map (a density map, molecule positive) or --model (PDB/mmCIF, needs the pdb extra) makes
+    the class from a reference: resampled to the store's voxel size, imaged like the collection
+    (--defocus, --tilt-range, ...) in --orientations random orientations, whose vectors are
+    averaged into one shot; `classes list` shows where it came from.
 
     Examples:
 
@@ -82,8 +172,12 @@ def add(
         cosnet-index classes add --store ./store ribosome --append --at TS_01 312 188 96
 
         cosnet-index classes add --store ./store tric --mrc tric_box.mrc --set chaperones
+
+        cosnet-index classes add --store ./store apoferritin --map emd_1234.mrc --defocus -3
+
+        cosnet-index classes add --store ./store ribosome --model 4v6x.cif --tilt-range -50 50
     """
-    from cosnet_index.classes import add_class
+    from cosnet_index.classes import ReferenceImaging, add_class
     from cosnet_index.store import Store
 
     with Store.open(store_path, db_url=db_url) as store:
@@ -97,6 +191,20 @@ def add(
             description=description,
             append=append,
             invert_contrast=invert_contrast,
+            reference_map=map_path,
+            reference_model=model_path,
+            map_voxel_size_angstrom=map_voxel_size,
+            reference_imaging=ReferenceImaging(
+                defocus_um=defocus,
+                tilt_min_deg=tilt_range[0],
+                tilt_max_deg=tilt_range[1],
+                voltage_kv=voltage,
+                phase_plate=phase_plate,
+                resolution_nm=resolution,
+                orientations=orientations,
+                snr=snr,
+                seed=seed,
+            ),
         )
     click.echo(
         f"class {made.name!r} in set {made.set_name!r}: {made.shots} shot(s) "

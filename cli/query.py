@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
+from click.core import ParameterSource
 
 from cosnet_index.cli._options import (
     classes_option,
@@ -18,15 +22,38 @@ from cosnet_index.cli._options import (
     store_options,
     subtomogram_ids_option,
 )
+from cosnet_index.defaults import (
+    DEFAULT_DISCOVER_MIN_PROB,
+    DEFAULT_DISCOVER_MIN_SIZE,
+    DEFAULT_RULE,
+    RULE_CHOICES,
+)
 
 __all__ = ["classify", "discover", "export", "search"]
+
+
+def _rule_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--rule",
+        type=click.Choice(list(RULE_CHOICES)),
+        default=None,
+        help=help,
+    )
 
 
 @click.command("classify")
 @store_options
 @classes_option
 @set_option()
-@min_prob_option("Best-class probability below which a subtomogram is 'unknown' (docs/queries.md).")
+@_rule_option(
+    "Open-set rule: 'collection' (default) fits one threshold per class on the collection "
+    "itself (its bulk vs the support's neighbourhood; fixed rule under 50 particles); 'fixed' "
+    "uses --min-prob for every class. Giving --min-prob alone means 'fixed'.",
+)
+@min_prob_option(
+    "Fixed rule: best-class probability below which a subtomogram is 'unknown' "
+    "(docs/queries.md); the collection rule's fallback."
+)
 @reduce_option
 @click.option(
     "--tomogram",
@@ -53,6 +80,7 @@ def classify(
     db_url: str | None,
     class_names: str | None,
     set_name: str,
+    rule: str | None,
     min_prob: float,
     reduce: str,
     tomograms: tuple[str, ...],
@@ -71,18 +99,33 @@ def classify(
 
         cosnet-index classify --store ./store --classes ribosome,tric --min-prob 0.7 --out r.parquet
 
+        cosnet-index classify --store ./store --rule fixed --out r.parquet
+
         cosnet-index classify --store ./store --set chaperones --tomogram TS_01 --out ts01.parquet
     """
     from cosnet_index.query import UNKNOWN, classify_store, write_table
     from cosnet_index.query._streaming import STREAM_ABOVE, classify_store_streaming
     from cosnet_index.store import Store
 
+    source = click.get_current_context().get_parameter_source("min_prob")
+    given = source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
     selected = bool(tomograms or subtomograms)
     if stream and selected:
         raise click.UsageError("--stream classifies the whole store; drop --tomogram/--ids")
+    if stream and rule == "collection":
+        raise click.UsageError(
+            "--rule collection needs the whole collection in memory; use --in-memory, or "
+            "--rule fixed with --stream"
+        )
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
         if stream is None and not selected:
             stream = store._count_vectors(store._model_id(None)[0]) > STREAM_ABOVE
+            if stream and rule is None:
+                click.echo(
+                    "streaming a store of more than a million vectors: open-set rule 'fixed' "
+                    "(--in-memory for the collection rule)",
+                    err=True,
+                )
         if stream:
             n, counts, meta = classify_store_streaming(
                 store,
@@ -107,14 +150,26 @@ def classify(
             reduce=reduce,  # type: ignore[arg-type]
             tomograms=list(tomograms) or None,
             ids=parse_ids(subtomograms) or None,
+            rule=rule or ("fixed" if given else DEFAULT_RULE),
         )
     path = write_table(table, out_path, meta)
     counts = table["class"].value_counts()
     click.echo(
         f"classified {len(table)} subtomograms into {len(meta['classes'])} classes -> {path}"
     )
-    for name in [*meta["classes"], UNKNOWN]:
-        click.echo(f"  {name:<24} {int(counts.get(name, 0))}")
+    thresholds = meta.get("thresholds", {})
+    rule_line = f"open-set rule: {meta.get('rule')}"
+    if meta.get("rule_fallback"):
+        rule_line += f" (asked for {meta['rule_requested']}: {meta['rule_fallback']})"
+    elif meta.get("rule") == "collection":
+        rule_line += f" (level {meta['rule_level']:g}, {meta['rule_neighbours']} neighbours)"
+    click.echo(rule_line)
+    for name in meta["classes"]:
+        click.echo(
+            f"  {name:<24} {int(counts.get(name, 0)):>8}   unknown below p "
+            f"{thresholds.get(name, min_prob):.3f}"
+        )
+    click.echo(f"  {UNKNOWN:<24} {int(counts.get(UNKNOWN, 0)):>8}")
 
 
 @click.command("search")
@@ -203,14 +258,25 @@ def search(
     help="Cluster only subtomograms that match no class of the set.",
 )
 @set_option()
+@_rule_option(
+    "With --exclude-known: classify's open-set rule that decides what matches no class "
+    "(default: collection).",
+)
 @min_prob_option(
-    "Head probability at which two subtomograms match (cuts the clustering tree).",
+    "With --exclude-known and --rule fixed: best-class probability below which a subtomogram "
+    "matches no class (the collection rule's fallback).",
+    name="--known-prob",
+)
+@min_prob_option(
+    "Head probability at which two subtomograms match (cuts the clustering tree; chosen on the "
+    "hard benchmark's discovery table, docs/queries.md).",
     open_interval=True,
+    default=DEFAULT_DISCOVER_MIN_PROB,
 )
 @click.option(
     "--min-size",
     type=click.IntRange(min=1),
-    default=5,
+    default=DEFAULT_DISCOVER_MIN_SIZE,
     show_default=True,
     help="Smallest cluster proposed (members in the sample).",
 )
@@ -240,6 +306,8 @@ def discover(
     db_url: str | None,
     exclude_known: bool,
     set_name: str,
+    rule: str | None,
+    known_prob: float,
     min_prob: float,
     min_size: int,
     n_clusters: int | None,
@@ -270,7 +338,12 @@ def discover(
             n_clusters=n_clusters,
             max_sample=max_sample,
             seed=seed,
+            rule=rule or DEFAULT_RULE,
+            known_prob=known_prob,
         )
+    if exclude_known:
+        why = f" ({meta['rule_fallback']})" if meta.get("rule_fallback") else ""
+        click.echo(f"unknown by the {meta['rule']} open-set rule{why}")
     click.echo(f"{len(candidates)} candidate classes from {len(assignments)} subtomograms")
     for row in candidates.itertuples():
         near = ""

@@ -6,7 +6,13 @@ import json
 
 import click
 
-from cosnet_index.cli._options import invert_contrast_option, json_option, store_options
+from cosnet_index.cli._options import (
+    invert_contrast_option,
+    json_option,
+    plausibility_options,
+    store_options,
+)
+from cosnet_index.cli._pick import pick_options
 
 __all__ = ["check", "db", "index", "init", "reindex", "stats"]
 
@@ -120,10 +126,12 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 @click.argument("tomograms", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--coords",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Coordinates: RELION 3.1/4/5 or Warp STAR, CSV (x,y,z[,tomogram]) or Parquet.",
+    help="Coordinates: RELION 3.1/4/5 or Warp STAR, CSV (x,y,z[,tomogram]) or Parquet. "
+    "Without it, candidates are picked (--pick).",
 )
+@pick_options
 @click.option(
     "--voxel-size",
     type=float,
@@ -132,6 +140,7 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 )
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Boxes per batch.")
 @invert_contrast_option("Tomograms have bright molecules: negate.")
+@plausibility_options
 @click.option(
     "--edge",
     type=click.Choice(["skip", "pad"]),
@@ -164,10 +173,17 @@ def index(
     store_path: str,
     db_url: str | None,
     tomograms: tuple[str, ...],
-    coords: str,
+    coords: str | None,
+    pick: str | None,
+    diameters: tuple[float, ...],
+    min_distance: float | None,
+    pick_threshold: float | None,
+    max_candidates: int | None,
     voxel_size: float | None,
     batch_size: int,
     invert_contrast: bool,
+    contrast_check: str,
+    no_size_check: bool,
     edge: str,
     device: str | None,
     commit_every: int,
@@ -183,6 +199,10 @@ def index(
     position (0.01 voxel), so running the command again (after Ctrl-C, or with more picks)
     embeds only what the store does not hold and never stores a particle twice.
 
+    Before anything is written, the picks are compared with random background boxes: molecules
+    brighter than the background stop the run (--invert-contrast, or --contrast-check off), and
+    an apparent molecule size that does not fit the voxel size gets a warning.
+
     Examples:
 
         cosnet-index index --store ./store tomos/*.mrc --coords particles.star
@@ -190,10 +210,19 @@ def index(
         cosnet-index index --store ./store TS_01.mrc --coords picks.csv --voxel-size 10
 
         cosnet-index index --store ./store tomos/*.mrc --coords particles.star --workers 4
+
+        cosnet-index index --store ./store tomos/*.mrc --pick dog --diameter 150 --diameter 250
     """
     from cosnet_index.store import Store, index_tomograms
     from cosnet_index.store.indexer import IndexInterrupted
 
+    if coords is not None and pick is not None:
+        raise click.UsageError("give --coords or --pick, not both")
+    if (workers is not None or dask_scheduler is not None) and coords is None:
+        raise click.UsageError(
+            "--workers/--dask-scheduler need --coords: picking runs in one process (drop "
+            "--workers, or pick first and index the candidates with --coords)"
+        )
     if workers is not None or dask_scheduler is not None:
         from cosnet_index.store.distributed import index_on_dask
 
@@ -210,12 +239,37 @@ def index(
                 edge=edge,
                 device=device,
                 commit_every=commit_every,
+                contrast_check=contrast_check,
+                size_check=not no_size_check,
             )
         for line in summary.lines():
             click.echo(line)
         return
     with Store.open(store_path, db_url=db_url) as store:
         try:
+            if coords is None:
+                from cosnet_index.pick import index_picked
+
+                summary = index_picked(
+                    store,
+                    list(tomograms),
+                    method=pick or "dog",
+                    diameters_angstrom=diameters or None,
+                    min_distance_angstrom=min_distance,
+                    threshold=pick_threshold,
+                    max_candidates=max_candidates,
+                    voxel_size_angstrom=voxel_size,
+                    invert_contrast=invert_contrast,
+                    device=device,
+                    batch_size=batch_size,
+                    edge=edge,
+                    progress=not no_progress,
+                    commit_every=commit_every,
+                    contrast_check=contrast_check,
+                    size_check=not no_size_check,
+                )
+                _echo_summary(summary)
+                return
             summary = index_tomograms(
                 store,
                 list(tomograms),
@@ -227,10 +281,16 @@ def index(
                 progress=not no_progress,
                 device=device,
                 commit_every=commit_every,
+                contrast_check=contrast_check,
+                size_check=not no_size_check,
             )
         except IndexInterrupted as exc:
             click.echo(str(exc), err=True)
             raise SystemExit(130) from None
+    _echo_summary(summary)
+
+
+def _echo_summary(summary) -> None:  # type: ignore[no-untyped-def]
     for line in summary.lines():
         click.echo(line)
 

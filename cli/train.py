@@ -84,6 +84,13 @@ from cosnet_index.cli._options import seed_option
 )
 @click.option("--threads", type=int, default=0, help="torch CPU threads (0 = default).")
 @click.option(
+    "--metric-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Weight of a prototypical (softmax over the episode's supports) loss beside the BCE.",
+)
+@click.option(
     "--resume", is_flag=True, help="Continue the run in OUT_DIR from its last checkpoint."
 )
 def train(
@@ -106,6 +113,7 @@ def train(
     seed: int,
     device: str,
     threads: int,
+    metric_weight: float,
     resume: bool,
 ) -> None:
     """Train COS-Net episodically (n-way-1-shot, balanced pairs, BCE + Dice).
@@ -153,6 +161,7 @@ def train(
         threads=threads,
         imaging=imaging,
         init_from=init_from or "",
+        metric_weight=metric_weight,
     )
     if classes_spec is None:
         classes = default_split(n_train_procedural=train_procedural).train

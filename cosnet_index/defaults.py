@@ -8,10 +8,14 @@ usual name (``cosnet_index.query.DEFAULT_MIN_PROB``, ``cosnet_index.classes.DEFA
 from __future__ import annotations
 
 __all__ = [
+    "DEFAULT_DISCOVER_MIN_PROB",
+    "DEFAULT_DISCOVER_MIN_SIZE",
     "DEFAULT_MIN_PROB",
     "DEFAULT_REDUCE",
+    "DEFAULT_RULE",
     "DEFAULT_SET",
     "REDUCE_CHOICES",
+    "RULE_CHOICES",
     "UNKNOWN",
 ]
 
@@ -28,3 +32,13 @@ DEFAULT_REDUCE = "max"
 
 # The class set used when none is named.
 DEFAULT_SET = "default"
+
+# The open-set rule of classify (and of discover --exclude-known): per-class thresholds fitted on
+# the collection ("collection", cosnet_index/query/_open_set.py) or DEFAULT_MIN_PROB ("fixed").
+RULE_CHOICES = ("collection", "fixed")
+DEFAULT_RULE = "collection"
+
+# discover: head probability at which two subtomograms match, and the smallest candidate; chosen
+# on the hard benchmark's discovery table (bench/open_set_hard.py discovery; docs/queries.md).
+DEFAULT_DISCOVER_MIN_PROB = 0.4
+DEFAULT_DISCOVER_MIN_SIZE = 5

@@ -41,7 +41,19 @@ __all__ = ["TrainConfig", "episode_loss", "pick_device", "train"]
 
 logger = logging.getLogger(__name__)
 
-METRIC_FIELDS = ["step", "wall_s", "lr", "loss", "bce", "dice", "acc", "pos_p", "neg_p", "snr"]
+METRIC_FIELDS = [
+    "step",
+    "wall_s",
+    "lr",
+    "loss",
+    "bce",
+    "dice",
+    "acc",
+    "pos_p",
+    "neg_p",
+    "snr",
+    "metric",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,9 @@ class TrainConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.0
     dice_weight: float = 1.0
+    # weight of a softmax (prototypical) cross-entropy over each episode's head logits beside the
+    # balanced BCE: every query must score its own support above the n - 1 others (0 = off)
+    metric_weight: float = 0.0
     snrs: tuple[float, ...] = (math.inf, 1000.0, 10.0, 2.0, 1.0, 0.5, 0.3, 0.2, 0.1)
     snr_weights: tuple[float, ...] = (1.0, 1.5, 1.0, 1.0, 1.0, 1.5, 1.0, 1.0, 1.5)
     clean_steps: int = 100  # first steps draw only SNR inf/1000 (a short curriculum)
@@ -94,20 +109,30 @@ def _episode_logits(model: CosNet, f_a: torch.Tensor, f_b: torch.Tensor) -> torc
 
 
 def episode_loss(
-    model: CosNet, episodes: Sequence[Episode], dice_weight: float = 1.0
+    model: CosNet,
+    episodes: Sequence[Episode],
+    dice_weight: float = 1.0,
+    metric_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Balanced BCE over all pairs of every episode + Dice on every box's mask.
 
+    With ``metric_weight > 0`` a prototypical term is added: for every query ``B_j`` a softmax
+    cross-entropy over its head logits against the n supports ``A_i`` (and symmetrically for
+    every support over the queries). The BCE asks each pair's probability to be right on an
+    absolute scale; this term only asks the right support to rank first, which is what n-way
+    classification and search use.
+
     Returns:
-        ``loss`` (backpropagate this) and detached ``bce``, ``dice``, ``acc`` (n-way accuracy of
-        B_j against the A support set), ``pos_p``/``neg_p`` (mean probabilities).
+        ``loss`` (backpropagate this) and detached ``bce``, ``dice``, ``metric`` (the
+        prototypical term, 0 when off), ``acc`` (n-way accuracy of B_j against the A support
+        set), ``pos_p``/``neg_p`` (mean probabilities).
     """
     device = next(model.parameters()).device
     vols = torch.cat([torch.cat([e.volumes_a, e.volumes_b]) for e in episodes])
     x = normalize_boxes(vols.unsqueeze(1)).to(device)  # (m, 1, B, B, B)
     features = model.forward_features(x)
     f = model.forward_embedding(features)
-    bce_terms, accs, pos_p, neg_p = [], [], [], []
+    bce_terms, metric_terms, accs, pos_p, neg_p = [], [], [], [], []
     start = 0
     for e in episodes:
         n = len(e.classes)
@@ -119,20 +144,27 @@ def episode_loss(
         bce_terms.append(
             F.binary_cross_entropy_with_logits(logits, eye, weight=weight, reduction="sum")
         )
+        if metric_weight:
+            target = torch.arange(n, device=device)
+            metric_terms.append(
+                0.5 * (F.cross_entropy(logits.T, target) + F.cross_entropy(logits, target))
+            )
         with torch.no_grad():
             accs.append((logits.argmax(0) == torch.arange(n, device=device)).float().mean())
             p = torch.sigmoid(logits)
             pos_p.append(p.diagonal().mean())
             neg_p.append((p.sum() - p.diagonal().sum()) / (n * (n - 1)))
     bce = torch.stack(bce_terms).mean()
+    metric = torch.stack(metric_terms).mean() if metric_terms else torch.zeros((), device=device)
     dice = torch.zeros((), device=device)
     mask_logits = model.forward_decoder(features)
     if mask_logits is not None:
         masks = torch.cat([torch.cat([e.masks_a, e.masks_b]) for e in episodes]).to(device)
         dice = dice_loss(torch.sigmoid(mask_logits), masks)
     return {
-        "loss": bce + dice_weight * dice,
+        "loss": bce + dice_weight * dice + metric_weight * metric,
         "bce": bce.detach(),
+        "metric": metric.detach(),
         "dice": dice.detach(),
         "acc": torch.stack(accs).mean(),
         "pos_p": torch.stack(pos_p).mean(),
@@ -239,7 +271,7 @@ def _optimise(
     """One optimiser step at the scheduled learning rate; returns the loss parts."""
     for group in optimizer.param_groups:
         group["lr"] = config.lr * _lr_factor(step, config, wall_s)
-    parts = episode_loss(model, episodes, config.dice_weight)
+    parts = episode_loss(model, episodes, config.dice_weight, config.metric_weight)
     optimizer.zero_grad(set_to_none=True)
     parts["loss"].backward()
     optimizer.step()
@@ -328,7 +360,11 @@ def train(
     metrics_path = out / "metrics.csv"
     new_file = not metrics_path.exists() or not resume
     metrics_fh = open(metrics_path, "a" if resume else "w", newline="")
-    writer = csv.DictWriter(metrics_fh, fieldnames=METRIC_FIELDS)
+    fields = METRIC_FIELDS
+    if not new_file:  # a run started by an older release keeps its own columns
+        with open(metrics_path, newline="") as fh:
+            fields = next(csv.reader(fh), None) or METRIC_FIELDS
+    writer = csv.DictWriter(metrics_fh, fieldnames=fields, extrasaction="ignore")
     if new_file:
         writer.writeheader()
 

@@ -50,7 +50,7 @@ __all__ = [
 SHAPE_ZYX = (40, 48, 48)
 VOXEL_ANGSTROM = 10.0
 CLASS_NAME = "blob"
-COMMANDS = ("index", "classes-add", "reindex")
+COMMANDS = ("index", "index-pick", "classes-add", "reindex")
 
 
 # -- building a world ----------------------------------------------------------------------------
@@ -234,6 +234,12 @@ def command_args(world: World, command: str, store: Path, batch_size: int = 8) -
             str(batch_size),  # several parts per tomogram: kills land between commit points
             "--no-progress",
         ]
+    if command == "index-pick":  # no coordinates: candidates picked by DoG, then indexed
+        return [
+            "index", "--store", str(store), *map(str, world.tomograms), "--pick", "dog",
+            "--diameter", "100", "--pick-threshold", "4", "--batch-size", str(batch_size),
+            "--commit-every", str(batch_size), "--no-progress",
+        ]  # fmt: skip
     if command == "classes-add":
         ids = ",".join(str(i) for i in range(1, 6))
         x, y, z = 24, 24, 20  # a position not indexed: cut and embedded once

@@ -24,6 +24,7 @@ STAGES = [
     {"data"},
     {"train", "_template_matching", "evaluate"},
     {"store", "migrations"},
+    {"pick"},  # candidates for index without coordinates: detectors + the store's indexer
     {"classes"},
     {"query"},
     {"benchmark"},  # evaluate plus the query scores: after both

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import click
 import numpy as np
 import pandas as pd
@@ -195,7 +197,15 @@ def test_cli_defaults_are_the_librarys():
         for p in cli.get_command(ctx, name).params
     }
     assert defaults["classify", "min_prob"] == defaults["search", "pass_prob"] == DEFAULT_MIN_PROB
-    assert defaults["discover", "min_prob"] == DEFAULT_MIN_PROB
+    from cosnet_index.defaults import DEFAULT_DISCOVER_MIN_PROB, DEFAULT_DISCOVER_MIN_SIZE
+    from cosnet_index.query._discover import discover
+
+    assert defaults["discover", "known_prob"] == DEFAULT_MIN_PROB
+    assert defaults["discover", "min_prob"] == DEFAULT_DISCOVER_MIN_PROB
+    assert defaults["discover", "min_size"] == DEFAULT_DISCOVER_MIN_SIZE
+    signature = inspect.signature(discover).parameters
+    assert signature["min_prob"].default == DEFAULT_DISCOVER_MIN_PROB
+    assert signature["min_size"].default == DEFAULT_DISCOVER_MIN_SIZE
     assert defaults["classify", "reduce"] == defaults["search", "reduce"] == DEFAULT_REDUCE
     assert defaults["classify", "set_name"] == DEFAULT_SET
 

@@ -32,7 +32,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return make_world(tmp_path_factory.mktemp("crash-world"), n_tomograms=3, n_per_tomogram=8)
 
 
-@pytest.mark.parametrize(("command", "seed"), [("index", 0), ("classes-add", 1), ("reindex", 2)])
+@pytest.mark.parametrize(
+    ("command", "seed"), [("index", 0), ("index-pick", 3), ("classes-add", 1), ("reindex", 2)]
+)
 def test_sigkill_then_rerun_loses_and_duplicates_nothing(world, tmp_path, command, seed) -> None:
     reference = reference_run(world, command, tmp_path / "reference")
     assert len(reference.table) > 0

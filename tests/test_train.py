@@ -43,6 +43,23 @@ def test_episode_loss_is_balanced() -> None:
     assert float(parts["bce"]) == pytest.approx(math.log(2), abs=1e-4)
 
 
+def test_metric_term_is_the_softmax_over_supports() -> None:
+    torch.manual_seed(0)
+    model = CosNet(TINY)
+    sampler = EpisodeSampler(SHAPES, ways=4, snrs=[math.inf], simulate=toy_simulate)
+    with torch.no_grad():
+        model.head_v.fill_(-30.0)  # w ~ 0: all logits equal, so the softmax is uniform
+    episode = sampler.episode(0)
+    model.eval()
+    with torch.no_grad():
+        off = episode_loss(model, [episode])
+        on = episode_loss(model, [episode], metric_weight=0.5)
+    assert float(off["metric"]) == 0.0
+    assert float(on["metric"]) == pytest.approx(math.log(4), abs=1e-4)  # uniform over 4 ways
+    expected = float(off["loss"]) + 0.5 * math.log(4)
+    assert float(on["loss"]) == pytest.approx(expected, abs=1e-4)
+
+
 def test_few_steps_lower_the_loss_on_two_classes() -> None:
     torch.manual_seed(0)
     model = CosNet(TINY)

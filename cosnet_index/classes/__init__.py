@@ -20,6 +20,7 @@ import numpy as np
 
 from cosnet_index import defaults
 from cosnet_index.classes._examples import vectors_at, vectors_of_mrc
+from cosnet_index.classes._reference import ReferenceImaging, vectors_of_reference
 from cosnet_index.defaults import UNKNOWN
 from cosnet_index.errors import ClassError, InputError
 from cosnet_index.store import Store
@@ -27,6 +28,7 @@ from cosnet_index.store.class_catalog import SupportClass
 
 __all__ = [
     "DEFAULT_SET",
+    "ReferenceImaging",
     "SupportClass",
     "add_class",
     "check_name",
@@ -74,6 +76,10 @@ def add_class(
     description: str = "",
     append: bool = False,
     invert_contrast: bool = False,
+    reference_map: str | os.PathLike[str] | None = None,
+    reference_model: str | os.PathLike[str] | None = None,
+    map_voxel_size_angstrom: float | None = None,
+    reference_imaging: ReferenceImaging | None = None,
 ) -> SupportClass:
     """Create a class (or add shots with ``append``) from examples.
 
@@ -89,6 +95,11 @@ def add_class(
         append: add the examples as further shots of an existing class.
         invert_contrast: negate boxes of MRC files the store did not index (bright molecules);
             tomograms the store indexed keep the convention they were indexed with.
+        reference_map: a density map (MRC): imaged like the collection in several orientations,
+            their vectors averaged into one shot (``classes/_reference.py``); or
+        reference_model: a PDB/mmCIF atomic model (the ``pdb`` extra), the same way.
+        map_voxel_size_angstrom: the map's voxel size when its header is wrong or missing.
+        reference_imaging: how the collection was imaged (default :class:`ReferenceImaging`).
 
     Raises:
         ClassError: bad or duplicate name (without ``append``), no example given.
@@ -97,10 +108,11 @@ def add_class(
         InputError, MrcError, CoordinateError: unusable MRC files or positions.
     """
     name, set_name = check_name(name), check_name(set_name, "set")
-    if not (len(subtomogram_ids) or len(mrc_paths) or len(at)):
+    reference = reference_map is not None or reference_model is not None
+    if not (len(subtomogram_ids) or len(mrc_paths) or len(at) or reference):
         raise ClassError(
-            f"class {name!r} needs at least one example: --subtomogram ID, --mrc FILE or "
-            "--at TOMO X Y Z"
+            f"class {name!r} needs at least one example: --subtomogram ID, --mrc FILE, "
+            "--at TOMO X Y Z, --map MAP.mrc or --model MODEL.cif"
         )
     with store.write_lock():
         if not append and store.has_class(name, set_name):  # refuse before any embedding
@@ -120,6 +132,16 @@ def add_class(
             xb, at_sources = vectors_at(store, at, invert_contrast)
             vectors.append(xb)
             sources += at_sources
+        if reference:
+            xb, source = vectors_of_reference(
+                store,
+                map_path=reference_map,
+                model_path=reference_model,
+                map_voxel_size_angstrom=map_voxel_size_angstrom,
+                imaging=reference_imaging,
+            )
+            vectors.append(xb)
+            sources.append(source)
         xb = np.ascontiguousarray(np.concatenate(vectors), dtype="<f4")  # (K, dim)
         if not np.isfinite(xb).all():
             raise InputError(f"an example of {name!r} embeds to non-finite values; check its box")

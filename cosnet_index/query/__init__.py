@@ -6,6 +6,9 @@ probability is ``sigmoid(b - d)`` (``b`` = ``model.head_bias``). A class with K 
 vectors (shots) scores a vector by the best shot (``reduce="max"``, default) or the mean
 of the K probabilities (``reduce="mean"``).
 
+Open set: :func:`fit_open_set_rule` (``classify``'s ``collection`` or ``fixed`` rule),
+:func:`unknown_mask`, :func:`novelty_scores`.
+
 Array level (no store needed): :func:`class_scores`, :func:`classify`, :func:`search_class`,
 :func:`search_vectors`, :func:`discover`, :func:`match_probability`. Tables:
 :func:`classification_table`, :func:`hits_table`, :func:`write_table`, :func:`read_table`,
@@ -16,6 +19,17 @@ Array level (no store needed): :func:`class_scores`, :func:`classify`, :func:`se
 from __future__ import annotations
 
 from cosnet_index.query._discover import Discovery, discover, match_distance
+from cosnet_index.query._open_set import (
+    DEFAULT_LEVEL,
+    DEFAULT_NEIGHBOURS,
+    DEFAULT_RULE,
+    MIN_COLLECTION,
+    RULES,
+    OpenSetRule,
+    fit_open_set_rule,
+    novelty_scores,
+    unknown_mask,
+)
 from cosnet_index.query._scores import (
     DEFAULT_BATCH,
     DEFAULT_MIN_PROB,
@@ -44,13 +58,19 @@ from cosnet_index.query._tables import (
 
 __all__ = [
     "DEFAULT_BATCH",
+    "DEFAULT_LEVEL",
     "DEFAULT_MIN_PROB",
+    "DEFAULT_NEIGHBOURS",
     "DEFAULT_REDUCE",
+    "DEFAULT_RULE",
+    "MIN_COLLECTION",
     "PROB_PREFIX",
+    "RULES",
     "UNKNOWN",
     "Classification",
     "Discovery",
     "Hits",
+    "OpenSetRule",
     "check_same_model",
     "class_scores",
     "classification_table",
@@ -60,15 +80,18 @@ __all__ = [
     "discover",
     "discover_store",
     "export_star",
+    "fit_open_set_rule",
     "hits_table",
     "l1_distances",
     "mark_support",
     "match_distance",
     "match_probability",
+    "novelty_scores",
     "read_table",
     "search_class",
     "search_store",
     "search_vectors",
     "stack_prototypes",
+    "unknown_mask",
     "write_table",
 ]

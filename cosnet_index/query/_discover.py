@@ -21,6 +21,7 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
+from cosnet_index.defaults import DEFAULT_DISCOVER_MIN_PROB, DEFAULT_DISCOVER_MIN_SIZE
 from cosnet_index.errors import InputError
 from cosnet_index.query._scores import _as_vectors, l1_distances, match_probability
 
@@ -64,8 +65,8 @@ def discover(
     xb: np.ndarray,
     ids: np.ndarray,
     bias: float,
-    min_prob: float = 0.5,
-    min_size: int = 5,
+    min_prob: float = DEFAULT_DISCOVER_MIN_PROB,
+    min_size: int = DEFAULT_DISCOVER_MIN_SIZE,
     n_clusters: int | None = None,
     max_sample: int = 4000,
     seed: int = 0,

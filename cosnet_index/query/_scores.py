@@ -175,7 +175,9 @@ class Classification:
         labels: (n,) object array: the best class name, or ``UNKNOWN``.
         probability: (n,) float32 best probability (also for ``unknown`` rows).
         margin: (n,) float32 best minus second-best probability (the best one if C == 1).
-        min_prob: the threshold used.
+        min_prob: the threshold used (the fixed rule's; see ``thresholds``).
+        thresholds: (C,) float32 threshold of each class (all ``min_prob`` for the fixed rule;
+            per class for the collection rule, :mod:`cosnet_index.query._open_set`).
     """
 
     class_names: tuple[str, ...]
@@ -185,12 +187,20 @@ class Classification:
     probability: np.ndarray
     margin: np.ndarray
     min_prob: float
+    thresholds: np.ndarray | None = None
 
 
 def classify_scores(
-    scores: np.ndarray, class_names: Sequence[str], min_prob: float
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    min_prob: float,
+    thresholds: np.ndarray | None = None,
 ) -> Classification:
-    """Best class, probability, margin and open-set ``unknown`` from (n, C) probabilities."""
+    """Best class, probability, margin and open-set ``unknown`` from (n, C) probabilities.
+
+    ``thresholds`` (C,): one threshold per class (a row is ``unknown`` when its best probability
+    is below its best class's threshold); None: ``min_prob`` for every class.
+    """
     scores = np.asarray(scores, dtype=np.float32)
     names = tuple(class_names)
     if scores.ndim != 2 or scores.shape[1] != len(names):
@@ -205,12 +215,19 @@ def classify_scores(
         probability = scores[:, 0].copy() if n else np.zeros(0, np.float32)
         margin = probability.copy()
     best = scores.argmax(axis=1).astype(np.int64) if n else np.zeros(0, np.int64)
-    known = probability >= min_prob
+    if thresholds is None:
+        thresholds = np.full(c, min_prob, dtype=np.float32)
+    thresholds = np.asarray(thresholds, dtype=np.float32)
+    if thresholds.shape != (c,):
+        raise InputError(f"{thresholds.shape} thresholds for {c} classes; give one per class")
+    known = probability >= thresholds[best] if n else np.zeros(0, bool)
     best = np.where(known, best, -1)
     lookup = np.array([*names, UNKNOWN], dtype=object)
     labels = lookup[best]  # -1 picks UNKNOWN
     log.info("classified %d vectors: %d unknown at min_prob %.3g", n, int((~known).sum()), min_prob)
-    return Classification(names, scores, best, labels, probability, margin, float(min_prob))
+    return Classification(
+        names, scores, best, labels, probability, margin, float(min_prob), thresholds
+    )
 
 
 def classify(

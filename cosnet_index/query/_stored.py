@@ -16,15 +16,23 @@ import pandas as pd
 
 from cosnet_index import __version__
 from cosnet_index.classes import DEFAULT_SET, get_classes, list_classes
+from cosnet_index.defaults import DEFAULT_DISCOVER_MIN_PROB, DEFAULT_DISCOVER_MIN_SIZE
 from cosnet_index.errors import ClassError, InputError
 from cosnet_index.query._discover import discover
+from cosnet_index.query._open_set import (
+    DEFAULT_LEVEL,
+    DEFAULT_NEIGHBOURS,
+    DEFAULT_RULE,
+    fit_open_set_rule,
+    unknown_mask,
+)
 from cosnet_index.query._scores import (
     DEFAULT_BATCH,
     DEFAULT_MIN_PROB,
     DEFAULT_REDUCE,
     Reduce,
     class_scores,
-    classify,
+    classify_scores,
     match_probability,
 )
 from cosnet_index.query._search import _flat_view, search_class
@@ -126,13 +134,24 @@ def classify_store(
     *,
     classes: Sequence[str] | None = None,
     set_name: str = DEFAULT_SET,
-    min_prob: float = DEFAULT_MIN_PROB,
+    min_prob: float | None = None,
     reduce: Reduce = DEFAULT_REDUCE,
     tomograms: Sequence[str] | None = None,
     ids: Sequence[int] | None = None,
     batch: int = DEFAULT_BATCH,
+    rule: str | None = None,
+    level: float = DEFAULT_LEVEL,
+    neighbours: int = DEFAULT_NEIGHBOURS,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Classify the store's subtomograms (all, or those of ``tomograms`` / ``ids``).
+
+    Args:
+        min_prob: the fixed rule's threshold (default ``DEFAULT_MIN_PROB``; also the collection
+            rule's fallback under 50 particles).
+        rule: ``collection`` (per-class thresholds fitted on the selection, see
+            :mod:`cosnet_index.query._open_set`) or ``fixed`` (``min_prob`` for every class).
+            None: ``fixed`` when ``min_prob`` is given, else ``collection``.
+        level, neighbours: the collection rule's parameters.
 
     Returns:
         ``(table, metadata)``: the classification table (schema: ``docs/queries.md``) and its
@@ -149,9 +168,13 @@ def classify_store(
             "the store holds no subtomogram in this selection; index some with `cosnet-index index`"
         )
     bias = store.model().head_bias
+    rule = rule or ("fixed" if min_prob is not None else DEFAULT_RULE)
+    min_prob = DEFAULT_MIN_PROB if min_prob is None else float(min_prob)
     _check_reachable(min_prob, bias)
     names = [c.name for c in support]
-    result = classify(xb, [c.vectors for c in support], bias, names, min_prob, reduce, batch)
+    scores = class_scores(xb, [c.vectors for c in support], bias, reduce=reduce, batch=batch)
+    fitted = fit_open_set_rule(scores, bias, rule, min_prob, level, neighbours)
+    result = classify_scores(scores, names, min_prob, fitted.thresholds)
     table = mark_support(
         classification_table(result, all_ids, locations), _set_support(store, set_name)
     )
@@ -162,10 +185,12 @@ def classify_store(
         set=set_name,
         classes=names,
         shots={c.name: c.shots for c in support},
-        min_prob=float(min_prob),
+        min_prob=float(min_prob) if fitted.name == "fixed" else None,
+        fixed_min_prob=float(min_prob),
         reduce=reduce,
         head_bias=bias,
         tomograms=list(tomograms) if tomograms else None,
+        **fitted.metadata(names),
     )
     return table, meta
 
@@ -248,18 +273,22 @@ def discover_store(
     *,
     exclude_known: bool = False,
     set_name: str = DEFAULT_SET,
-    min_prob: float = DEFAULT_MIN_PROB,
+    min_prob: float = DEFAULT_DISCOVER_MIN_PROB,
     reduce: Reduce = DEFAULT_REDUCE,
-    min_size: int = 5,
+    min_size: int = DEFAULT_DISCOVER_MIN_SIZE,
     n_clusters: int | None = None,
     max_sample: int = 4000,
     seed: int = 0,
+    rule: str = DEFAULT_RULE,
+    known_prob: float = DEFAULT_MIN_PROB,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Propose candidate novel classes from the store's vectors.
 
     Args:
-        exclude_known: cluster only the vectors that match no class of ``set_name`` (best
-            probability below ``min_prob``).
+        exclude_known: cluster only the vectors that classify's open-set rule calls ``unknown``
+            against the classes of ``set_name``.
+        rule, known_prob: that rule (``collection`` or ``fixed``) and the fixed rule's threshold
+            (also the collection rule's fallback), as ``classify --rule``/``--min-prob``.
         min_prob, min_size, n_clusters, max_sample, seed: see :func:`cosnet_index.query.discover`.
 
     Returns:
@@ -273,14 +302,17 @@ def discover_store(
     """
     ids, xb = _vectors(store, None)
     bias = store.model().head_bias
+    rule_meta: dict[str, Any] = {}
     support = get_classes(store, set_name=set_name) if list_classes(store, set_name) else []
     if exclude_known:
         if not support:
             raise ClassError(
                 f"set {set_name!r} has no class to exclude; drop --exclude-known or add classes"
             )
-        best = class_scores(xb, [c.vectors for c in support], bias, reduce=reduce).max(axis=1)
-        keep = best < min_prob
+        scores = class_scores(xb, [c.vectors for c in support], bias, reduce=reduce)
+        fitted = fit_open_set_rule(scores, bias, rule, known_prob)
+        keep = unknown_mask(scores, fitted)
+        rule_meta = fitted.metadata([c.name for c in support])
         ids, xb = ids[keep], xb[keep]
         log.info("discover: %d of %d vectors match no class", int(keep.sum()), len(keep))
     found = discover(
@@ -317,5 +349,7 @@ def discover_store(
         n_clusters=n_clusters,
         max_sample=int(max_sample),
         seed=int(seed),
+        known_prob=float(known_prob) if exclude_known else None,
+        **rule_meta,
     )
     return candidates, assignments, meta

@@ -85,6 +85,8 @@ def classify_store_streaming(
         head_bias=bias,
         tomograms=None,
         streamed=True,
+        rule="fixed",  # the collection rule needs every distance at once (query/_open_set.py)
+        thresholds={name: float(min_prob) for name in names},
     )
     counts: dict[str, int] = {}
     written = 0

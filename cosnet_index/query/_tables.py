@@ -96,7 +96,7 @@ def mark_support(df: pd.DataFrame, support: Sequence[Any]) -> pd.DataFrame:
             ``positions``).
     """
     ids = {i for c in support for i in c.subtomogram_ids}
-    flags = df["subtomogram_id"].isin(list(ids)).to_numpy(dtype=bool)
+    flags = df["subtomogram_id"].isin(list(ids)).to_numpy(dtype=bool).copy()  # pandas 3: read-only
     for c in support:
         for tomogram, *xyz in c.positions:
             same = (df["tomogram"] == tomogram).to_numpy(dtype=bool)

@@ -55,11 +55,13 @@ def resample(
     return out.astype(np.float32)
 
 
-def _read_mrc(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
+def _read_mrc(
+    path: str | os.PathLike[str], voxel_size_angstrom: float | None = None
+) -> tuple[np.ndarray, float]:
     try:
         with mrcfile.open(path, permissive=False) as mrc:
             data = np.array(mrc.data, dtype=np.float32)
-            voxel_angstrom = float(mrc.voxel_size.x)
+            voxel_angstrom = float(voxel_size_angstrom or mrc.voxel_size.x)
     except (OSError, ValueError) as exc:
         raise MrcError(f"cannot read density map {path}: {exc}; give a valid MRC volume") from exc
     if data.ndim != 3:
@@ -67,7 +69,9 @@ def _read_mrc(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
     if not np.isfinite(data).all():
         raise MrcError(f"{path} has non-finite voxels; fix or regenerate the map")
     if voxel_angstrom <= 0:
-        raise MrcError(f"{path} has no voxel size in its header; set it (e.g. with mrcfile)")
+        raise MrcError(
+            f"{path} has no voxel size in its header; give it (--map-voxel-size) or set it"
+        )
     return data, voxel_angstrom / 10.0
 
 
@@ -77,6 +81,7 @@ def map_from_mrc_file(
     voxel_size_nm: float = 1.0,
     resolution_nm: float = 4.0,
     name: str | None = None,
+    voxel_size_angstrom: float | None = None,
 ) -> ClassMap:
     """A class map from any MRC density (molecule positive), resampled and low-passed.
 
@@ -87,11 +92,12 @@ def map_from_mrc_file(
         voxel_size_nm: target voxel size.
         resolution_nm: low-pass resolution.
         name: class name (default: the file stem).
+        voxel_size_angstrom: the map's voxel size (default: its header's).
 
     Raises:
         MrcError: the file is not a readable 3D MRC volume with a voxel size.
     """
-    data, voxel_in_nm = _read_mrc(path)
+    data, voxel_in_nm = _read_mrc(path, voxel_size_angstrom)
     volume = resample(data, voxel_in_nm, voxel_size_nm, resolution_nm)
     if mass_da is None:
         n_inside = int((volume > 0.1 * volume.max()).sum())

@@ -9,10 +9,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from cosnet_index.errors import InputError
 from cosnet_index.io import (
     EDGE_POLICIES,
     TomogramInfo,
+    coordinate_conventions,
     open_tomogram,
     parse_coordinates,
     read_coordinates,
@@ -54,13 +58,18 @@ def _check_arguments(
 
 def _read_inputs(
     tomogram_paths: Sequence[str | os.PathLike[str]],
-    coords_path: str | os.PathLike[str],
+    coords_path: str | os.PathLike[str] | None,
     voxel_size_angstrom: float | None,
-) -> tuple[list[TomogramInfo], Any, Any]:
-    """Tomogram headers, the parsed coordinate file and its coordinates per tomogram.
+    candidates: pd.DataFrame | None = None,
+) -> tuple[list[TomogramInfo], pd.DataFrame, str, dict[str, Any]]:
+    """Tomogram headers, the coordinates per tomogram, where they came from, their conventions.
+
+    The coordinates come from ``coords_path`` (a coordinate file) or ``candidates`` (a table
+    ``tomogram, x, y, z`` in voxels of each tomogram, e.g. picked candidates): exactly one.
 
     Raises:
-        InputError: two tomograms with one name; MrcError / CoordinateError: bad files.
+        InputError: two tomograms with one name, both or neither source, a bad candidate table;
+            MrcError / CoordinateError: bad files.
     """
     tomograms: list[TomogramInfo] = []
     for path in tomogram_paths:
@@ -72,6 +81,25 @@ def _read_inputs(
         raise InputError(
             f"several tomograms are named {duplicates}: names (file stems) must be unique"
         )
-    parsed = parse_coordinates(coords_path)
+    if (coords_path is None) == (candidates is None):
+        raise InputError("give either a coordinate file or a candidate table, not both or neither")
+    if candidates is not None:
+        return tomograms, _candidate_table(candidates), "the candidates", {}
+    parsed = parse_coordinates(coords_path)  # type: ignore[arg-type]
     coordinates = read_coordinates(parsed, tomograms={t.name: t for t in tomograms})
-    return tomograms, parsed, coordinates
+    return tomograms, coordinates, str(coords_path), coordinate_conventions(parsed)
+
+
+def _candidate_table(candidates: pd.DataFrame) -> pd.DataFrame:
+    """A candidate table as ``read_coordinates`` returns coordinates (rows numbered 0..n-1).
+
+    Raises:
+        InputError: a column of ``tomogram, x, y, z`` is missing or a position is not finite.
+    """
+    missing = [c for c in ("tomogram", "x", "y", "z") if c not in candidates.columns]
+    if missing:
+        raise InputError(f"the candidate table lacks the columns {missing}")
+    table = candidates.reset_index(drop=True)
+    if not np.isfinite(table[["x", "y", "z"]].to_numpy(dtype=np.float64)).all():
+        raise InputError("the candidate table has positions that are not finite numbers")
+    return table

@@ -8,6 +8,7 @@ as little-endian float32 blobs, with where each came from.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,17 @@ def _source(v: SupportVectorRecord) -> str:
         return f"subtomogram {v.subtomogram_id}"
     if v.source_kind == "mrc":
         return f"mrc {v.source_path}"
+    if v.source_kind in ("map", "atomic-model"):  # provenance as JSON (classes/_reference.py)
+        try:
+            info = json.loads(v.source_path or "{}")
+            imaging = info.get("imaging", {})
+            return (
+                f"{v.source_kind} {info.get('path')} ({imaging.get('orientations')} orientations "
+                f"averaged, defocus {imaging.get('defocus_um')} um, tilt "
+                f"{imaging.get('tilt_min_deg')}..{imaging.get('tilt_max_deg')})"
+            )
+        except (ValueError, AttributeError):
+            return f"{v.source_kind} {v.source_path}"
     return f"{v.tomogram} {v.x:g} {v.y:g} {v.z:g}"
 
 

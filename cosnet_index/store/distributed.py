@@ -34,6 +34,7 @@ import numpy as np
 
 from cosnet_index.errors import InputError, StoreError
 from cosnet_index.geometry import position_keys
+from cosnet_index.io.plausibility import check_plausibility
 from cosnet_index.store._inputs import _check_arguments, _read_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
 from cosnet_index.store._staged_commit import _Committer
@@ -132,6 +133,8 @@ def index_distributed(
     commit_every: int = DEFAULT_COMMIT_EVERY,
     torch_threads: int | None = None,
     lock_wait_s: float = LOCK_WAIT_S,
+    contrast_check: str = "error",
+    size_check: bool = True,
 ) -> IndexSummary:
     """Index like :func:`~cosnet_index.store.index_tomograms`, one Dask task per tomogram.
 
@@ -155,12 +158,22 @@ def index_distributed(
     started = time.perf_counter()
     _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
     model_hash = store.model_hash
-    tomograms, parsed, coordinates = _read_inputs(tomogram_paths, coords_path, voxel_size_angstrom)
-    from cosnet_index.io import coordinate_conventions
+    tomograms, coordinates, source, conventions = _read_inputs(
+        tomogram_paths, coords_path, voxel_size_angstrom
+    )
 
     model = store.model()
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    check_plausibility(  # contrast and voxel size, before any task or write (io/plausibility.py)
+        tomograms,
+        coordinates,
+        box=box,
+        model_voxel_angstrom=model_voxel_angstrom,
+        invert_contrast=invert_contrast,
+        contrast_check=contrast_check,
+        size_check=size_check,
+    )
     jobs, skipped_tomograms, stored_done = _plan_jobs(
         store,
         tomograms,
@@ -168,8 +181,8 @@ def index_distributed(
         box=box,
         model_voxel_angstrom=model_voxel_angstrom,
         edge=edge,
-        source=str(coords_path),
-        conventions=coordinate_conventions(parsed),
+        source=source,
+        conventions=conventions,
     )
     staging = store.path / STAGING / model_hash[:16]
     staging.mkdir(parents=True, exist_ok=True)

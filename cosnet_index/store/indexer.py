@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 
-from cosnet_index.io import (
-    coordinate_conventions,
-)
+from cosnet_index.io.plausibility import check_plausibility
 from cosnet_index.store._committing import _commit_part, _open_part, remove_partial_files
 from cosnet_index.store._inputs import _check_arguments, _read_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
@@ -138,8 +137,9 @@ class IndexSummary:
 def index_tomograms(
     store: Store,
     tomogram_paths: Sequence[str | os.PathLike[str]],
-    coords_path: str | os.PathLike[str],
+    coords_path: str | os.PathLike[str] | None = None,
     *,
+    candidates: pd.DataFrame | None = None,
     voxel_size_angstrom: float | None = None,
     batch_size: int = 64,
     invert_contrast: bool = False,
@@ -148,6 +148,8 @@ def index_tomograms(
     device: str | None = None,
     flush_interval_s: float = 60.0,
     commit_every: int = DEFAULT_COMMIT_EVERY,
+    contrast_check: str = "error",
+    size_check: bool = True,
 ) -> IndexSummary:
     """Embed the subtomograms of ``tomogram_paths`` listed in ``coords_path`` into ``store``.
 
@@ -156,6 +158,9 @@ def index_tomograms(
         tomogram_paths: MRC files; each is known by its name (file stem, see
             :func:`~cosnet_index.io.tomogram_name`), which the coordinate file must use.
         coords_path: STAR (RELION 3.1/4/5, Warp), CSV or Parquet coordinates.
+        candidates: instead of ``coords_path``, a table ``tomogram, x, y, z`` (voxels of each
+            tomogram) + any columns to store with each particle, e.g. picked candidates
+            (``cosnet_index.pick``: ``pick_method``, ``pick_score``).
         voxel_size_angstrom: override the MRC headers' voxel size (required when they have none).
         batch_size: boxes per forward pass.
         invert_contrast: negate boxes (tomograms with bright molecules).
@@ -165,6 +170,10 @@ def index_tomograms(
         flush_interval_s: write the FAISS index file at least this often (and at the end).
         commit_every: boxes of a tomogram per committed part (an interrupt loses at most one
             part); new picks of an indexed tomogram become new parts.
+        contrast_check: ``"error"``: molecules brighter than the background (and no
+            ``invert_contrast``) stop the run before the store changes; ``"warn"``; ``"off"``
+            (:func:`~cosnet_index.io.plausibility.check_plausibility`).
+        size_check: warn when the apparent molecule size does not fit the voxel size.
 
     Returns:
         An :class:`IndexSummary`.
@@ -172,7 +181,7 @@ def index_tomograms(
     Raises:
         InputError: bad arguments; MrcError / CoordinateError: bad files (raised before the store
             changes); StoreError: name clashes with indexed tomograms; StoreLockedError: another
-            writer is running.
+            writer is running; ContrastError: bright molecules (``--invert-contrast``).
         IndexInterrupted: Ctrl-C; what was committed stays and a re-run resumes.
     """
     import torch
@@ -180,10 +189,21 @@ def index_tomograms(
     started = time.perf_counter()
     _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
     model_hash = store.model_hash
-    tomograms, parsed, coordinates = _read_inputs(tomogram_paths, coords_path, voxel_size_angstrom)
+    tomograms, coordinates, source, conventions = _read_inputs(
+        tomogram_paths, coords_path, voxel_size_angstrom, candidates
+    )
     model = store.model()
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    check_plausibility(
+        tomograms,
+        coordinates,
+        box=box,
+        model_voxel_angstrom=model_voxel_angstrom,
+        invert_contrast=invert_contrast,
+        contrast_check=contrast_check,
+        size_check=size_check,
+    )
     with store.write_lock():
         jobs, skipped_tomograms, stored_done = _plan_jobs(
             store,
@@ -192,8 +212,8 @@ def index_tomograms(
             box=box,
             model_voxel_angstrom=model_voxel_angstrom,
             edge=edge,
-            source=str(coords_path),
-            conventions=coordinate_conventions(parsed),
+            source=source,
+            conventions=conventions,
         )
         for job in jobs:
             if job.resampled_from is not None:

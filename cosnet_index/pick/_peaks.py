@@ -1,0 +1,59 @@
+"""Peak finding shared by the detectors: local maxima of a response and greedy NMS."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.ndimage as ndi
+from scipy.spatial import cKDTree
+
+__all__ = ["local_maxima", "non_maximum_suppression"]
+
+
+def local_maxima(
+    response: np.ndarray, radius: int, core: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels that are the maximum of the ``(2 radius + 1)``^3 cube around them and positive.
+
+    Args:
+        response: ``(z, y, x)`` float array.
+        radius: half side of the cube, in voxels of ``response``.
+        core: keep maxima whose z lies in ``[core[0], core[1])`` (a slab's own slices, its
+            halo left out); None keeps all.
+
+    Returns:
+        ``(zyx, values)``: ``(n, 3)`` int64 indices and their ``(n,)`` responses.
+    """
+    size = 2 * max(1, int(radius)) + 1
+    peak = ndi.maximum_filter(response, size=size, mode="nearest")
+    mask = (response == peak) & (response > 0)
+    if core is not None:
+        mask[: core[0]] = False
+        mask[core[1] :] = False
+    zyx = np.argwhere(mask)
+    return zyx.astype(np.int64), response[mask].astype(np.float64)
+
+
+def non_maximum_suppression(xyz: np.ndarray, scores: np.ndarray, min_distance: float) -> np.ndarray:
+    """Greedy NMS: best score first, drop every point closer than ``min_distance`` to a kept one.
+
+    Args:
+        xyz: ``(n, 3)`` positions.
+        scores: ``(n,)``; ties keep the earlier point.
+        min_distance: in the units of ``xyz``; 0 keeps everything.
+
+    Returns:
+        ``(k,)`` int64 indices of the kept points, best score first.
+    """
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    if len(order) == 0 or min_distance <= 0:
+        return order.astype(np.int64)
+    tree = cKDTree(xyz)
+    removed = np.zeros(len(xyz), dtype=bool)
+    kept = []
+    for i in order:
+        if removed[i]:
+            continue
+        kept.append(i)
+        removed[tree.query_ball_point(xyz[i], r=min_distance * (1 - 1e-9))] = True
+    return np.asarray(kept, dtype=np.int64)
