@@ -92,6 +92,8 @@ def index_on_dask(
     if (workers is None) == (scheduler is None):
         raise InputError("give either --workers N or --dask-scheduler ADDRESS, not both")
     distributed = _import_distributed()
+    # the scheduler's and nannies' INFO lines (start, connect, retire ...) are not the user's news
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     if workers is not None:
         import torch
 
