@@ -36,7 +36,8 @@ pg_throwaway_start() {
     runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" \
         start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
-    runuser -u postgres -- "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres cosnet_test
+    runuser -u postgres -- "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres cosnet_test \
+        || return 1
     export COSNET_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:$port/cosnet_test"
     echo "PostgreSQL test server on 127.0.0.1:$port ($COSNET_TEST_POSTGRES_URL)"
 }

@@ -72,6 +72,12 @@ def test_reindex_compressed_store_records_recall_and_searches_exactly(tiny_model
         ids, xb = store.load_vectors()
         _, I = store.search(xb[-3:], 5, gpu=False)  # noqa: E741
         np.testing.assert_array_equal(I[:, 0], ids[-3:])  # each finds itself first
+        from click.testing import CliRunner
+
+        from cosnet_index.cli._app import cli
+
+        shown = CliRunner().invoke(cli, ["stats", "--store", str(path)])
+        assert "vector index   ivf-fp16, recall@100 1.000" in shown.output, shown.output
         assert reindex(store) == 90  # back to flat: the exact copy goes
         assert store_stats(store)["vector_index"]["kind"] == "flat"
         assert not any(p.exists() for p in exact_paths(store.index_path()))

@@ -185,6 +185,28 @@ def test_several_processes_index_one_store_at_once(world, reference, pool, tmp_p
     assert counts == {"lost": 0, "duplicated": 0, "extra": 0, "changed": 0}
 
 
+def test_writers_exclude_each_other_through_postgresql(world, tmp_path, catalog_url) -> None:
+    """Two machines whose shared filesystem does not pass flocks between them: simulated by two
+    copies of one store directory on one PostgreSQL catalog; the database's lock still holds."""
+    import shutil
+
+    from cosnet_index.errors import StoreLockedError
+
+    if catalog_url is None:
+        pytest.skip("an advisory lock of the PostgreSQL catalog (SQLite: flock only)")
+    path = tmp_path / "store"
+    with Store.create(path, model_path=world.checkpoint, db_url=catalog_url):
+        pass
+    shutil.copytree(path, tmp_path / "elsewhere")
+    with Store.open(path, db_url=catalog_url) as here, here.write_lock():
+        with Store.open(tmp_path / "elsewhere", db_url=catalog_url) as there:
+            with pytest.raises(StoreLockedError, match="another machine"):
+                with there.write_lock(wait_s=0.2):
+                    pass
+    with Store.open(tmp_path / "elsewhere", db_url=catalog_url) as there, there.write_lock():
+        pass  # released with the first writer
+
+
 def test_slurm_job_script_renders() -> None:
     jobqueue = pytest.importorskip("dask_jobqueue")
     with jobqueue.SLURMCluster(

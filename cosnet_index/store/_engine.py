@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from cosnet_index.errors import StoreError
+from cosnet_index.errors import StoreError, StoreLockedError
 
-__all__ = ["make_engine", "public_url"]
+__all__ = ["catalog_lock", "make_engine", "public_url"]
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -66,3 +69,42 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
         cursor.close()
 
     return engine
+
+
+CATALOG_LOCK_KEY = 0x636F736E6574  # "cosnet": one catalog per database, so one key per store
+
+
+@contextlib.contextmanager
+def catalog_lock(engine: Engine, store_path: Path, wait_s: float = 0.0) -> Iterator[None]:
+    """On PostgreSQL, hold a session-level advisory lock for the store's writer (no-op on
+    SQLite). Writers on several machines then exclude each other through the database even
+    where the shared filesystem's ``flock`` does not reach across machines; the server drops
+    the lock when the writer's connection dies.
+
+    Raises:
+        StoreLockedError: another writer holds it past ``wait_s``.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    from sqlalchemy.pool import NullPool
+
+    # a connection of its own, outside the engine's pool (migrations dispose of that pool)
+    lock_engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with contextlib.ExitStack() as stack:
+        stack.callback(lock_engine.dispose)
+        connection = stack.enter_context(lock_engine.connect())
+        deadline = time.monotonic() + wait_s
+        query = text("SELECT pg_try_advisory_lock(:key)")
+        while not connection.execute(query, {"key": CATALOG_LOCK_KEY}).scalar():
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(
+                    f"another cosnet-index process (maybe on another machine) is writing to the "
+                    f"catalog of the store at {store_path}; wait for it to finish, then run this "
+                    "command again"
+                )
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CATALOG_LOCK_KEY})

@@ -33,16 +33,14 @@ from typing import Any
 import numpy as np
 
 from cosnet_index.errors import InputError, StoreError
-from cosnet_index.files import TMP_MARK
 from cosnet_index.geometry import position_keys
 from cosnet_index.io.plausibility import check_plausibility
-from cosnet_index.store._committing import _free_shard_path, _register_part, remove_partial_files
 from cosnet_index.store._inputs import _check_arguments, _read_inputs
-from cosnet_index.store._planning import _Job, _plan_jobs, _stored_positions
+from cosnet_index.store._planning import _Job, _plan_jobs
+from cosnet_index.store._staged_commit import _Committer
 from cosnet_index.store.indexer import DEFAULT_COMMIT_EVERY, IndexSummary
 from cosnet_index.store.shards import ShardWriter
 from cosnet_index.store.store import Store
-from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
 
 __all__ = ["STAGING", "index_distributed", "index_on_dask", "local_cluster"]
 
@@ -94,6 +92,8 @@ def index_on_dask(
     if (workers is None) == (scheduler is None):
         raise InputError("give either --workers N or --dask-scheduler ADDRESS, not both")
     distributed = _import_distributed()
+    # the scheduler's and nannies' INFO lines (start, connect, retire ...) are not the user's news
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     if workers is not None:
         import torch
 
@@ -325,120 +325,3 @@ def _load_model(checkpoint: str, weights_hash: str) -> Any:
             )
         _MODELS[weights_hash] = model.eval()
     return _MODELS[weights_hash]
-
-
-class _Committer:
-    """Commits staged tomograms into the store, one writer-lock hold per tomogram."""
-
-    def __init__(
-        self, store: Store, edge: str, invert: bool, commit_every: int, lock_wait_s: float
-    ) -> None:
-        self.store, self.edge, self.invert = store, edge, invert
-        self.commit_every, self.lock_wait_s = commit_every, lock_wait_s
-        self.added = self.parts = self.stored_meanwhile = 0
-        self._cleaned = False
-
-    def commit(self, job: _Job, staged: Path) -> None:
-        """Commit one tomogram's staged vectors (positions stored meanwhile are dropped)."""
-        import pyarrow.parquet as pq
-        from sqlalchemy import func, select
-
-        store = self.store
-        table = pq.read_table(staged)
-        with store.write_lock(wait_s=self.lock_wait_s):
-            if not self._cleaned:
-                remove_partial_files(store)
-                self._cleaned = True
-            model_id, model_hash = store._model_id(store.model_hash)
-            with store.session() as session:
-                record = session.scalars(
-                    select(TomogramRecord).where(TomogramRecord.name == job.tomogram.name)
-                ).first()
-                has_parts = record is not None and (
-                    session.scalar(
-                        select(func.count(ShardRecord.id)).where(
-                            ShardRecord.tomogram_id == record.id, ShardRecord.model_id == model_id
-                        )
-                    )
-                    or 0
-                )
-                next_id = int(session.scalar(select(func.max(Subtomogram.id))) or 0) + 1
-            keep = np.ones(len(job.xyz), bool)
-            if has_parts:  # another writer stored some of these positions since planning
-                assert record is not None
-                stored = position_keys(_stored_positions(store, record.id, model_id))
-                keep = ~np.isin(position_keys(job.xyz), stored)
-                self.stored_meanwhile += int((~keep).sum())
-            rows = np.flatnonzero(keep)
-            index = store.cpu_index()
-            dim = int(table.schema.field("vector").type.list_size)
-            extra_names = table.schema.names[6:]
-            shard_dir = store.shard_dir(model_hash)
-            first = not has_parts
-            for start in range(0, max(len(rows), 1 if first else 0), self.commit_every):
-                part = rows[start : start + self.commit_every]
-                ids = np.arange(next_id, next_id + len(part), dtype=np.int64)
-                next_id += len(part)
-                self._commit_part(job, table, part, ids, dim, extra_names, shard_dir, first)
-                first = False
-                if len(part):
-                    index.add_with_ids(_vectors(table.column("vector").take(part), dim), ids)
-                self.added += len(part)
-                self.parts += 1
-            store.persist_index(index, model_hash)
-        for path in [staged, *staged.parent.glob(f".{staged.name}{TMP_MARK}*")]:
-            path.unlink(missing_ok=True)  # retried tasks may have left temporary copies
-        logger.info("committed %s: %d subtomograms", job.tomogram.name, len(rows))
-
-    def _commit_part(
-        self,
-        job: _Job,
-        table: Any,
-        part: np.ndarray,
-        ids: np.ndarray,
-        dim: int,
-        extra_names: list[str],
-        shard_dir: Path,
-        first: bool,
-    ) -> None:
-        import pyarrow as pa
-
-        store = self.store
-        model_id, _ = store._model_id(store.model_hash)
-        rows = table.take(pa.array(part, type=pa.int64()))
-        extra = rows.select(extra_names) if extra_names else None
-        writer = ShardWriter(
-            _free_shard_path(shard_dir, job.tomogram.name),
-            dim,
-            None if extra is None else extra.schema,
-        )
-        xyz = np.stack([rows.column(c).to_numpy() for c in ("x", "y", "z")], axis=1)
-        try:
-            if len(part):
-                vectors = _vectors(rows.column("vector"), dim)
-                writer.write(ids, xyz, rows.column("coordinate_row").to_numpy(), vectors, extra)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-        try:
-            _register_part(
-                store,
-                job,
-                writer.final,
-                ids,
-                xyz,
-                model_id=model_id,
-                first=first,
-                edge=self.edge,
-                invert=self.invert,
-            )
-        except BaseException:
-            writer.final.unlink(missing_ok=True)  # not committed: the shard must not stay
-            raise
-
-
-def _vectors(column: Any, dim: int) -> np.ndarray:
-    """``(n, dim)`` float32 of a Parquet fixed-size-list column."""
-    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat, dtype=np.float32).reshape(-1, dim)

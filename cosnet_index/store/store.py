@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from cosnet_index import __version__
 from cosnet_index.errors import SchemaError, StoreError
 from cosnet_index.store import schema
-from cosnet_index.store._engine import make_engine, public_url
+from cosnet_index.store._engine import catalog_lock, make_engine, public_url
 from cosnet_index.store._files import writer_lock
 from cosnet_index.store._vector_access import VectorAccess, _id_chunks
 from cosnet_index.store.catalog import CatalogQueries
@@ -270,7 +270,10 @@ class Store(CatalogQueries, VectorAccess):
                 finally:
                     self._lock_depth -= 1
                 return
-            with writer_lock(self.path / LOCK, self.path, wait_s):
+            with (
+                writer_lock(self.path / LOCK, self.path, wait_s),
+                catalog_lock(self.engine, self.path, wait_s),  # PostgreSQL: across machines
+            ):
                 self._lock_depth = 1
                 try:
                     yield
