@@ -30,7 +30,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("query", "classify"),
     "search": ("query", "search"),
     "discover": ("query", "discover"),
-    "export": ("query", "export"),
+    "export": ("export", "export"),
     "segment": ("segment", "segment"),
     "demo": ("demo", "demo"),
     "report": ("demo", "report"),
