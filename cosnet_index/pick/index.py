@@ -21,10 +21,9 @@ from typing import Any
 import pandas as pd
 
 from cosnet_index.errors import InputError
-from cosnet_index.io import open_tomogram
 from cosnet_index.pick.blobs import DEFAULT_DOG_THRESHOLD, check_diameters, detect_blobs
 from cosnet_index.pick.objectness import DEFAULT_OBJECTNESS_THRESHOLD, objectness_candidates
-from cosnet_index.store import IndexSummary, Store, index_tomograms
+from cosnet_index.store import IndexSummary, Store, index_tomograms, read_tomogram_headers
 
 __all__ = ["PICK_METHODS", "index_picked", "pick_candidates"]
 
@@ -158,16 +157,7 @@ def index_picked(
     check_diameters(diameters_angstrom)
     if not tomogram_paths:
         raise InputError("give at least one tomogram (MRC file) to index")
-    infos = []
-    for path in tomogram_paths:
-        with open_tomogram(path, voxel_size_angstrom=voxel_size_angstrom) as tomogram:
-            infos.append(tomogram.info())
-    names = [t.name for t in infos]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputError(
-            f"several tomograms are named {duplicates}: names (file stems) must be unique"
-        )
+    infos = read_tomogram_headers(tomogram_paths, voxel_size_angstrom)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = store.model() if method == "decoder" else None
     summaries: list[IndexSummary] = []

@@ -5,6 +5,7 @@ See ``docs/store.md`` for the directory layout, the schema and the atomicity pro
 
 from __future__ import annotations
 
+from cosnet_index.store._inputs import read_tomogram_headers
 from cosnet_index.store.indexer import IndexSummary, index_tomograms, remove_partial_files
 from cosnet_index.store.maintenance import CheckReport, check_store, reindex, store_stats
 from cosnet_index.store.store import Store
@@ -17,6 +18,7 @@ __all__ = [
     "Store",
     "check_store",
     "index_tomograms",
+    "read_tomogram_headers",
     "reindex",
     "remove_partial_files",
     "store_stats",

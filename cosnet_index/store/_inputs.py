@@ -56,6 +56,27 @@ def _check_arguments(
         raise InputError("give at least one tomogram (MRC file) to index")
 
 
+def read_tomogram_headers(
+    tomogram_paths: Sequence[str | os.PathLike[str]], voxel_size_angstrom: float | None
+) -> list[TomogramInfo]:
+    """The headers of ``tomogram_paths`` (each opened memory-mapped, then closed).
+
+    Raises:
+        InputError: two tomograms with one name; MrcError: a bad file.
+    """
+    tomograms: list[TomogramInfo] = []
+    for path in tomogram_paths:
+        with open_tomogram(path, voxel_size_angstrom=voxel_size_angstrom) as tomogram:
+            tomograms.append(tomogram.info())
+    names = [t.name for t in tomograms]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(
+            f"several tomograms are named {duplicates}: names (file stems) must be unique"
+        )
+    return tomograms
+
+
 def _read_inputs(
     tomogram_paths: Sequence[str | os.PathLike[str]],
     coords_path: str | os.PathLike[str] | None,
@@ -71,16 +92,7 @@ def _read_inputs(
         InputError: two tomograms with one name, both or neither source, a bad candidate table;
             MrcError / CoordinateError: bad files.
     """
-    tomograms: list[TomogramInfo] = []
-    for path in tomogram_paths:
-        with open_tomogram(path, voxel_size_angstrom=voxel_size_angstrom) as tomogram:
-            tomograms.append(tomogram.info())
-    names = [t.name for t in tomograms]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputError(
-            f"several tomograms are named {duplicates}: names (file stems) must be unique"
-        )
+    tomograms = read_tomogram_headers(tomogram_paths, voxel_size_angstrom)
     if (coords_path is None) == (candidates is None):
         raise InputError("give either a coordinate file or a candidate table, not both or neither")
     if candidates is not None:
