@@ -221,31 +221,26 @@ def index(
             "--workers/--dask-scheduler need --coords: picking runs in one process (drop "
             "--workers, or pick first and index the candidates with --coords)"
         )
-    if workers is not None or dask_scheduler is not None:
-        from cosnet_index.store.distributed import index_on_dask
-
-        with Store.open(store_path, db_url=db_url) as store:
-            summary = index_on_dask(
-                store,
-                list(tomograms),
-                coords,
-                workers=workers,
-                scheduler=dask_scheduler,
-                voxel_size_angstrom=voxel_size,
-                batch_size=batch_size,
-                invert_contrast=invert_contrast,
-                edge=edge,
-                device=device,
-                commit_every=commit_every,
-                contrast_check=contrast_check,
-                size_check=not no_size_check,
-            )
-        for line in summary.lines():
-            click.echo(line)
-        return
+    common = {
+        "voxel_size_angstrom": voxel_size,
+        "batch_size": batch_size,
+        "invert_contrast": invert_contrast,
+        "edge": edge,
+        "device": device,
+        "commit_every": commit_every,
+        "contrast_check": contrast_check,
+        "size_check": not no_size_check,
+    }
     with Store.open(store_path, db_url=db_url) as store:
         try:
-            if coords is None:
+            if workers is not None or dask_scheduler is not None:
+                from cosnet_index.store.distributed import index_on_dask
+
+                summary = index_on_dask(
+                    store, list(tomograms), coords, workers=workers, scheduler=dask_scheduler,
+                    **common,
+                )  # fmt: skip
+            elif coords is None:
                 from cosnet_index.pick import index_picked
 
                 summary = index_picked(
@@ -256,39 +251,16 @@ def index(
                     min_distance_angstrom=min_distance,
                     threshold=pick_threshold,
                     max_candidates=max_candidates,
-                    voxel_size_angstrom=voxel_size,
-                    invert_contrast=invert_contrast,
-                    device=device,
-                    batch_size=batch_size,
-                    edge=edge,
                     progress=not no_progress,
-                    commit_every=commit_every,
-                    contrast_check=contrast_check,
-                    size_check=not no_size_check,
+                    **common,
                 )
-                _echo_summary(summary)
-                return
-            summary = index_tomograms(
-                store,
-                list(tomograms),
-                coords,
-                voxel_size_angstrom=voxel_size,
-                batch_size=batch_size,
-                invert_contrast=invert_contrast,
-                edge=edge,
-                progress=not no_progress,
-                device=device,
-                commit_every=commit_every,
-                contrast_check=contrast_check,
-                size_check=not no_size_check,
-            )
+            else:
+                summary = index_tomograms(
+                    store, list(tomograms), coords, progress=not no_progress, **common
+                )
         except IndexInterrupted as exc:
             click.echo(str(exc), err=True)
             raise SystemExit(130) from None
-    _echo_summary(summary)
-
-
-def _echo_summary(summary) -> None:  # type: ignore[no-untyped-def]
     for line in summary.lines():
         click.echo(line)
 

@@ -1,13 +1,15 @@
-"""Indexing, step 0: check the arguments and read the inputs (no store access).
+"""Indexing, step 0: check the arguments, read the inputs and check their plausibility.
 
-Shared by the single-process path (``indexer.py``) and the Dask path (``distributed.py``).
+Shared by the single-process path (``indexer.py``) and the Dask path (``distributed.py``);
+nothing here writes to the store.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,10 @@ from cosnet_index.io import (
     parse_coordinates,
     read_coordinates,
 )
+from cosnet_index.io.plausibility import check_plausibility
+
+if TYPE_CHECKING:
+    from cosnet_index.store.store import Store
 
 
 def _check_arguments(
@@ -115,3 +121,56 @@ def _candidate_table(candidates: pd.DataFrame) -> pd.DataFrame:
     if not np.isfinite(table[["x", "y", "z"]].to_numpy(dtype=np.float64)).all():
         raise InputError("the candidate table has positions that are not finite numbers")
     return table
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What an ``index`` run works from, read and checked before the store changes."""
+
+    tomograms: list[TomogramInfo]
+    coordinates: pd.DataFrame
+    source: str  # where the coordinates came from (a path, or "the candidates")
+    conventions: dict[str, Any]
+    model: Any  # the store's active CosNet
+    box: int
+    model_voxel_angstrom: float
+
+
+def _checked_inputs(
+    store: Store,
+    tomogram_paths: Sequence[str | os.PathLike[str]],
+    coords_path: str | os.PathLike[str] | None,
+    candidates: pd.DataFrame | None = None,
+    *,
+    voxel_size_angstrom: float | None,
+    batch_size: int,
+    device: str | None,
+    edge: str,
+    commit_every: int,
+    invert_contrast: bool,
+    contrast_check: str,
+    size_check: bool,
+) -> _Inputs:
+    """Check the arguments, read headers and coordinates, load the model, and run the contrast
+    and voxel-size checks (:func:`~cosnet_index.io.plausibility.check_plausibility`).
+
+    Raises:
+        InputError, MrcError, CoordinateError, ContrastError: before anything is written.
+    """
+    _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
+    tomograms, coordinates, source, conventions = _read_inputs(
+        tomogram_paths, coords_path, voxel_size_angstrom, candidates
+    )
+    model = store.model()
+    box = int(model.config.box)
+    model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    check_plausibility(
+        tomograms,
+        coordinates,
+        box=box,
+        model_voxel_angstrom=model_voxel_angstrom,
+        invert_contrast=invert_contrast,
+        contrast_check=contrast_check,
+        size_check=size_check,
+    )
+    return _Inputs(tomograms, coordinates, source, conventions, model, box, model_voxel_angstrom)

@@ -34,8 +34,7 @@ import numpy as np
 
 from cosnet_index.errors import InputError, StoreError
 from cosnet_index.geometry import position_keys
-from cosnet_index.io.plausibility import check_plausibility
-from cosnet_index.store._inputs import _check_arguments, _read_inputs
+from cosnet_index.store._inputs import _checked_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
 from cosnet_index.store._staged_commit import _Committer
 from cosnet_index.store.indexer import DEFAULT_COMMIT_EVERY, IndexSummary
@@ -158,33 +157,30 @@ def index_distributed(
             a task's own exception after Dask gave up on it (what was committed stays).
     """
     started = time.perf_counter()
-    _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
     model_hash = store.model_hash
-    tomograms, coordinates, source, conventions = _read_inputs(
-        tomogram_paths, coords_path, voxel_size_angstrom
-    )
-
-    model = store.model()
-    box = int(model.config.box)
-    model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
-    check_plausibility(  # contrast and voxel size, before any task or write (io/plausibility.py)
-        tomograms,
-        coordinates,
-        box=box,
-        model_voxel_angstrom=model_voxel_angstrom,
+    inputs = _checked_inputs(  # contrast and voxel size too, before any task or write
+        store,
+        tomogram_paths,
+        coords_path,
+        voxel_size_angstrom=voxel_size_angstrom,
+        batch_size=batch_size,
+        device=device,
+        edge=edge,
+        commit_every=commit_every,
         invert_contrast=invert_contrast,
         contrast_check=contrast_check,
         size_check=size_check,
     )
+    box, model_voxel_angstrom = inputs.box, inputs.model_voxel_angstrom
     jobs, skipped_tomograms, stored_done = _plan_jobs(
         store,
-        tomograms,
-        coordinates,
+        inputs.tomograms,
+        inputs.coordinates,
         box=box,
         model_voxel_angstrom=model_voxel_angstrom,
         edge=edge,
-        source=source,
-        conventions=conventions,
+        source=inputs.source,
+        conventions=inputs.conventions,
     )
     staging = store.path / STAGING / model_hash[:16]
     staging.mkdir(parents=True, exist_ok=True)

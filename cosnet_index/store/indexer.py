@@ -31,9 +31,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from cosnet_index.io.plausibility import check_plausibility
 from cosnet_index.store._committing import _commit_part, _open_part, remove_partial_files
-from cosnet_index.store._inputs import _check_arguments, _read_inputs
+from cosnet_index.store._inputs import _checked_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
 from cosnet_index.store._reading import _batches
 from cosnet_index.store.shards import iter_shard_vectors
@@ -187,33 +186,32 @@ def index_tomograms(
     import torch
 
     started = time.perf_counter()
-    _check_arguments(tomogram_paths, batch_size, device, edge, commit_every)
     model_hash = store.model_hash
-    tomograms, coordinates, source, conventions = _read_inputs(
-        tomogram_paths, coords_path, voxel_size_angstrom, candidates
-    )
-    model = store.model()
-    box = int(model.config.box)
-    model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
-    check_plausibility(
-        tomograms,
-        coordinates,
-        box=box,
-        model_voxel_angstrom=model_voxel_angstrom,
+    inputs = _checked_inputs(
+        store,
+        tomogram_paths,
+        coords_path,
+        candidates,
+        voxel_size_angstrom=voxel_size_angstrom,
+        batch_size=batch_size,
+        device=device,
+        edge=edge,
+        commit_every=commit_every,
         invert_contrast=invert_contrast,
         contrast_check=contrast_check,
         size_check=size_check,
     )
+    model, box, model_voxel_angstrom = inputs.model, inputs.box, inputs.model_voxel_angstrom
     with store.write_lock():
         jobs, skipped_tomograms, stored_done = _plan_jobs(
             store,
-            tomograms,
-            coordinates,
+            inputs.tomograms,
+            inputs.coordinates,
             box=box,
             model_voxel_angstrom=model_voxel_angstrom,
             edge=edge,
-            source=source,
-            conventions=conventions,
+            source=inputs.source,
+            conventions=inputs.conventions,
         )
         for job in jobs:
             if job.resampled_from is not None:
