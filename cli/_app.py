@@ -19,6 +19,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulate", "simulate"),
     "train": ("train", "train"),
+    "campaign": ("campaign", "campaign"),
     "evaluate": ("evaluate", "evaluate"),
     "init": ("store", "init"),
     "db": ("store", "db"),

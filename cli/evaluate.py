@@ -89,6 +89,15 @@ def _load_refiner(spec: str):
     show_default=True,
     help="Hard: imaging preset every subtomogram is drawn from.",
 )
+@click.option(
+    "--collection",
+    type=click.Choice(["same", "cross", "box"]),
+    default="same",
+    show_default=True,
+    help="Hard: same = an episode is one collection (supports and query share a microscope); "
+    "cross = supports from one collection, query from another; box = a microscope per box "
+    "(the benchmark before the campaign).",
+)
 @click.option("--crowding", is_flag=True, help="Hard: neighbour molecules touch the particles.")
 @click.option(
     "--dice-snrs",
@@ -164,6 +173,7 @@ def evaluate(
     molecules: str,
     max_classes: int | None,
     imaging: str,
+    collection: str,
     crowding: bool,
     dice_snrs: str,
     dice_boxes: int,
@@ -220,6 +230,7 @@ def evaluate(
             molecules=molecules,
             max_classes=max_classes,
             imaging=imaging,
+            collection=collection,
             crowding=crowding,
             baseline_episodes=40 if baseline_episodes is None else baseline_episodes,
             baseline_rotations=baseline_rotations,
@@ -309,6 +320,7 @@ def _evaluate_hard(
     molecules: str,
     max_classes: int | None,
     imaging: str,
+    collection: str,
     crowding: bool,
     baseline_episodes: int,
     baseline_rotations: int,
@@ -347,6 +359,7 @@ def _evaluate_hard(
         baseline_episodes=baseline_episodes,
         baseline_rotations=baseline_rotations,
         imaging=imaging,
+        collection=collection,
         crowding=crowding,
         seed=seed,
     )
@@ -371,7 +384,8 @@ def _evaluate_hard(
     lines = [
         f"model: {checkpoint or 'shipped weights'} (hash {info.hash[:12]})",
         f"command: cosnet-index {shlex.join(sys.argv[1:])}",
-        f"imaging: {imaging}{', crowded' if crowding else ''}; K-shot rule: {config.reduce}; "
+        f"imaging: {imaging}, microscope per {collection} collection"
+        f"{', crowded' if crowding else ''}; K-shot rule: {config.reduce}; "
         f"template matching: {baseline_rotations} rotations, first {baseline_episodes} episodes",
         f"molecules: {', '.join(sorted(set(rows['source'])))}",
         *(

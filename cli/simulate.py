@@ -32,7 +32,7 @@ _PRESET_HELP = (
 def _preset_option(function):
     return click.option(
         "--preset",
-        type=click.Choice(["paper", "realistic", "shifted"]),
+        type=click.Choice(["paper", "realistic", "shifted", "broad"]),
         default="paper",
         show_default=True,
         help=_PRESET_HELP,

@@ -57,6 +57,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 KEYS = ("method", "tier", "ways", "shots", "snr")
+COLLECTION_MODES = ("same", "cross", "box")
+
+
+def episode_collections(mode: str, count: int, n_support: int) -> list[int] | None:
+    """Collection id of every box of ``count`` episodes laid out as the benchmark simulates them
+    (all ``count * n_support`` supports, episode-major, then the ``count`` queries)."""
+    if mode == "box":
+        return None
+    support = np.repeat(np.arange(count), n_support)
+    query = np.arange(count)
+    if mode == "cross":
+        support, query = 2 * support, 2 * query + 1
+    return [*support.tolist(), *query.tolist()]
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,11 @@ class HardConfig:
     baseline_episodes: int = 40
     baseline_rotations: int = 100
     imaging: str = "shifted"
+    # "same": an episode is one collection (its supports and query share a microscope, per-
+    # particle defocus and position vary); "cross": the supports come from one collection and the
+    # query from another (classes reused across microscopes); "box": a microscope per box (the
+    # benchmark before the campaign issue)
+    collection: str = "same"
     crowding: bool = False
     reduce: Reduce = DEFAULT_REDUCE
     seed: int = 0
@@ -87,6 +105,10 @@ class HardConfig:
             raise InputError("episodes >= 1, baseline_episodes >= 0, baseline_rotations >= 1")
         if self.chunk < 1:
             raise InputError(f"chunk must be >= 1, got {self.chunk}")
+        if self.collection not in COLLECTION_MODES:
+            raise InputError(
+                f"collection must be one of {COLLECTION_MODES}, got {self.collection!r}"
+            )
 
 
 # Used only where the simulator has no ``imaging`` presets: one fixed setting outside the
@@ -167,7 +189,8 @@ def hard_cell_episodes(
         names += [tier.classes[picks[j, target[j]]] for j in range(count)]
         sim_seed = int(rng.integers(2**31 - 1))
         labels = [";".join(tier.classes[i] for i in p) for p in picks]
-        imaged = simulate_snrs(simulate, names, config.snrs, sim_seed, config.crowding)
+        collections = episode_collections(config.collection, count, ways * k_max)
+        imaged = simulate_snrs(simulate, names, config.snrs, sim_seed, config.crowding, collections)
         for snr in config.snrs:
             batch, volumes = imaged[snr]
             vols = torch.as_tensor(volumes)
@@ -220,8 +243,11 @@ def simulate_snrs(
     snrs: Sequence[float],
     seed: int,
     crowding: bool = False,
+    collections: Sequence[int] | None = None,
 ) -> dict[float, tuple[Any, np.ndarray]]:
     """The same subtomograms at several SNRs from at most two simulator calls.
+
+    ``collections`` (one id per name, see ``simulate_subtomograms``) is passed on when given.
 
     The simulator's noise-free part depends only on the seed, and its noise is one field per
     seed scaled to the requested SNR (``volume = clean + sqrt(var / snr) * field``). So with
@@ -234,15 +260,18 @@ def simulate_snrs(
         at the lowest SNR (poses and imaging are the same for every SNR).
     """
     finite = sorted({float(s) for s in snrs if math.isfinite(s)})
+    kwargs: dict[str, Any] = {"crowding": crowding}
+    if collections is not None:
+        kwargs["collections"] = collections
     if len(finite) <= 1:  # nothing to save: one call per SNR
         out = {}
         for snr in snrs:
-            batch = simulate(names, snr, seed, crowding=crowding)
+            batch = simulate(names, snr, seed, **kwargs)
             out[snr] = (batch, np.asarray(batch.volumes, dtype=np.float32))
         return out
     ref = finite[0]
-    clean = simulate(names, math.inf, seed, crowding=crowding)
-    noisy = simulate(names, ref, seed, crowding=crowding)
+    clean = simulate(names, math.inf, seed, **kwargs)
+    noisy = simulate(names, ref, seed, **kwargs)
     a = np.asarray(clean.volumes, dtype=np.float32)
     noise = np.asarray(noisy.volumes, dtype=np.float32) - a
     return {

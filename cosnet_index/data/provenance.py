@@ -33,17 +33,25 @@ def imaging_simulator(preset: str) -> SimulateFn:
     return functools.partial(simulate_subtomograms, imaging=preset)
 
 
-def data_manifest(class_names: Sequence[str], imaging: str) -> dict[str, Any]:
+def data_manifest(class_names: Sequence[str], imaging: Any) -> dict[str, Any]:
     """What a model was trained on, for its checkpoint: every class name, the real molecules among
-    them (shipped maps and library entries with their PDB ids) and the imaging distribution."""
+    them (shipped maps and library entries with their PDB ids) and the imaging distribution.
+
+    ``imaging`` is a preset name or an :class:`~cosnet_index.data.imaging_mix.ImagingMix`; a mix
+    records its spec, how microscopes were shared and every preset's ranges
+    (``imaging_preset``/``imaging_ranges`` then describe its first preset).
+    """
+    from cosnet_index.data.imaging_mix import ImagingMix
     from cosnet_index.simulate.imaging import imaging_preset
 
     names = sorted(set(class_names))
     real = [n for n in names if not n.startswith("proc-")]
-    return {
-        "classes": names,
-        "n_procedural": len(names) - len(real),
-        "real_molecules": real,
-        "imaging_preset": imaging,
-        "imaging_ranges": imaging_preset(imaging).to_dict(),
-    }
+    out: dict[str, Any] = {"classes": names, "n_procedural": len(names) - len(real)}
+    out["real_molecules"] = real
+    if isinstance(imaging, ImagingMix):
+        out["imaging_mix"] = imaging.to_dict()
+        imaging = imaging.presets[0] if len(imaging.presets) == 1 else imaging.spec
+    out["imaging_preset"] = imaging
+    first = imaging.split(",")[0].split(":")[0]
+    out["imaging_ranges"] = imaging_preset(first).to_dict()
+    return out

@@ -53,12 +53,36 @@ def _grid(n: int, device: str) -> dict[str, torch.Tensor]:
     return out
 
 
+# fields that vary between the particles of one collection (ImagingRanges.sample_collection):
+# every other field is shared, so a collection's filters share all but the CTF
+_PER_PARTICLE = ("defocus_um", "particle_x_nm", "particle_z_nm", "ice_gradient_angle_deg")
+
+
+def _shared_key(imaging: Imaging) -> tuple:
+    values = imaging.to_dict()
+    return tuple(sorted((k, v) for k, v in values.items() if k not in _PER_PARTICLE))
+
+
 def _filters(
     imaging: Imaging, n: int, voxel_size_nm: float, density_resolution_nm: float, device: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Signal transfer and noise amplitude of one volume, each (n, n, n//2+1) float32."""
+    transfer, noise = _group_filters([imaging], n, voxel_size_nm, density_resolution_nm, device)
+    return transfer[0], noise[0]
+
+
+def _group_filters(
+    imaging: list[Imaging], n: int, voxel_size_nm: float, density_resolution_nm: float, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signal transfer and noise amplitude of k volumes that differ only in
+    :data:`_PER_PARTICLE` fields, each (k, n, n, n//2+1) float32.
+
+    The tilt geometry, exposure filter, low-pass and CTF grid are computed once; only the CTF's
+    defocus (the particle's own, at each tilt's height) is evaluated per volume, in one batch.
+    """
+    first = imaging[0]
     grid = _grid(n, device)
-    angles = imaging.tilt_angles_deg()
+    angles = first.tilt_angles_deg()
     theta = grid["theta"]
     if angles.size > 1:
         mids = torch.as_tensor((angles[1:] + angles[:-1]) / 2, dtype=torch.float64, device=device)
@@ -67,35 +91,52 @@ def _filters(
         index = torch.zeros_like(theta, dtype=torch.long)
     sampled = (theta >= angles[0] - 1e-6) & (theta <= angles[-1] + 1e-6)
     t = np.radians(angles)
-    height_nm = imaging.particle_z_nm * np.cos(t) - imaging.particle_x_nm * np.sin(t)
-    per_tilt = {
-        "defocus": imaging.defocus_um - height_nm / 1000.0,
-        "dose": accumulated_dose(angles, imaging.tilt_order, imaging.total_dose_e_per_a2),
-        "noise": tilt_noise_variance(angles, imaging.ice_thickness_nm, imaging.voltage_kv)
-        * tilt_weights_rad(angles),
-    }
-    gathered = {k: torch.as_tensor(v, device=device)[index] for k, v in per_tilt.items()}
-    data_voxel_nm = voxel_size_nm * imaging.voxel_mismatch
-    k2_nm = grid["f2"] / data_voxel_nm**2
-    cos2 = torch.cos(2.0 * (grid["alpha"] - math.radians(imaging.astigmatism_angle_deg)))
-    ctf = tilt_ctf(
-        k2_nm,
-        cos2,
-        gathered["defocus"],
-        *imaging.ctf_settings(),
+    defocus = np.stack(  # (k, tilts): each particle's defocus at each tilt
+        [
+            im.defocus_um - (im.particle_z_nm * np.cos(t) - im.particle_x_nm * np.sin(t)) / 1000.0
+            for im in imaging
+        ]
     )
-    exposure = exposure_filter(gathered["dose"], torch.sqrt(k2_nm) / 10.0).float()
-    sigma = _extra_sigma_nm(imaging.resolution_nm, density_resolution_nm)
+    dose = accumulated_dose(angles, first.tilt_order, first.total_dose_e_per_a2)
+    noise_var = tilt_noise_variance(angles, first.ice_thickness_nm, first.voltage_kv)
+    noise_var = noise_var * tilt_weights_rad(angles)
+    defocus_t = torch.as_tensor(defocus, device=device)[:, index]  # (k, n, n, m)
+    dose_t = torch.as_tensor(dose, device=device)[index]
+    noise_t = torch.as_tensor(noise_var, device=device)[index]
+    data_voxel_nm = voxel_size_nm * first.voxel_mismatch
+    k2_nm = grid["f2"] / data_voxel_nm**2
+    cos2 = torch.cos(2.0 * (grid["alpha"] - math.radians(first.astigmatism_angle_deg)))
+    ctf = tilt_ctf(k2_nm, cos2, defocus_t, *first.ctf_settings())  # (k, n, n, m)
+    exposure = exposure_filter(dose_t, torch.sqrt(k2_nm) / 10.0).float()
+    sigma = _extra_sigma_nm(first.resolution_nm, density_resolution_nm)
     lowpass = torch.exp(-2.0 * math.pi**2 * sigma**2 * k2_nm).float()
-    transfer = torch.where(sampled, ctf * exposure * lowpass, torch.zeros_like(ctf))
-    if imaging.noise_colour == "white":
+    transfer = torch.where(sampled, ctf * (exposure * lowpass), torch.zeros_like(ctf))
+    if first.noise_colour == "white":
         power = torch.ones_like(transfer)
     else:
-        power = torch.where(sampled, gathered["noise"] * grid["k_perp"], 0.0).float()
-        if imaging.noise_colour == "ctf":
+        power = torch.where(sampled, noise_t * grid["k_perp"], 0.0).float().expand_as(ctf)
+        if first.noise_colour == "ctf":
             power = power * 0.5 * (1.0 + (ctf * exposure) ** 2)
     power = torch.where(grid["dc"], torch.zeros_like(power), power)
     return transfer.float(), torch.sqrt(power).float()
+
+
+def _batch_filters(
+    imaging: list[Imaging], n: int, voxel_size_nm: float, density_resolution_nm: float, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b, n, n, n//2+1) transfer and noise amplitude of a batch, one group per collection."""
+    groups: dict[tuple, list[int]] = {}
+    for k, im in enumerate(imaging):
+        groups.setdefault(_shared_key(im), []).append(k)
+    m = n // 2 + 1
+    transfer = torch.empty((len(imaging), n, n, m), dtype=torch.float32, device=device)
+    noise = torch.empty_like(transfer)
+    for members in groups.values():
+        tr, no = _group_filters(
+            [imaging[k] for k in members], n, voxel_size_nm, density_resolution_nm, device
+        )
+        transfer[members], noise[members] = tr, no
+    return transfer, noise
 
 
 def rescale_volumes(
@@ -152,9 +193,9 @@ def image_fourier(
     device = str(density.device)
     mismatch = np.array([im.voxel_mismatch for im in imaging])
     volume = rescale_volumes(density.float(), mismatch) if rescale else density.float()
-    filters = [_filters(im, n, voxel_size_nm, density_resolution_nm, device) for im in imaging]
-    transfer = torch.stack([f[0] for f in filters])
-    noise_filter = torch.stack([f[1] for f in filters])
+    transfer, noise_filter = _batch_filters(
+        imaging, n, voxel_size_nm, density_resolution_nm, device
+    )
     spectrum = torch.fft.rfftn(volume, dim=(-3, -2, -1)) * transfer
     clean = torch.fft.irfftn(spectrum, s=shape, dim=(-3, -2, -1))
     finite = np.isfinite(snr)

@@ -9,6 +9,14 @@ in :data:`IMAGING_PRESETS`:
 - ``realistic``: the TRAINING distribution (wide domain randomisation).
 - ``shifted``: the HARD-BENCHMARK distribution: defocus, map resolution, noise colour, tilt range,
   voxel-size mismatch and ice thickness drawn OUTSIDE the ``realistic`` ranges.
+- ``broad``: the training distribution of the campaign (issue "A model for any microscope"): the
+  ``realistic`` ranges widened on BOTH sides of every ``shifted`` range, with a gap around each, so
+  that no value the hard benchmark draws is ever trained on (tested) while the model sees wedges,
+  defoci, resolutions, voxel errors and ice thicknesses beyond it in both directions.
+
+A real collection has ONE microscope: :meth:`ImagingRanges.sample_collection` draws one setting
+and gives each particle of the collection its own small variation (defocus within about 1 um,
+position in the tomogram), the rest shared.
 
 Every range and its reason is in ``docs/simulation.md`` ("Domain randomisation").
 """
@@ -278,6 +286,34 @@ class ImagingRanges:
             crowder_fraction=crowders,
         )
 
+    def sample_collection(
+        self, rng: np.random.Generator, n: int, defocus_jitter_um: float = 0.5
+    ) -> tuple[Imaging, ...]:
+        """``n`` particles of ONE collection: one microscope, per-particle variation.
+
+        One :class:`Imaging` is drawn (:meth:`sample`); each particle then gets its own defocus
+        (the collection's + U(-``defocus_jitter_um``, +``defocus_jitter_um``): tomograms of one
+        session differ by about 1 um), its own position in the tomogram (``particle_x_nm`` from
+        this distribution, ``particle_z_nm`` within the ice) and ice-gradient direction. Tilt
+        scheme, dose, voxel-size error, resolution, noise colour, contrast and ice thickness are
+        shared, as in a real data set.
+        """
+        base = self.sample(rng)
+        jitter = rng.uniform(-defocus_jitter_um, defocus_jitter_um, n)
+        px = [_uniform(rng, self.particle_x_nm) for _ in range(n)]
+        pz = rng.uniform(-0.4, 0.4, n) * base.ice_thickness_nm
+        angles = rng.uniform(0.0, 360.0, n)
+        return tuple(
+            dataclasses.replace(
+                base,
+                defocus_um=min(base.defocus_um + float(jitter[k]), -0.05),
+                particle_x_nm=float(px[k]),
+                particle_z_nm=float(pz[k]),
+                ice_gradient_angle_deg=float(angles[k]),
+            )
+            for k in range(n)
+        )
+
     def finest_resolution_nm(self) -> float:
         """The finest map resolution this distribution can draw."""
         return min(lo for lo, _ in self.resolution_nm)
@@ -346,10 +382,24 @@ _SHIFTED = dataclasses.replace(
     ice_thickness_nm=((260.0, 350.0),),
 )
 
+# every shifted range bracketed on both sides, never touched: a gap of at least 0.3 um of
+# defocus, 0.2 nm of resolution, 2 degrees of tilt, 0.02 of voxel error and 10 nm of ice around
+# each (tests/test_simulate_imaging.py draws both and checks it); white noise stays unseen
+_BROAD = dataclasses.replace(
+    _REALISTIC,
+    name="broad",
+    defocus_um=((-11.0, -8.5), (-6.2, -2.5), (-1.2, -0.6)),
+    tilt_max_deg=((30.0, 38.0), (50.0, 72.0)),
+    resolution_nm=((2.5, 4.5), (6.3, 8.0)),
+    voxel_mismatch=((0.76, 0.83), (0.93, 1.07), (1.17, 1.25)),
+    ice_thickness_nm=((80.0, 250.0), (360.0, 450.0)),
+)
+
 IMAGING_PRESETS: dict[str, ImagingRanges] = {
     "paper": _PAPER,
     "realistic": _REALISTIC,
     "shifted": _SHIFTED,
+    "broad": _BROAD,
 }
 
 SHIFTED_FIELDS = (

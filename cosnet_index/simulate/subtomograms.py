@@ -167,12 +167,13 @@ def simulate_subtomograms_torch(
     device: str | torch.device = "cpu",
     return_clean: bool = False,
     imaging: str | ImagingRanges = "paper",
+    collections: Sequence[int] | None = None,
 ) -> SubtomogramTensors:
     """Like :func:`simulate_subtomograms`, returning tensors on ``device`` (e.g. ``"cuda"``).
 
     The random draws (poses, defocus, crowding, the noise seed, then one :class:`Imaging` per
-    subtomogram unless the preset is ``paper``) come from ``seed`` in a fixed order, so the same
-    seed gives the same noise-free part whatever the SNR.
+    subtomogram, or per collection, unless the preset is ``paper``) come from ``seed`` in a fixed
+    order, so the same seed gives the same noise-free part whatever the SNR.
     """
     config = config or SimulationConfig()
     ranges = resolve_imaging(imaging)
@@ -203,7 +204,7 @@ def simulate_subtomograms_torch(
     noise_seed = int(rng.integers(0, 2**63 - 1))
     imagings: tuple[Imaging, ...] = ()
     if not ranges.fast_path:
-        imagings = tuple(ranges.sample(rng) for _ in range(n))
+        imagings = _draw_imagings(ranges, rng, n, collections)
         defocus = np.array([im.defocus_um for im in imagings])
         # maps at the finest resolution the preset draws; each box is low-passed further
         finest = max(ranges.finest_resolution_nm(), 2.0 * config.voxel_size_nm)
@@ -272,6 +273,24 @@ def simulate_subtomograms_torch(
     )
 
 
+def _draw_imagings(
+    ranges: ImagingRanges, rng: np.random.Generator, n: int, collections: Sequence[int] | None
+) -> tuple[Imaging, ...]:
+    """One :class:`Imaging` per box, or one microscope per collection id (in order of first
+    appearance) with per-particle variation (:meth:`ImagingRanges.sample_collection`)."""
+    if collections is None:
+        return tuple(ranges.sample(rng) for _ in range(n))
+    ids = np.asarray(collections)
+    if ids.shape != (n,):
+        raise InputError(f"collections must give one id per name ({n}), got shape {ids.shape}")
+    out: list[Imaging | None] = [None] * n
+    for cid in dict.fromkeys(ids.tolist()):  # first-appearance order: reproducible
+        members = np.flatnonzero(ids == cid)
+        for k, im in zip(members, ranges.sample_collection(rng, len(members)), strict=True):
+            out[int(k)] = im
+    return tuple(im for im in out if im is not None)
+
+
 def simulate_subtomograms(
     names: Sequence[str],
     snr: float | Sequence[float],
@@ -281,6 +300,7 @@ def simulate_subtomograms(
     device: str = "cpu",
     return_clean: bool = False,
     imaging: str | ImagingRanges = "paper",
+    collections: Sequence[int] | None = None,
 ) -> SubtomogramBatch:
     """Simulate one subtomogram per entry of ``names`` (numpy output).
 
@@ -301,11 +321,15 @@ def simulate_subtomograms(
             ``paper`` is the fast Fourier-space path (CTF and wedge of ``config``); any other
             draws one :class:`Imaging` per subtomogram and images through the Fourier form of
             the tilt-series path (:func:`~cosnet_index.simulate.imaging.image_subtomograms`).
+        collections: one id per name: boxes with the same id come from ONE collection and share
+            its microscope (per-particle defocus and position vary,
+            :meth:`~cosnet_index.simulate.imaging.ImagingRanges.sample_collection`); ``None``
+            draws a microscope per box. Ignored by ``paper`` (one fixed recipe).
 
     Raises:
         InputError: unknown class name or preset, empty ``names``, bad snr or seed.
     """
     out = simulate_subtomograms_torch(
-        names, snr, seed, config, crowding, device, return_clean, imaging
+        names, snr, seed, config, crowding, device, return_clean, imaging, collections
     )
     return out.numpy()
