@@ -382,13 +382,15 @@ _SHIFTED = dataclasses.replace(
     ice_thickness_nm=((260.0, 350.0),),
 )
 
-# every shifted range bracketed on both sides, never touched: a gap of at least 0.3 um of
-# defocus, 0.2 nm of resolution, 2 degrees of tilt, 0.02 of voxel error and 10 nm of ice around
-# each (tests/test_simulate_imaging.py draws both and checks it); white noise stays unseen
+# every shifted range bracketed, never touched by a collection's nominal setting: a gap of at
+# least 0.5 um of defocus (a collection's particles spread +-0.5 um about it, so particle defoci
+# meet only at the very edges), 0.2 nm of resolution, 2 degrees of tilt, 0.02 of voxel error
+# and 10 nm of ice around each (tests/test_campaign.py draws both and checks it); white noise
+# stays unseen. Defocus is bracketed below only: nearer focus than -1.5 um is phase-plate data.
 _BROAD = dataclasses.replace(
     _REALISTIC,
     name="broad",
-    defocus_um=((-11.0, -8.5), (-6.2, -2.5), (-1.2, -0.6)),
+    defocus_um=((-11.0, -9.0), (-6.0, -2.7)),
     tilt_max_deg=((30.0, 38.0), (50.0, 72.0)),
     resolution_nm=((2.5, 4.5), (6.3, 8.0)),
     voxel_mismatch=((0.76, 0.83), (0.93, 1.07), (1.17, 1.25)),
