@@ -39,6 +39,16 @@ def campaign() -> None:
     help="Evaluate the checkpoint after a chunk that ran its full time.",
 )
 @click.option("--episodes", type=int, default=200, show_default=True, help="Per curve cell.")
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA if present), cpu, cuda."
+)
+@click.option(
+    "--sim-workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Simulation worker processes (1 on 2 cores; more on a GPU machine).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @seed_option("Seed of the episodes (keep it across chunks).")
 def run(
@@ -48,6 +58,8 @@ def run(
     init_from: str | None,
     do_eval: bool,
     episodes: int,
+    device: str,
+    sim_workers: int,
     no_progress: bool,
     seed: int,
 ) -> None:
@@ -73,6 +85,8 @@ def run(
         threads=threads,
         seed=seed,
         init_from=init_from,
+        device=device,
+        sim_workers=sim_workers,
         progress=not no_progress,
         command=command,
     )

@@ -54,7 +54,11 @@ COMMITTED_WEIGHTS = "weights_fp16.pt"
 
 
 def campaign_config(
-    chunk_minutes: float, threads: int = 0, seed: int = 0, init_from: str = ""
+    chunk_minutes: float,
+    threads: int = 0,
+    seed: int = 0,
+    init_from: str = "",
+    sim_workers: int = 1,
 ) -> TrainConfig:
     """The campaign's training configuration (fixed across chunks: only the chunk length and the
     thread count are the caller's).
@@ -65,7 +69,8 @@ def campaign_config(
     - a constant learning rate after 50 warm-up steps (an open-ended run; the schedule does not
       depend on how many chunks there will be);
     - the decoder trains on a quarter of the boxes, masks of the molecular volume; the
-      simulation runs in a worker process; ``channels_last_3d``.
+      simulation runs in ``sim_workers`` worker processes (1 on 2 CPU cores; a GPU machine
+      needs more to keep up); ``channels_last_3d``.
     """
     return TrainConfig(
         steps=10**9,
@@ -81,7 +86,7 @@ def campaign_config(
         cross_collection=0.2,
         decoder_fraction=0.25,
         channels_last=True,
-        sim_workers=1,
+        sim_workers=sim_workers,
         checkpoint_every=100,
         keep_every=2000,
         chunk_minutes=chunk_minutes,
@@ -110,6 +115,8 @@ def run_chunk(
     seed: int = 0,
     init_from: str | None = None,
     classes: str = CAMPAIGN_CLASSES,
+    device: str = "auto",
+    sim_workers: int = 1,
     progress: bool = True,
     command: str = "",
 ) -> tuple[pathlib.Path, bool]:
@@ -131,13 +138,14 @@ def run_chunk(
     start = "" if resume else str(init_from or start_weights())
     if not resume:
         logger.info("new campaign run in %s from %s", out, start)
-    config = campaign_config(minutes, threads, seed, start)
+    config = campaign_config(minutes, threads, seed, start, sim_workers)
     t0 = time.perf_counter()
     path = train(
         out,
         training_classes(classes),
         config=config,
         resume=resume,
+        device=device,
         progress=progress,
         command=command,
     )
@@ -215,10 +223,15 @@ def _curve_fields() -> list[str]:
     return fields
 
 
+def _read_curve(path: pathlib.Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def append_curve(curve_csv: str | os.PathLike, result: dict[str, Any], label: str) -> None:
     """Append one evaluated checkpoint to the learning-curve CSV (atomic rewrite)."""
     path = pathlib.Path(curve_csv)
-    rows = list(csv.DictReader(open(path, newline=""))) if path.is_file() else []
+    rows = _read_curve(path) if path.is_file() else []
     steps_per_box = 2 * 8 * 2  # episodes_per_step * 2 sets * ways
     row: dict[str, Any] = {
         "label": label,
@@ -245,7 +258,7 @@ def plot_curve(curve_csv: str | os.PathLike, png: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(open(curve_csv, newline="")))
+    rows = _read_curve(pathlib.Path(curve_csv))
     if not rows:
         raise InputError(f"{curve_csv} has no rows yet: run `cosnet-index campaign eval` first")
     hours = [float(r["train_hours"]) for r in rows]

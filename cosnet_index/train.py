@@ -97,7 +97,9 @@ class TrainConfig:
     channels_last: bool = True  # channels_last_3d: same maths, ~1.6x faster on CPU (bench)
     # fraction of each step's boxes the decoder (Dice) trains on; the embedding sees them all
     decoder_fraction: float = 1.0
-    sim_workers: int = 0  # 0: simulate in a thread beside training; 1: in a worker process
+    # 0: simulate in a thread beside training; k >= 1: in k worker processes (one torch thread
+    # each; a GPU run needs several to keep up)
+    sim_workers: int = 0
     # 0 = no limit; else this invocation stops (checkpointed) after this long, schedule untouched
     chunk_minutes: float = 0.0
     # fine-tune: start from this checkpoint's weights and architecture ("" = random init)
@@ -108,8 +110,8 @@ class TrainConfig:
             raise InputError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if not 0.0 < self.decoder_fraction <= 1.0:
             raise InputError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
-        if self.sim_workers not in (0, 1):
-            raise InputError(f"sim_workers must be 0 or 1, got {self.sim_workers}")
+        if self.sim_workers < 0:
+            raise InputError(f"sim_workers must be >= 0, got {self.sim_workers}")
 
     def imaging_mix(self) -> ImagingMix:
         """The episodes' imaging (:class:`~cosnet_index.data.imaging_mix.ImagingMix`)."""
@@ -340,9 +342,10 @@ def _episode_stream(
     """``(step, episodes)`` from ``start`` to ``config.steps``, simulated ahead of training.
 
     ``sim_workers=0``: one thread simulates the next step while this one trains (shares the
-    interpreter and torch's thread pool). ``sim_workers=1``: a worker process (one torch thread)
-    keeps up to 4 steps ready, so simulation never waits for the GIL. Episode ``k`` depends only
-    on (seed, k), so both give the same episodes.
+    interpreter and torch's thread pool). ``sim_workers=k``: k worker processes (one torch thread
+    each; worker i simulates steps i, i + k, ...; the loader returns them in step order) keep up
+    to 4 steps each ready, so simulation never waits for the GIL. Episode ``k`` depends only on
+    (seed, k), so all give the same episodes.
     """
     if start >= config.steps:
         return
@@ -362,7 +365,7 @@ def _episode_stream(
     loader = torch.utils.data.DataLoader(
         _StepDataset(draw, start, config.steps),
         batch_size=None,
-        num_workers=1,
+        num_workers=config.sim_workers,
         prefetch_factor=4,
         multiprocessing_context="fork" if os.name == "posix" else None,
     )
@@ -370,13 +373,16 @@ def _episode_stream(
 
 
 class _StepDataset(torch.utils.data.IterableDataset):
-    """The episodes of steps ``start .. stop - 1``, in order (one worker)."""
+    """The episodes of steps ``start .. stop - 1``; worker i of k takes steps i, i + k, ...
+    (the loader interleaves its workers round-robin, which restores the step order)."""
 
     def __init__(self, draw: Callable[[int], list[Episode]], start: int, stop: int) -> None:
         self.draw, self.start, self.stop = draw, start, stop
 
     def __iter__(self) -> Iterator[tuple[int, list[Episode]]]:
-        for step in range(self.start, self.stop):
+        info = torch.utils.data.get_worker_info()
+        first, every = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + first, self.stop, every):
             yield step, self.draw(step)
 
 

@@ -146,12 +146,14 @@ def test_the_worker_process_streams_the_same_episodes_as_the_thread() -> None:
     def draw(step: int) -> list:
         return [sampler.episode(step)]
 
-    config = TrainConfig(steps=5, sim_workers=0)
+    config = TrainConfig(steps=6, sim_workers=0)
     thread = list(_episode_stream(draw, 2, config))
-    worker = list(_episode_stream(draw, 2, dataclasses.replace(config, sim_workers=1)))
-    assert [s for s, _ in thread] == [s for s, _ in worker] == [2, 3, 4]
-    for (_, a), (_, b) in zip(thread, worker, strict=True):
-        torch.testing.assert_close(a[0].volumes_a, b[0].volumes_a)
+    assert [s for s, _ in thread] == [2, 3, 4, 5]
+    for workers in (1, 3):
+        streamed = list(_episode_stream(draw, 2, dataclasses.replace(config, sim_workers=workers)))
+        assert [s for s, _ in streamed] == [2, 3, 4, 5]  # in step order, each step once
+        for (_, a), (_, b) in zip(thread, streamed, strict=True):
+            torch.testing.assert_close(a[0].volumes_a, b[0].volumes_a)
 
 
 def test_sigterm_checkpoints_and_the_run_resumes(tmp_path: pathlib.Path) -> None:
@@ -181,7 +183,8 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path: pathlib.Path) -> None
                  resume=True)  # fmt: skip
     _, info = load_checkpoint(path)
     assert info.metadata["step"] == 8
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    with open(tmp_path / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in rows] == list(range(1, 9))
 
 
@@ -208,7 +211,8 @@ def test_campaign_chunk_resumes_and_the_curve_is_kept(tmp_path: pathlib.Path) ->
     curve = tmp_path / "curve.csv"
     campaign.append_curve(curve, result, "a")
     campaign.append_curve(curve, result, "b")
-    rows = list(csv.DictReader(open(curve)))
+    with open(curve, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert [r["label"] for r in rows] == ["a", "b"]
     assert float(rows[0]["paper/same/0.5/accuracy"]) == pytest.approx(
         cells["paper/same/0.5"]["accuracy"], abs=1e-4

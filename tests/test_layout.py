@@ -1,8 +1,8 @@
 """The package's shape: no import cycle, no import from a later pipeline stage into an earlier one.
 
 The pipeline is ``io -> simulate -> model -> (data, train, evaluate) -> store -> pick -> classes
--> query -> benchmark -> segment -> report -> demo -> cli`` over a foundation (``errors``,
-``geometry``, ``defaults``, ``files``) that every stage may use (docs/architecture.md). Imports
+-> query -> benchmark -> campaign -> segment -> report -> demo -> cli`` over a foundation
+(``errors``, ``geometry``, ``defaults``, ``files``) that every stage may use (docs/architecture.md). Imports
 inside ``if TYPE_CHECKING:`` are for annotations only and are not counted; imports inside
 functions are.
 """
@@ -29,6 +29,7 @@ STAGES = [
     {"classes"},
     {"query"},
     {"benchmark"},  # evaluate plus the query scores: after both
+    {"campaign"},  # training chunks judged by the benchmark's learning-curve tables
     {"segment"},
     {"report"},
     {"demo"},

@@ -261,8 +261,10 @@ def simulate_snrs(
     """
     finite = sorted({float(s) for s in snrs if math.isfinite(s)})
     kwargs: dict[str, Any] = {"crowding": crowding}
-    if collections is not None:
+    if collections is not None and _takes_collections(simulate):
         kwargs["collections"] = collections
+    elif collections is not None:
+        logger.warning("the simulator takes no 'collections': a microscope per box instead")
     if len(finite) <= 1:  # nothing to save: one call per SNR
         out = {}
         for snr in snrs:
@@ -278,6 +280,15 @@ def simulate_snrs(
         snr: (noisy, a if not math.isfinite(snr) else a + noise * np.float32(math.sqrt(ref / snr)))
         for snr in snrs
     }
+
+
+def _takes_collections(simulate: SimulateFn) -> bool:
+    """Whether ``simulate`` accepts ``collections=`` (a simulator with imaging presets)."""
+    try:
+        params = inspect.signature(simulate).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "collections" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _tilt_max_deg(batch: object, members: Sequence[int]) -> float:
