@@ -2,9 +2,9 @@
 
 The pipeline is ``io -> simulate -> model -> (data, train, evaluate) -> store -> pick -> classes
 -> query -> benchmark -> campaign -> segment -> report -> demo -> cli`` over a foundation
-(``errors``, ``geometry``, ``defaults``, ``files``) that every stage may use (docs/architecture.md). Imports
-inside ``if TYPE_CHECKING:`` are for annotations only and are not counted; imports inside
-functions are.
+(``errors``, ``geometry``, ``defaults``, ``files``) that every stage may use
+(docs/architecture.md). Imports inside ``if TYPE_CHECKING:`` are for annotations only and are
+not counted; imports inside functions are.
 """
 
 from __future__ import annotations
