@@ -1,13 +1,13 @@
-"""A mask volume prior from the molecule's mass: keep the most probable voxels up to its volume.
+"""A mask volume prior: keep the most probable voxels up to the molecule's volume.
 
-The decoder's ``p > 0.5`` mask is often too small on molecules and imaging it was not trained on
-(docs/segmentation.md, hard benchmark). When the class's mass is known (the user knows what a
-ribosome weighs; a class made from a map or a model has it), the expected volume is known too:
-``mass / 0.81 Da/A^3`` (the mass-based contour the project's truth masks use). The prior then
-keeps the ``n`` voxels of highest probability, ``n`` being that volume in voxels, and of them the
-connected component nearest the box centre (the hit is centred; neighbours touching it are
-other components or are cut off by the volume limit). The probability still decides *where* the
-mask is; the mass decides *how much*.
+The decoder's ``p > 0.5`` mask is the wrong size on molecules and imaging it was not trained on
+(too large on small molecules: docs/segmentation.md, hard benchmark). When the class's volume
+is known (a class made from a map or a model records it, or the user gives the mass:
+``mass / 0.81 Da/A^3``, the mass-based contour the project's truth masks use; ``prior.py`` says
+which volume each hit gets), the prior keeps the ``n`` voxels of highest probability, ``n``
+being that volume in voxels, and of them the connected component nearest the box centre (the
+hit is centred; neighbours touching it are other components or are cut off by the volume limit).
+The probability still decides *where* the mask is; the volume decides *how much*.
 """
 
 from __future__ import annotations
@@ -18,18 +18,48 @@ import numpy as np
 from scipy import ndimage
 
 from cosnet_index.errors import InputError
+from cosnet_index.geometry import (
+    PROTEIN_DENSITY_DA_PER_A3,
+    mass_kda_to_volume_nm3,
+    volume_nm3_to_voxels,
+)
 
-__all__ = ["PROTEIN_DENSITY_DA_PER_A3", "mass_voxels", "parse_masses", "volume_prior_masks"]
-
-PROTEIN_DENSITY_DA_PER_A3 = 0.81  # the project's mass-based contour (simulate.maps uses it too)
+__all__ = [
+    "PROTEIN_DENSITY_DA_PER_A3",
+    "centre_component_voxels",
+    "mass_voxels",
+    "parse_masses",
+    "volume_prior_masks",
+]
 
 
 def mass_voxels(mass_kda: float, voxel_angstrom: float) -> int:
     """Voxels of a molecule of ``mass_kda`` at ``voxel_angstrom`` (>= 1)."""
     if not (mass_kda > 0 and math.isfinite(mass_kda)):
         raise InputError(f"a molecular mass must be a positive number of kDa, got {mass_kda}")
-    volume_a3 = mass_kda * 1000.0 / PROTEIN_DENSITY_DA_PER_A3
-    return max(1, round(volume_a3 / voxel_angstrom**3))
+    return volume_nm3_to_voxels(mass_kda_to_volume_nm3(mass_kda), voxel_angstrom)
+
+
+def _nearest_component(mask: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """The connected component of ``mask`` whose centre of mass is nearest ``centre``."""
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    coms = np.array(ndimage.center_of_mass(mask, labels, range(1, n + 1)))
+    return labels == 1 + int(np.argmin(((coms - centre) ** 2).sum(axis=1)))
+
+
+def centre_component_voxels(probability: np.ndarray) -> np.ndarray:
+    """``(n,)`` voxels of each box's ``p > 0.5`` component nearest the centre (0: empty mask).
+
+    The size the decoder gives a centred molecule without its touching neighbours; the median
+    over a class's confident hits is ``segment --estimate-volume``'s class volume.
+    """
+    probability = np.asarray(probability)
+    centre = (np.array(probability.shape[1:]) - 1) / 2
+    return np.array(
+        [int(_nearest_component(p > 0.5, centre).sum()) for p in probability], dtype=np.int64
+    )
 
 
 def volume_prior_masks(probability: np.ndarray, n_inside: np.ndarray) -> np.ndarray:
@@ -61,12 +91,7 @@ def volume_prior_masks(probability: np.ndarray, n_inside: np.ndarray) -> np.ndar
         score = -p.astype(np.float64) + 1e-9 * r2  # r2 < 1e4 voxels^2: breaks ties only
         flat = np.zeros(p.size, dtype=bool)
         flat[np.argpartition(score.ravel(), k - 1)[:k]] = True
-        mask = flat.reshape(shape)
-        labels, n = ndimage.label(mask)
-        if n > 1:
-            coms = np.array(ndimage.center_of_mass(mask, labels, range(1, n + 1)))
-            mask = labels == 1 + int(np.argmin(((coms - centre) ** 2).sum(axis=1)))
-        out[i] = mask
+        out[i] = _nearest_component(flat.reshape(shape), centre)
     return out
 
 
