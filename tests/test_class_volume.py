@@ -258,3 +258,10 @@ def test_an_older_store_upgrades_in_place_and_keeps_its_classes(toy_store) -> No
 
 def _only_named(store: Store, name: str):  # type: ignore[no-untyped-def]
     return next(c for c in list_classes(store) if c.name == name)
+
+
+def test_copick_objects_carry_the_volume_as_a_sphere_radius() -> None:
+    from cosnet_index.io.copick_project import sphere_radius_angstrom
+
+    assert sphere_radius_angstrom(4 / 3 * np.pi * 5.0**3) == pytest.approx(50.0)
+    assert sphere_radius_angstrom(100.0) == pytest.approx(28.794, abs=1e-3)
