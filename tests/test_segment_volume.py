@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from cosnet_index.errors import InputError
 from cosnet_index.segment.volume import mass_voxels, parse_masses, volume_prior_masks
@@ -49,6 +50,26 @@ def test_prior_keeps_the_component_nearest_the_centre() -> None:
     p[0, neighbour] = 0.99
     masks = volume_prior_masks(p, np.array([int(centre.sum() + neighbour.sum())]))
     assert np.array_equal(masks[0], centre)
+
+
+def test_prior_grows_the_centre_component_back_to_the_volume() -> None:
+    side = 20
+    p = np.full((1, side, side, side), 0.02, dtype=np.float32)
+    core = _ball(side, (9.5, 9.5, 9.5), 3.0)
+    rim = _ball(side, (9.5, 9.5, 9.5), 5.0) & ~core
+    speck = _ball(side, (1.5, 1.5, 1.5), 1.2)  # bright noise far from the hit
+    p[0, core], p[0, rim], p[0, speck] = 0.9, 0.3, 0.95
+    n = int(core.sum() + speck.sum())
+    grown = volume_prior_masks(p, np.array([n]))[0]
+    assert grown.sum() == n and not (grown & speck).any()
+    assert (grown & core).sum() == core.sum() and (grown & ~(core | rim)).sum() == 0
+    assert ndimage.label(grown)[1] == 1  # one piece
+    alone = volume_prior_masks(p, np.array([n]), fill=False)[0]
+    assert np.array_equal(alone, core)  # the rule before: the component only
+    # growing never takes the background (p = 0.02 <= 0.1), even short of the volume
+    more = int((core | rim | speck).sum())
+    short = volume_prior_masks(p, np.array([more]))[0]
+    assert np.array_equal(short, core | rim) and short.sum() < more
 
 
 def test_prior_breaks_ties_towards_the_centre() -> None:
