@@ -56,11 +56,12 @@ def _nearest_component(mask: np.ndarray, centre: np.ndarray) -> np.ndarray:
     labels, n = ndimage.label(mask)
     if n <= 1:
         return mask
-    flat = labels.ravel()
+    inside = np.flatnonzero(mask)  # (k,) the mask's voxels only
+    flat = labels.ravel()[inside]
     counts = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
     distance = np.zeros(n)
     for axis, coordinate in enumerate(_coordinates(mask.shape)):  # centres of mass
-        sums = np.bincount(flat, weights=coordinate, minlength=n + 1)[1:]
+        sums = np.bincount(flat, weights=coordinate[inside], minlength=n + 1)[1:]
         distance += (sums / counts - centre[axis]) ** 2
     return labels == 1 + int(np.argmin(distance))
 
