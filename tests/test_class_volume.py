@@ -265,3 +265,31 @@ def test_copick_objects_carry_the_volume_as_a_sphere_radius() -> None:
 
     assert sphere_radius_angstrom(4 / 3 * np.pi * 5.0**3) == pytest.approx(50.0)
     assert sphere_radius_angstrom(100.0) == pytest.approx(28.794, abs=1e-3)
+
+
+def test_the_orm_class_tables_match_the_migrations_at_head(tmp_path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from cosnet_index.store._engine import make_engine
+    from cosnet_index.store.tables import Base
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    schema.upgrade(engine, "head")
+    with engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in diffs if "classes" in repr(d)] == []
+    assert {"volume_nm3", "volume_source", "mass_kda", "volume_note"} <= {
+        c["name"] for c in inspect(engine).get_columns("classes")
+    }
+    engine.dispose()
+
+
+def test_help_names_the_volume_options() -> None:
+    runner = CliRunner()
+    text = runner.invoke(cli, ["classes", "set-volume", "--help"]).output
+    assert "--mass-kda" in text and "--volume-nm3" in text and "--clear" in text
+    text = runner.invoke(cli, ["classes", "add", "--help"]).output
+    assert "--mass-kda" in text and "--contour" in text and "molecular volume" in text
+    text = runner.invoke(cli, ["segment", "--help"]).output
+    assert "--no-prior" in text and "--estimate-volume" in text and "volume_from" in text
