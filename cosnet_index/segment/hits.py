@@ -10,6 +10,7 @@ label volume per tomogram) together with a Parquet of per-hit statistics (:data:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -41,6 +42,7 @@ from cosnet_index.segment.write import LabelVolume, header_origin, write_hit_mas
 
 if TYPE_CHECKING:
     from cosnet_index.store import Store
+    from cosnet_index.store.class_catalog import ClassVolume
 
 __all__ = ["SEGMENT_COLUMNS", "SegmentSummary", "segment_boxes", "segment_hits"]
 
@@ -212,30 +214,15 @@ def segment_hits(
     model = store.model().to(device)
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
-    volumes = {}
+    volumes: dict[str, ClassVolume] = {}
     if class_prior:
         volumes = {c.name: c.volume for c in store.list_classes(set_name) if c.volume is not None}
     priors = resolve_priors(frame["class"], class_volumes=volumes, masses_kda=masses_kda or {})
     if estimate_volume:
-        voxel_nm3 = float(model.config.voxel_size_nm) ** 3
-
-        def component_volumes_nm3(rows: pd.DataFrame) -> np.ndarray:
-            out = [
-                centre_component_voxels(
-                    _segment_boxes(
-                        model,
-                        torch.from_numpy(read_indexed_boxes(store, rows.iloc[s : s + batch_size])),
-                        crf_params,
-                        out_side=None,
-                        device=device,
-                    )[2]
-                )
-                for s in range(0, len(rows), batch_size)
-            ]
-            return np.concatenate(out) * voxel_nm3
-
-        unknown = set(frame["class"]) - set(priors)
-        priors.update(estimate_priors(frame, unknown, component_volumes_nm3))
+        decode = functools.partial(
+            _component_volumes_nm3, store, model, crf_params, batch_size, device
+        )
+        priors.update(estimate_priors(frame, set(frame["class"]) - set(priors), decode))
     frame = frame.join(hit_priors(frame["class"], priors))
     (out / ("labels" if merge else "masks")).mkdir(parents=True, exist_ok=True)
 
@@ -331,6 +318,26 @@ def segment_hits(
         seconds=seconds,
         crf=crf_params is not None,
     )
+
+
+def _component_volumes_nm3(
+    store: Store,
+    model: Any,
+    crf_params: CRFParams | None,
+    batch_size: int,
+    device: str | torch.device,
+    rows: pd.DataFrame,
+) -> np.ndarray:
+    """``(n,)`` nm^3 of each row's ``p > 0.5`` (or ``Q_1``) component nearest the box centre,
+    at the model's voxel size (``--estimate-volume``)."""
+    from cosnet_index.store.boxes import read_indexed_boxes
+
+    voxels = []
+    for s in range(0, len(rows), batch_size):
+        boxes = torch.from_numpy(read_indexed_boxes(store, rows.iloc[s : s + batch_size]))
+        _, _, marginal = _segment_boxes(model, boxes, crf_params, out_side=None, device=device)
+        voxels.append(centre_component_voxels(marginal))
+    return np.concatenate(voxels) * float(model.config.voxel_size_nm) ** 3
 
 
 def _prior_voxels(volumes_nm3: pd.Series, voxel_angstrom: float) -> np.ndarray:
