@@ -121,36 +121,40 @@ def volume_of_map(
     with open_tomogram(path, voxel_size_angstrom=voxel_size_angstrom) as volume:
         check_finite(volume)
         voxel_nm = volume.voxel_size_angstrom / 10.0
-        if contour is not None:
+        if contour is None:
+            data = np.array(volume.data, dtype=np.float32)  # a copy: the map closes next
+        else:
             voxels = int((volume.data > contour).sum())  # the map's own voxels, unfiltered
             top = float(volume.data.max())
-            note = f"contour {contour:g} given"
-        else:
-            data = np.asarray(volume.data, dtype=np.float32)
     if contour is None:
-        from cosnet_index.simulate._real import resample
-
-        grid_nm = max(voxel_nm, _FINEST_GRID_NM)
-        smooth = resample(data, voxel_nm, grid_nm, ESTIMATE_RESOLUTION_NM)  # low-passed
-        if not float(smooth.max()) > 0:
-            raise InputError(
-                f"{path} holds no positive density; give a map with the molecule positive"
-            )
-        level = estimated_contour(smooth)
-        voxels = int((smooth > level).sum())
-        voxel_nm = grid_nm
-        note = (
-            f"contour estimated: {ESTIMATE_FRACTION:g} x the median density inside, map "
-            f"low-passed to {ESTIMATE_RESOLUTION_NM:g} nm"
-        )
+        volume_nm3, note = _estimated_volume_nm3(data, voxel_nm, path)
     elif voxels == 0:
         raise InputError(
             f"contour {contour:g} encloses no voxel of {path} (its maximum is {top:g}); give the "
             "level in the map's own units, or leave --contour out to estimate it"
         )
-    volume_nm3 = voxels * voxel_nm**3
+    else:
+        volume_nm3, note = voxels * voxel_nm**3, f"contour {contour:g} given"
     log.info("map %s: %.0f nm^3 at its contour (%s)", path, volume_nm3, note)
     return ClassVolume(volume_nm3, "map-contour", None, note)
+
+
+def _estimated_volume_nm3(
+    data: np.ndarray, voxel_nm: float, path: str | os.PathLike[str]
+) -> tuple[float, str]:
+    """The volume above :func:`estimated_contour` of the map low-passed to 2 nm, and a note."""
+    from cosnet_index.simulate._real import resample
+
+    grid_nm = max(voxel_nm, _FINEST_GRID_NM)
+    smooth = resample(data, voxel_nm, grid_nm, ESTIMATE_RESOLUTION_NM)  # low-passed
+    if not float(smooth.max()) > 0:
+        raise InputError(f"{path} holds no positive density; give a map with the molecule positive")
+    voxels = int((smooth > estimated_contour(smooth)).sum())
+    note = (
+        f"contour estimated: {ESTIMATE_FRACTION:g} x the median density inside, map low-passed "
+        f"to {ESTIMATE_RESOLUTION_NM:g} nm"
+    )
+    return voxels * grid_nm**3, note
 
 
 def _header_voxel_angstrom(path: str | os.PathLike[str]) -> float | None:
