@@ -14,8 +14,8 @@ size without any flag. Where the volume comes from (``class_catalog.VOLUME_SOURC
   map's own voxels above LEVEL. Without it the contour is estimated: the map is low-passed to
   ``ESTIMATE_RESOLUTION_NM`` and the contour is ``ESTIMATE_FRACTION`` of the median density
   inside it (iterated from 10% of the maximum: a fixed point). On the project's ten PDB-derived
-  maps this encloses 0.83-1.18 of the mass-based volume (median 1.03); on the 300+ library
-  maps 0.76-1.19 (10th-90th percentile, median 0.90) (docs/segmentation.md); a fraction of the
+  maps this encloses 0.83-1.18 of the mass-based volume (median 1.03); on the 270 library maps
+  0.80-1.39 (10th-90th percentile, median 0.99) (docs/segmentation.md); a fraction of the
   maximum alone (the simulator's rule for a map without a mass) gives 2.3-3.8.
 """
 
