@@ -13,8 +13,9 @@ Methods, on the same boxes:
 - ``decoder``: the shipped model's ``p > 0.5``;
 - ``decoder + CRF``: ``crf_refine`` with the shipped ``crf.json``, ``Q_1 > 0.5``;
 - ``decoder + volume prior``: the ``mass / 0.81 Da/A^3`` most probable voxels of the decoder's
-  ``p``, then the component nearest the centre (``segment --mass-kda``,
-  :func:`cosnet_index.segment.volume.volume_prior_masks`; the class's mass is known);
+  ``p``, then the component nearest the centre, grown back to the volume (``segment`` with a
+  class volume or ``--mass-kda``, :func:`cosnet_index.segment.volume.volume_prior_masks`; the
+  class's mass is known; the table in docs/segmentation.md predates the growing step);
 - ``baseline``: classical, no learning: the box low-passed (Gaussian, sigma 1.5 voxels),
   thresholded at the mass-based contour (the darkest ``mass / 0.81 Da/A^3`` voxels at the
   nominal voxel size: the class's mass is known from its support), then the connected component
@@ -115,15 +116,17 @@ def bootstrap(frame: pd.DataFrame, column: str, rng: np.random.Generator, n: int
     return float(sums.sum() / counts.sum()), float(lo), float(hi)
 
 
-def summarise(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+def summarise(
+    rows: pd.DataFrame, seed: int, methods: tuple[str, ...] = METHODS, snrs: tuple = SNRS
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     out = []
     bands = [*sorted(rows["band"].unique(), key=_band_order), "all"]
     for band in bands:
         sub = rows if band == "all" else rows[rows["band"] == band]
-        for snr in SNRS:
+        for snr in snrs:
             cell = sub[sub["snr"] == snr]
-            for method in METHODS:
+            for method in methods:
                 m = cell[cell["method"] == method]
                 d, dlo, dhi = bootstrap(m, "dice", rng)
                 s, slo, shi = bootstrap(m, "msd_nm", rng)
@@ -169,26 +172,26 @@ def _snr(snr: float) -> str:
     return "inf" if math.isinf(snr) else f"{snr:g}"
 
 
-def markdown(summary: pd.DataFrame) -> str:
-    names = " | ".join(METHODS[1:])
+def markdown(summary: pd.DataFrame, methods: tuple[str, ...] = METHODS) -> str:
+    names = " | ".join(methods[1:])
     lines = [
-        f"| band | SNR | boxes (molecules) | Dice: {METHODS[0]} | {names} "
-        f"| surface distance (nm): {METHODS[0]} | {names} |",
-        "|---" * (3 + 2 * len(METHODS)) + "|",
+        f"| band | SNR | boxes (molecules) | Dice: {methods[0]} | {names} "
+        f"| surface distance (nm): {methods[0]} | {names} |",
+        "|---" * (3 + 2 * len(methods)) + "|",
     ]
     for (band, snr), cell in summary.groupby(["band", "snr"], sort=False):
         by = cell.set_index("method")
         d = [
             f"{by.at[m, 'dice']:.3f} [{by.at[m, 'dice_lo']:.3f}, {by.at[m, 'dice_hi']:.3f}]"
-            for m in METHODS
+            for m in methods
         ]
         s = []
-        for m in METHODS:
+        for m in methods:
             text = f"{by.at[m, 'msd_nm']:.2f} [{by.at[m, 'msd_lo']:.2f}, {by.at[m, 'msd_hi']:.2f}]"
             if by.at[m, "empty"]:
                 text += f" ({by.at[m, 'empty']} empty)"
             s.append(text)
-        n = f"{by.at['decoder', 'boxes']} ({by.at['decoder', 'molecules']})"
+        n = f"{by.at[methods[0], 'boxes']} ({by.at[methods[0], 'molecules']})"
         lines.append(f"| {band} | {_snr(snr)} | {n} | " + " | ".join(d + s) + " |")
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""`classes` group: add, list, remove, rename named support classes of a store."""
+"""`classes` group: add, list, remove, rename, set-volume of named support classes of a store."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def reference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=float,
             default=None,
             help="The map's voxel size in angstrom (default: its header's).",
+        ),
+        click.option(
+            "--contour",
+            type=float,
+            default=None,
+            help="The map's contour level in its own units (e.g. EMDB's recommended one): the "
+            "class volume is the map's volume above it (default: estimated from the map).",
         ),
         click.option(
             "--defocus",
@@ -132,6 +139,13 @@ def classes() -> None:
 @click.option("--description", default="", help="Free text shown by `classes list`.")
 @click.option("--append", is_flag=True, help="Add the examples as more shots of an existing class.")
 @invert_contrast_option("Negate boxes of files the store did not index (bright molecules).")
+@click.option(
+    "--mass-kda",
+    type=float,
+    default=None,
+    help="The molecule's mass in kDa: the class volume (mass / 0.81 Da/A^3), segment's mask "
+    "prior (beats the volume of --map or --model).",
+)
 @reference_options
 def add(
     store_path: str,
@@ -144,9 +158,11 @@ def add(
     description: str,
     append: bool,
     invert_contrast: bool,
+    mass_kda: float | None,
     map_path: str | None,
     model_path: str | None,
     map_voxel_size: float | None,
+    contour: float | None,
     defocus: float,
     tilt_range: tuple[float, float],
     voltage: float,
@@ -163,6 +179,11 @@ def add(
     (--defocus, --tilt-range, ...) in --orientations random orientations, whose vectors are
     averaged into one shot; `classes list` shows where it came from.
 
+    The class records its molecular volume when it can know it: from --mass-kda, from --map
+    (the volume above --contour, or above an estimated contour), or from --model (the sum of
+    its atomic masses). `segment` then keeps each hit's most probable voxels up to that volume
+    (docs/segmentation.md); `classes set-volume` adds or corrects it later.
+
     Examples:
 
         cosnet-index classes add --store ./store ribosome --subtomogram 17
@@ -176,8 +197,12 @@ def add(
         cosnet-index classes add --store ./store apoferritin --map emd_1234.mrc --defocus -3
 
         cosnet-index classes add --store ./store ribosome --model 4v6x.cif --tilt-range -50 50
+
+        cosnet-index classes add --store ./store tric --subtomogram 12 --mass-kda 960
+
+        cosnet-index classes add --store ./store apoferritin --map emd_1234.mrc --contour 0.02
     """
-    from cosnet_index.classes import ReferenceImaging, add_class
+    from cosnet_index.classes import ReferenceImaging, add_class, describe_volume
     from cosnet_index.store import Store
 
     with Store.open(store_path, db_url=db_url) as store:
@@ -194,6 +219,8 @@ def add(
             reference_map=map_path,
             reference_model=model_path,
             map_voxel_size_angstrom=map_voxel_size,
+            mass_kda=mass_kda,
+            contour=contour,
             reference_imaging=ReferenceImaging(
                 defocus_um=defocus,
                 tilt_min_deg=tilt_range[0],
@@ -208,7 +235,7 @@ def add(
         )
     click.echo(
         f"class {made.name!r} in set {made.set_name!r}: {made.shots} shot(s) "
-        f"(model {made.model_hash[:12]})"
+        f"(model {made.model_hash[:12]}), volume {describe_volume(made.volume)}"
     )
 
 
@@ -217,7 +244,7 @@ def add(
 @set_option(every=True)
 @json_option
 def list_(store_path: str, db_url: str | None, set_name: str | None, as_json: bool) -> None:
-    """List classes: set, name, shots, source, model.
+    """List classes: set, name, shots, molecular volume (and its source), source, model.
 
     Examples:
 
@@ -225,7 +252,7 @@ def list_(store_path: str, db_url: str | None, set_name: str | None, as_json: bo
 
         cosnet-index classes list --store ./store --set chaperones --json
     """
-    from cosnet_index.classes import list_classes
+    from cosnet_index.classes import describe_volume, list_classes
     from cosnet_index.store import Store
 
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
@@ -235,6 +262,11 @@ def list_(store_path: str, db_url: str | None, set_name: str | None, as_json: bo
             "set": c.set_name,
             "name": c.name,
             "shots": c.shots,
+            "volume_nm3": None if c.volume is None else round(c.volume.volume_nm3, 1),
+            "volume_source": None if c.volume is None else c.volume.source,
+            "mass_kda": None if c.volume is None else c.volume.mass_kda,
+            "volume_note": None if c.volume is None else c.volume.note,
+            "volume": describe_volume(c.volume),
             "source": "; ".join(c.sources),
             "model": c.model_hash[:12],
             "description": c.description,
@@ -252,7 +284,8 @@ def list_(store_path: str, db_url: str | None, set_name: str | None, as_json: bo
     for r in rows:
         click.echo(
             f"{r['set']:<12} {r['name']:<{width}}  {r['shots']:>3} shot(s)  model {r['model']}  "
-            f"{r['source']}" + (f"  ({r['description']})" if r["description"] else "")
+            f"volume {r['volume']}  {r['source']}"
+            + (f"  ({r['description']})" if r["description"] else "")
         )
 
 
@@ -293,3 +326,52 @@ def rename(store_path: str, db_url: str | None, old: str, new: str, set_name: st
     with Store.open(store_path, db_url=db_url) as store:
         made = rename_class(store, old, new, set_name=set_name)
     click.echo(f"renamed {old.strip()!r} to {made.name!r} in set {set_name!r}")
+
+
+@classes.command("set-volume")
+@store_options
+@click.argument("name")
+@click.option(
+    "--mass-kda",
+    type=float,
+    default=None,
+    help="The molecule's mass in kDa: volume = mass / 0.81 Da/A^3.",
+)
+@click.option("--volume-nm3", type=float, default=None, help="The molecular volume in nm^3.")
+@click.option(
+    "--clear", is_flag=True, help="Forget the volume (segment then thresholds at p > 0.5)."
+)
+@set_option()
+def set_volume(
+    store_path: str,
+    db_url: str | None,
+    name: str,
+    mass_kda: float | None,
+    volume_nm3: float | None,
+    clear: bool,
+    set_name: str,
+) -> None:
+    """Add or correct the molecular volume of class NAME (segment's mask prior).
+
+    `segment` keeps each hit's most probable voxels up to its class's volume; give the mass
+    (--mass-kda) or the volume (--volume-nm3) of a class that has none (one made from particles)
+    or a wrong one. The class's vectors are untouched.
+
+    Examples:
+
+        cosnet-index classes set-volume --store ./store ribosome --mass-kda 2300
+
+        cosnet-index classes set-volume --store ./store blob-7 --volume-nm3 180
+
+        cosnet-index classes set-volume --store ./store blob-7 --clear
+    """
+    from cosnet_index.classes import describe_volume, set_class_volume
+    from cosnet_index.store import Store
+
+    with Store.open(store_path, db_url=db_url) as store:
+        made = set_class_volume(
+            store, name, mass_kda=mass_kda, volume_nm3=volume_nm3, clear=clear, set_name=set_name
+        )
+    click.echo(
+        f"class {made.name!r} in set {made.set_name!r}: volume {describe_volume(made.volume)}"
+    )

@@ -184,7 +184,8 @@ def picks(
     One copick object per class (added to the configuration when missing; copick turns '_'
     into '-'), user cosnet-index, one session per call, the probability as each pick's score;
     rows of class 'unknown' are not written. Positions are converted with each tomogram's
-    voxel size recorded in the store.
+    voxel size recorded in the store. A new object of a class with a known molecular volume
+    gets the radius (angstrom) of the sphere of that volume.
 
     Examples:
 
@@ -193,6 +194,8 @@ def picks(
         cosnet-index copick picks --store ./store --config copick.json --result hits.parquet \\
             --session-id 7
     """
+    from cosnet_index.classes import list_classes
+    from cosnet_index.defaults import DEFAULT_SET
     from cosnet_index.io.copick_project import next_session_id, open_project, write_picks
     from cosnet_index.query import check_same_model, read_table
     from cosnet_index.store import Store
@@ -201,10 +204,17 @@ def picks(
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
         check_same_model(meta, store.model_hash)
         geometry = store.tomogram_geometry(sorted(set(table["tomogram"].astype(str))))
+        volumes = {
+            c.name: c.volume.volume_nm3
+            for c in list_classes(store, str(meta.get("set") or DEFAULT_SET))
+            if c.volume is not None
+        }
     root = open_project(config_path)
     session = session_id or next_session_id(root)
     voxel_sizes = {name: g["voxel_size_angstrom"] for name, g in geometry.items()}
-    written = write_picks(root, table, voxel_sizes, session_id=session, config_path=config_path)
+    written = write_picks(
+        root, table, voxel_sizes, session_id=session, config_path=config_path, volumes_nm3=volumes
+    )
     for (run, name), n in sorted(written.items()):
         click.echo(f"{run}: {n} picks of {name}")
     click.echo(f"wrote {sum(written.values())} picks as user cosnet-index, session {session}")
@@ -225,7 +235,8 @@ def segmentations(config_path: str, segments_dir: str, name: str, session_id: st
     """Write `segment --merge` label volumes back as copick multilabel segmentations.
 
     Each labels/<tomogram>.mrc becomes a multilabel segmentation of the run of that name, at
-    the label volume's voxel size, whose voxels hold the copick label of their hit's class.
+    the label volume's voxel size, whose voxels hold the copick label of their hit's class. A
+    new object of a class whose masks used a volume prior gets the radius of its sphere.
 
     Examples:
 
@@ -248,6 +259,10 @@ def segmentations(config_path: str, segments_dir: str, name: str, session_id: st
             "`cosnet-index segment ... --merge --out DIR`"
         )
     table, _ = read_table(folder / "segments.parquet")
+    volumes = {}
+    if "volume_from" in table.columns:  # segments of this version: the volume priors
+        priors = table[table["volume_from"] == "prior"]
+        volumes = priors.groupby("class")["prior_volume_nm3"].first().to_dict()
     root = open_project(config_path)
     session = session_id or next_session_id(root)
     for tomogram, rows in table.groupby("tomogram", sort=True):
@@ -260,7 +275,7 @@ def segmentations(config_path: str, segments_dir: str, name: str, session_id: st
         label_class = dict(zip(rows["label"].astype(int), rows["class"].astype(str), strict=True))
         counts = write_segmentation(
             root, str(tomogram), labels, label_class, voxel, session_id=session,
-            config_path=config_path, name=name,
+            config_path=config_path, name=name, volumes_nm3=volumes,
         )  # fmt: skip
         shown = ", ".join(f"{c} {n}" for c, n in counts.items())
         click.echo(f"{tomogram}: segmentation {name!r} at {voxel:g} A ({shown} voxels)")

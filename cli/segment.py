@@ -67,9 +67,19 @@ __all__ = ["segment"]
     "masses",
     multiple=True,
     metavar="[CLASS=]KDA",
-    help="Volume prior: the molecule's mass in kDa, for every hit (120) or per class "
-    "(ribosome=3300; repeat). Each mask becomes its mass-based volume (0.81 Da/A^3) of most "
-    "probable voxels instead of p > 0.5 (docs/segmentation.md).",
+    help="Volume prior from the command line: the molecule's mass in kDa, for every hit (120) "
+    "or per class (ribosome=3300; repeat); overrides the class's recorded volume.",
+)
+@click.option(
+    "--no-prior",
+    is_flag=True,
+    help="Ignore the classes' recorded volumes: every mask is p > 0.5 (unless --mass-kda).",
+)
+@click.option(
+    "--estimate-volume",
+    is_flag=True,
+    help="For a class with no known volume, estimate it from its 32 most probable hits (the "
+    "median decoder mask); not better than p > 0.5 yet (docs/segmentation.md).",
 )
 @cpu_option
 @keep_all_option(
@@ -89,6 +99,8 @@ def segment(
     crf_params: str | None,
     batch_size: int,
     masses: tuple[str, ...],
+    no_prior: bool,
+    estimate_volume: bool,
     cpu: bool,
     keep_all: bool,
     overwrite: bool,
@@ -96,7 +108,11 @@ def segment(
     """Segment matched hits: decoder probability (-> 3D dense CRF with --crf) -> mask, per hit.
 
     Each hit's box is cut again from its tomogram (memory-mapped), decoded by the store's model
-    and, with --crf, refined by the dense CRF fitted for that model. Writes
+    and, with --crf, refined by the dense CRF fitted for that model. A hit whose class knows its
+    molecular volume (`classes add --map/--model/--mass-kda`, `classes set-volume`; the class
+    set is the hits table's, else --set) gets that volume of most probable voxels as its mask,
+    the component nearest the centre: the volume prior (--mass-kda overrides it, --no-prior
+    turns it off); the others p > 0.5. The output says which masks used a prior. Writes
     OUT/masks/<subtomogram_id>.mrc (one int8 mask per hit, the tomogram's voxel size, header
     origin at the box corner in the tomogram's frame) or, with --merge, OUT/labels/<tomogram>.mrc
     (the tomogram's shape, voxel size and origin; voxel = the label of the most probable hit
@@ -104,7 +120,9 @@ def segment(
     OUT/segments.parquet: label, subtomogram_id, tomogram, x, y, z, class, probability, voxels,
     volume_nm3, centroid_x/y/z (tomogram voxels), extent_major/mid/minor_nm (principal axes),
     mean_probability (decoder, inside the mask), prior_voxels (the volume prior's voxel count,
-    0 without --mass-kda), mask_path (docs/segmentation.md).
+    0 without one), volume_from (prior, estimate or threshold), prior_source (command-line, the
+    class's volume source such as map-contour, or collection), prior_volume_nm3, mask_path
+    (docs/segmentation.md).
 
     Examples:
 
@@ -115,17 +133,22 @@ def segment(
         cosnet-index segment --store ./store --hits hits.parquet --out seg-crf/ --crf
 
         cosnet-index segment --store ./store --class ribosome --mass-kda ribosome=3300 --out seg/
+
+        cosnet-index segment --store ./store --hits hits.parquet --out seg-plain/ --no-prior
     """
     from tqdm import tqdm
 
     from cosnet_index.errors import InputError
     from cosnet_index.segment import load_crf_params
     from cosnet_index.segment.hits import segment_hits
+    from cosnet_index.segment.prior import prior_report
     from cosnet_index.segment.volume import parse_masses
     from cosnet_index.store import Store
 
     if (hits_path is None) == (class_name is None):
         raise InputError("give exactly one of --hits FILE or --class NAME")
+    if no_prior and estimate_volume:
+        raise InputError("--no-prior turns every volume prior off; leave out --estimate-volume")
     masses_kda = parse_masses(masses)
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
         params = None
@@ -137,6 +160,7 @@ def segment(
             hits, meta = read_table(hits_path)
             check_same_model(meta, store.model_hash, "the hits")
             source = hits_path
+            set_name = str(meta.get("set") or set_name)  # the classes the table was made with
         else:
             from cosnet_index.query import search_store
 
@@ -160,13 +184,17 @@ def segment(
                 overwrite=overwrite,
                 progress=lambda done: bar.update(done - bar.n),
                 masses_kda=masses_kda,
+                set_name=set_name,
+                class_prior=not no_prior,
+                estimate_volume=estimate_volume,
             )
     table = summary.table
     click.echo(
         f"segmented {len(table)} hits ({source}) in {summary.seconds:.1f} s "
-        f"({summary.hits_per_second:.0f}/s, {'decoder + CRF' if params else 'decoder alone'}"
-        f"{', volume prior from the mass' if masses_kda else ''})"
+        f"({summary.hits_per_second:.0f}/s, {'decoder + CRF' if params else 'decoder alone'})"
     )
+    for line in prior_report(table):
+        click.echo(f"  {line}")
     if len(table):
         click.echo(
             f"  median {table['voxels'].median():.0f} voxels, "

@@ -15,6 +15,9 @@ Conventions (see ``docs/store.md``):
   (:func:`table_to_voxels`).
 - RELION 5 ``rlnCenteredCoordinateX/Y/ZAngst`` are angstrom from the tomogram centre, which is
   ``shape / 2`` voxels on each axis (float division, as RELION 5 computes it).
+- A molecule's volume follows from its mass at the mean density of protein,
+  ``PROTEIN_DENSITY_DA_PER_A3 = 0.81`` Da/A^3 (1.35 g/cm^3; the simulator's truth masks use it too):
+  :func:`mass_kda_to_volume_nm3`, and :func:`volume_nm3_to_voxels` at a voxel size.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ import numpy as np
 __all__ = [
     "COORDINATE_CONVENTIONS",
     "POSITION_DECIMALS",
+    "PROTEIN_DENSITY_DA_PER_A3",
     "RESAMPLE_TOLERANCE",
     "angstrom_to_voxels",
     "box_bounds",
     "centre_voxels",
+    "mass_kda_to_volume_nm3",
     "position_keys",
     "resampled_box_size",
     "round_half_up",
     "source_box_side",
     "table_to_voxels",
+    "volume_nm3_to_voxels",
     "voxels_to_angstrom",
     "voxels_to_table",
     "xyz_to_zyx",
@@ -42,6 +48,9 @@ __all__ = [
 
 RESAMPLE_TOLERANCE = 0.01
 """Relative voxel-size difference below which boxes are used as they are (not resampled)."""
+
+PROTEIN_DENSITY_DA_PER_A3 = 0.81
+"""Mean density of protein (1.35 g/cm^3): a molecule of mass m encloses ``m / 0.81`` A^3."""
 
 
 def xyz_to_zyx(xyz: np.ndarray) -> np.ndarray:
@@ -228,3 +237,13 @@ def source_box_side(box: int, voxel_size_angstrom: float, model_voxel_size_angst
     if abs(ratio - 1.0) > RESAMPLE_TOLERANCE:
         return resampled_box_size(box, voxel_size_angstrom, model_voxel_size_angstrom)
     return int(box)
+
+
+def mass_kda_to_volume_nm3(mass_kda: float) -> float:
+    """Molecular volume (nm^3) of a mass in kDa: ``mass / 0.81 Da/A^3`` (81 kDa -> 100 nm^3)."""
+    return float(mass_kda) / PROTEIN_DENSITY_DA_PER_A3  # kDa / (Da/A^3) = 1000 A^3 = nm^3
+
+
+def volume_nm3_to_voxels(volume_nm3: float, voxel_size_angstrom: float) -> int:
+    """Voxels (at least 1) of ``volume_nm3`` at ``voxel_size_angstrom``, rounded."""
+    return max(1, round(float(volume_nm3) * 1000.0 / float(voxel_size_angstrom) ** 3))

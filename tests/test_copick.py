@@ -73,7 +73,7 @@ def test_copick_round_trip(tmp_path) -> None:
         table = opened.subtomogram_table()
     np.testing.assert_allclose(np.sort(table["x"]), np.sort(xyz[:, 0]), atol=1e-6)
     ids = table["id"].to_numpy()
-    _run("classes", "add", *base, "left_blob", "--subtomogram", str(ids[0]))
+    _run("classes", "add", *base, "left_blob", "--subtomogram", str(ids[0]), "--mass-kda", "81")
     _run("classes", "add", *base, "right", "--subtomogram", str(ids[1]))
     result = tmp_path / "result.parquet"
     _run("classify", *base, "--min-prob", "0", "--out", result)
@@ -82,6 +82,9 @@ def test_copick_round_trip(tmp_path) -> None:
 
     root = copick.from_file(str(config))  # read back with copick's own API
     assert root.get_object("left-blob") is not None  # '_' is not allowed in copick names
+    # the class's volume (81 kDa: 100 nm^3) as the radius of its sphere; none when unknown
+    assert root.get_object("left-blob").radius == pytest.approx(28.8, abs=0.05)
+    assert root.get_object("right").radius is None
     classified = pd.read_parquet(result)
     run = root.get_run("TS_01")
     for class_name, object_name in (("left_blob", "left-blob"), ("right", "right")):

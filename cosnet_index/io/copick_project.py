@@ -15,7 +15,10 @@ because indexing reads memory-mapped MRC; :func:`read_picks` gives the picks as 
 table. Out: :func:`write_picks` writes a classify or search table as picks, one object per class
 (created in the configuration when missing), user ``cosnet-index``, one session per call, the
 probability as the score; :func:`write_segmentation` writes a label volume of ``segment --merge``
-as a multilabel segmentation whose voxels hold the copick label of their class.
+as a multilabel segmentation whose voxels hold the copick label of their class. An object this
+package creates gets, when the class's molecular volume is known, the ``radius`` (angstrom) of
+the sphere of that volume: the one size field copick's objects carry (objects already in the
+configuration keep theirs).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "next_session_id",
     "open_project",
     "read_picks",
+    "sphere_radius_angstrom",
     "write_picks",
     "write_segmentation",
 ]
@@ -236,7 +240,17 @@ def next_session_id(root: Any, user_id: str = COPICK_USER) -> str:
     return str(k)
 
 
-def _ensure_objects(root: Any, class_names: Sequence[str], config_path: str | None) -> dict:
+def sphere_radius_angstrom(volume_nm3: float) -> float:
+    """The radius in angstrom of the sphere of ``volume_nm3`` (copick's object size)."""
+    return 10.0 * float(3.0 * volume_nm3 / (4.0 * np.pi)) ** (1.0 / 3.0)
+
+
+def _ensure_objects(
+    root: Any,
+    class_names: Sequence[str],
+    config_path: str | None,
+    volumes_nm3: Mapping[str, float] | None = None,
+) -> dict:
     names = {c: copick_object_name(c) for c in class_names}
     clash = pd.Series(list(names.values())).duplicated()
     if clash.any():
@@ -245,9 +259,11 @@ def _ensure_objects(root: Any, class_names: Sequence[str], config_path: str | No
             " (copick turns '_' into '-'); rename a class with `classes rename`"
         )
     added = False
-    for name in names.values():
+    for class_name, name in names.items():
         if root.get_object(name) is None:
-            root.new_object(name, is_particle=True)
+            volume = (volumes_nm3 or {}).get(class_name)
+            size = {} if volume is None else {"radius": round(sphere_radius_angstrom(volume), 1)}
+            root.new_object(name, is_particle=True, **size)
             added = True
     if added and config_path is not None:
         root.save_config(str(config_path))
@@ -263,6 +279,7 @@ def write_picks(
     config_path: str | os.PathLike[str] | None = None,
     user_id: str = COPICK_USER,
     unknown: str = "unknown",
+    volumes_nm3: Mapping[str, float] | None = None,
 ) -> dict[tuple[str, str], int]:
     """Write a classify/search table as copick picks: one object per class, per run.
 
@@ -275,6 +292,7 @@ def write_picks(
         config_path: the configuration file, rewritten when classes become new objects.
         user_id: the copick user (default ``cosnet-index``).
         unknown: the open-set label; its rows are not written.
+        volumes_nm3: class -> molecular volume: a new object gets the radius of its sphere.
 
     Returns:
         ``(run, object) -> picks written``.
@@ -300,7 +318,9 @@ def write_picks(
     if missing:
         logger.warning("left out tomograms that are not copick runs: %s", ", ".join(missing))
         rows = rows[~rows["tomogram"].astype(str).isin(missing)]
-    objects = _ensure_objects(root, sorted(set(rows["class"].astype(str))), config_path)
+    objects = _ensure_objects(
+        root, sorted(set(rows["class"].astype(str))), config_path, volumes_nm3
+    )
     written = {}
     for (tomogram, class_name), group in rows.groupby(["tomogram", "class"], sort=True):
         voxel = float(voxel_sizes[str(tomogram)])
@@ -325,6 +345,7 @@ def write_segmentation(
     config_path: str | os.PathLike[str] | None = None,
     name: str = "cosnet-index",
     user_id: str = COPICK_USER,
+    volumes_nm3: Mapping[str, float] | None = None,
 ) -> dict[str, int]:
     """Write a ``segment --merge`` label volume as a copick multilabel segmentation.
 
@@ -332,6 +353,7 @@ def write_segmentation(
         labels_zyx: the label volume (0 background, else a hit's label).
         label_class: hit label -> class name (``segments.parquet``).
         voxel_size_angstrom: the tomogram's voxel size.
+        volumes_nm3: class -> molecular volume: a new object gets the radius of its sphere.
 
     Returns:
         class -> voxels written with its copick object label.
@@ -343,7 +365,7 @@ def write_segmentation(
     if run_name not in runs:
         raise InputError(f"tomogram {run_name!r} is not a run of the copick project")
     classes = sorted(set(label_class.values()))
-    objects = _ensure_objects(root, classes, config_path)
+    objects = _ensure_objects(root, classes, config_path, volumes_nm3)
     lookup = np.zeros(int(max(label_class, default=0)) + 1, dtype=np.uint8)
     for label, class_name in label_class.items():
         lookup[int(label)] = int(objects[class_name].label)

@@ -3,12 +3,14 @@
 For every hit (a stored subtomogram id), the box is cut again from its tomogram (memory-mapped,
 only the box's voxels are read) exactly as it was indexed (same resampling, contrast and edge
 padding), the store's model decodes it to a probability mask, the dense CRF refines it (unless
-disabled), and the mask is written (one MRC per hit, or one label volume per tomogram) together
-with a Parquet of per-hit statistics (:data:`SEGMENT_COLUMNS`).
+disabled), the mask is the most probable voxels up to the hit's volume prior (its class's volume
+by default, ``prior.py``) or ``p > 0.5`` without one, and it is written (one MRC per hit, or one
+label volume per tomogram) together with a Parquet of per-hit statistics (:data:`SEGMENT_COLUMNS`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -21,17 +23,26 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cosnet_index.defaults import DEFAULT_SET
 from cosnet_index.errors import InputError, MrcError
 from cosnet_index.files import atomic_write
-from cosnet_index.geometry import box_bounds, source_box_side
+from cosnet_index.geometry import box_bounds, source_box_side, volume_nm3_to_voxels
 from cosnet_index.segment.crf import crf_refine
 from cosnet_index.segment.params import CRFParams
+from cosnet_index.segment.prior import (
+    PRIOR_COLUMNS,
+    estimate_priors,
+    hit_priors,
+    prior_report,
+    resolve_priors,
+)
 from cosnet_index.segment.stats import STAT_COLUMNS, mask_statistics
-from cosnet_index.segment.volume import mass_voxels, volume_prior_masks
+from cosnet_index.segment.volume import centre_component_voxels, volume_prior_masks
 from cosnet_index.segment.write import LabelVolume, header_origin, write_hit_mask
 
 if TYPE_CHECKING:
     from cosnet_index.store import Store
+    from cosnet_index.store.class_catalog import ClassVolume
 
 __all__ = ["SEGMENT_COLUMNS", "SegmentSummary", "segment_boxes", "segment_hits"]
 
@@ -48,6 +59,7 @@ SEGMENT_COLUMNS = (
     "probability",
     *STAT_COLUMNS,
     "prior_voxels",
+    *PRIOR_COLUMNS,
     "mask_path",
 )
 
@@ -151,6 +163,9 @@ def segment_hits(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     masses_kda: Mapping[str | None, float] | None = None,
+    set_name: str = DEFAULT_SET,
+    class_prior: bool = True,
+    estimate_volume: bool = False,
 ) -> SegmentSummary:
     """Segment every hit of ``hits`` (a search/classify table) and write masks + statistics.
 
@@ -164,9 +179,16 @@ def segment_hits(
         device: torch device (default: CUDA when present).
         overwrite: replace existing output files.
         progress: called with the number of hits done after each batch.
-        masses_kda: molecular mass per class name (key ``None``: every other hit). A hit with
-            a mass gets the volume prior: its mask is the ``mass / 0.81 Da/A^3`` most probable
-            voxels (:mod:`cosnet_index.segment.volume`); the others ``p > 0.5``.
+        masses_kda: molecular mass per class name (key ``None``: every other hit); overrides
+            the class's volume. A hit with a volume prior gets the ``volume`` most probable
+            voxels as its mask (:mod:`cosnet_index.segment.volume`); the others ``p > 0.5``.
+        set_name: the class set whose classes' recorded volumes are the default priors.
+        class_prior: use the classes' recorded volumes (``--no-prior``: False).
+        estimate_volume: estimate the volume of a class that has none from its most probable
+            hits (:mod:`cosnet_index.segment.prior`; decodes up to 32 more boxes per class).
+
+    Which masks used a prior, and which volume, is logged and recorded per hit
+    (``volume_from``, ``prior_source``, ``prior_volume_nm3``).
 
     Raises:
         InputError: a hits table without ``subtomogram_id``; existing outputs.
@@ -188,11 +210,20 @@ def segment_hits(
         catalog.rename(columns={"id": "subtomogram_id"}), on="subtomogram_id", how="left"
     )
     frame["label"] = np.arange(1, len(frame) + 1, dtype=np.int64)
-    frame["prior_kda"] = _hit_masses(frame["class"], masses_kda or {})
     headers = store.header_checksums(sorted(frame["tomogram"].unique()))
     model = store.model().to(device)
     box = int(model.config.box)
     model_voxel_angstrom = float(model.config.voxel_size_nm) * 10.0
+    volumes: dict[str, ClassVolume] = {}
+    if class_prior:
+        volumes = {c.name: c.volume for c in store.list_classes(set_name) if c.volume is not None}
+    priors = resolve_priors(frame["class"], class_volumes=volumes, masses_kda=masses_kda or {})
+    if estimate_volume:
+        decode = functools.partial(
+            _component_volumes_nm3, store, model, crf_params, batch_size, device
+        )
+        priors.update(estimate_priors(frame, set(frame["class"]) - set(priors), decode))
+    frame = frame.join(hit_priors(frame["class"], priors))
     (out / ("labels" if merge else "masks")).mkdir(parents=True, exist_ok=True)
 
     columns: dict[str, list] = {name: [] for name in (*STAT_COLUMNS, "prior_voxels", "mask_path")}
@@ -228,7 +259,7 @@ def segment_hits(
                 for s in range(0, len(rows), batch_size):
                     part = rows.iloc[s : s + batch_size]
                     boxes = read_indexed_boxes(store, part)
-                    n_inside = _prior_voxels(part["prior_kda"], voxel_angstrom)
+                    n_inside = _prior_voxels(part["prior_volume_nm3"], voxel_angstrom)
                     masks, prob, marginal = _segment_boxes(
                         model,
                         torch.from_numpy(boxes),
@@ -278,6 +309,8 @@ def segment_hits(
     _write_parquet(table, stats_path)
     seconds = time.perf_counter() - t0
     log.info("segmented %d hits in %.1f s", len(table), seconds)
+    for line in prior_report(table):
+        log.info(line)
     return SegmentSummary(
         table=table,
         stats_path=stats_path,
@@ -287,19 +320,31 @@ def segment_hits(
     )
 
 
-def _hit_masses(classes: pd.Series, masses: Mapping[str | None, float]) -> np.ndarray:
-    """Each hit's mass in kDa for the volume prior (NaN: none), from ``{class or None: kDa}``."""
-    unused = sorted(str(k) for k in masses if k is not None and k not in set(classes))
-    if unused:
-        log.warning("--mass-kda names class(es) %s, which no hit has", ", ".join(unused))
-    fallback = masses.get(None, np.nan)
-    return np.array([masses.get(c, fallback) for c in classes], dtype=np.float64)
+def _component_volumes_nm3(
+    store: Store,
+    model: Any,
+    crf_params: CRFParams | None,
+    batch_size: int,
+    device: str | torch.device,
+    rows: pd.DataFrame,
+) -> np.ndarray:
+    """``(n,)`` nm^3 of each row's ``p > 0.5`` (or ``Q_1``) component nearest the box centre,
+    at the model's voxel size (``--estimate-volume``)."""
+    from cosnet_index.store.boxes import read_indexed_boxes
+
+    voxels = []
+    for s in range(0, len(rows), batch_size):
+        boxes = torch.from_numpy(read_indexed_boxes(store, rows.iloc[s : s + batch_size]))
+        _, _, marginal = _segment_boxes(model, boxes, crf_params, out_side=None, device=device)
+        voxels.append(centre_component_voxels(marginal))
+    return np.concatenate(voxels) * float(model.config.voxel_size_nm) ** 3
 
 
-def _prior_voxels(masses_kda: pd.Series, voxel_angstrom: float) -> np.ndarray:
-    """Voxels of each hit's mass-based volume at ``voxel_angstrom`` (0: no prior)."""
+def _prior_voxels(volumes_nm3: pd.Series, voxel_angstrom: float) -> np.ndarray:
+    """Voxels of each hit's prior volume at ``voxel_angstrom`` (0: no prior)."""
     return np.array(
-        [0 if np.isnan(m) else mass_voxels(m, voxel_angstrom) for m in masses_kda], dtype=np.int64
+        [0 if np.isnan(v) else volume_nm3_to_voxels(v, voxel_angstrom) for v in volumes_nm3],
+        dtype=np.int64,
     )
 
 

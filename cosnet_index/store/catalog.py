@@ -18,14 +18,14 @@ import pandas as pd
 from sqlalchemy import select
 
 from cosnet_index.store import class_catalog, schema
-from cosnet_index.store.class_catalog import SupportClass
+from cosnet_index.store.class_catalog import ClassVolume, SupportClass
 from cosnet_index.store.tables import ModelRecord, ShardRecord, Subtomogram, TomogramRecord
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-__all__ = ["CatalogQueries", "SupportClass"]
+__all__ = ["CatalogQueries", "ClassVolume", "SupportClass"]
 
 
 class CatalogQueries:
@@ -51,8 +51,10 @@ class CatalogQueries:
         vectors: np.ndarray,
         sources: Sequence[dict[str, Any]],
         description: str = "",
+        volume: ClassVolume | None = None,
     ) -> SupportClass:
-        """Create class ``name`` (and its set) with ``vectors`` (K, dim), or append the shots.
+        """Create class ``name`` (and its set) with ``vectors`` (K, dim), or append the shots;
+        ``volume`` (when given) replaces the class's molecular volume.
 
         Raises:
             StoreLockedError: another process is writing.
@@ -60,8 +62,15 @@ class CatalogQueries:
         """
         with self.write_lock(), self.session() as session:
             return class_catalog.save_class(
-                session, self.model_hash, name, set_name, vectors, sources, description
+                session, self.model_hash, name, set_name, vectors, sources, description, volume
             )
+
+    def set_class_volume(
+        self, name: str, set_name: str, volume: ClassVolume | None
+    ) -> SupportClass:
+        """Replace (None: forget) the molecular volume of a class (``ClassError``: no class)."""
+        with self.write_lock(), self.session() as session:
+            return class_catalog.set_class_volume(session, name, set_name, volume)
 
     def support_classes(
         self, set_name: str, names: Sequence[str] | None = None

@@ -2,13 +2,15 @@
 
 Functions of an open SQLAlchemy ``Session`` (the ``Store`` methods in ``catalog.py`` open it);
 names arrive checked (``cosnet_index.classes.check_name``). A class holds its K support vectors
-as little-endian float32 blobs, with where each came from.
+as little-endian float32 blobs, with where each came from, and its molecular volume when known
+(:class:`ClassVolume`, migration ``0005``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +19,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from cosnet_index.errors import ClassError, StoreError
+from cosnet_index.errors import ClassError, InputError, StoreError
 from cosnet_index.store.tables import ClassRecord, ClassSetRecord, ModelRecord, SupportVectorRecord
 
 __all__ = [
+    "VOLUME_SOURCES",
+    "ClassVolume",
     "SupportClass",
     "class_names",
     "class_sets",
@@ -29,8 +33,53 @@ __all__ = [
     "list_classes",
     "rename_class",
     "save_class",
+    "set_class_volume",
     "set_classes",
 ]
+
+VOLUME_SOURCES: dict[str, str] = {
+    "map-contour": "the volume the map encloses at its contour (given or estimated)",
+    "map-mass": "the mass given with the map (--mass-kda), at 0.81 Da/A^3",
+    "mass-kda": "the mass given (--mass-kda), at 0.81 Da/A^3",
+    "atomic-model": "the sum of the atomic model's masses, at 0.81 Da/A^3",
+    "user": "set by hand (classes set-volume --volume-nm3)",
+}
+"""Where a class's volume can come from (``classes.volume_source``), with what it means."""
+
+
+@dataclass(frozen=True)
+class ClassVolume:
+    """The molecular volume of a class: ``segment``'s mask prior for its hits.
+
+    Attributes:
+        volume_nm3: the volume in nm^3 (> 0, finite).
+        source: one of :data:`VOLUME_SOURCES`.
+        mass_kda: the mass it was computed from, when it was (kDa).
+        note: how it was found, for ``classes list`` (e.g. the contour level).
+
+    Raises:
+        InputError: a volume that is not a positive number, or an unknown source.
+    """
+
+    volume_nm3: float
+    source: str
+    mass_kda: float | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.volume_nm3) and self.volume_nm3 > 0):
+            raise InputError(
+                f"a class volume must be a positive number of nm^3, got {self.volume_nm3}; "
+                "check the mass (--mass-kda), volume (--volume-nm3) or contour (--contour)"
+            )
+        if self.source not in VOLUME_SOURCES:
+            raise InputError(
+                f"unknown volume source {self.source!r}; one of {', '.join(VOLUME_SOURCES)}"
+            )
+        if self.mass_kda is not None and not (math.isfinite(self.mass_kda) and self.mass_kda > 0):
+            raise InputError(
+                f"a molecular mass must be a positive number of kDa, got {self.mass_kda}"
+            )
 
 
 @dataclass(frozen=True)
@@ -47,6 +96,7 @@ class SupportClass:
         subtomogram_ids: ids of the stored subtomograms among the shots.
         positions: ``(tomogram, x, y, z)`` of shots embedded at a position the store did not
             hold when the class was made (it may hold it since).
+        volume: the molecular volume, or None when it is not known.
     """
 
     name: str
@@ -58,6 +108,7 @@ class SupportClass:
     created_at: dt.datetime
     subtomogram_ids: tuple[int, ...] = ()
     positions: tuple[tuple[str, float, float, float], ...] = ()
+    volume: ClassVolume | None = None
 
     @property
     def shots(self) -> int:
@@ -104,7 +155,26 @@ def _to_class(record: ClassRecord, set_name: str, model_hash: str) -> SupportCla
             for v in record.vectors
             if v.subtomogram_id is None and v.tomogram is not None and v.x is not None
         ),
+        volume=_volume_of(record),
     )
+
+
+def _volume_of(record: ClassRecord) -> ClassVolume | None:
+    if record.volume_nm3 is None or record.volume_source not in VOLUME_SOURCES:
+        return None
+    return ClassVolume(
+        float(record.volume_nm3),
+        str(record.volume_source),
+        None if record.mass_kda is None else float(record.mass_kda),
+        record.volume_note or "",
+    )
+
+
+def _write_volume(record: ClassRecord, volume: ClassVolume | None) -> None:
+    record.volume_nm3 = None if volume is None else float(volume.volume_nm3)
+    record.volume_source = None if volume is None else volume.source
+    record.mass_kda = None if volume is None else volume.mass_kda
+    record.volume_note = None if volume is None else volume.note
 
 
 def find_class(session: Session, name: str, set_name: str) -> ClassRecord | None:
@@ -145,8 +215,10 @@ def save_class(
     vectors: np.ndarray,
     sources: Sequence[dict[str, Any]],
     description: str,
+    volume: ClassVolume | None = None,
 ) -> SupportClass:
-    """Create the class (and its set) or append shots to it.
+    """Create the class (and its set) or append shots to it; ``volume`` (when given) replaces
+    the class's molecular volume.
 
     Raises:
         StoreError: the class exists and was made with another model.
@@ -172,6 +244,8 @@ def save_class(
         )
     elif description:
         record.description = description
+    if volume is not None:
+        _write_volume(record, volume)
     xb = np.ascontiguousarray(vectors, dtype="<f4")  # (K, dim)
     start = len(record.vectors)
     for k, (vector, source) in enumerate(zip(xb, sources, strict=True)):
@@ -259,6 +333,29 @@ def delete_class(session: Session, name: str, set_name: str) -> None:
     session.delete(record)
 
 
+def set_class_volume(
+    session: Session, name: str, set_name: str, volume: ClassVolume | None
+) -> SupportClass:
+    """Replace (or with None, forget) the molecular volume of a class.
+
+    Raises:
+        ClassError: no such class.
+    """
+    record = find_class(session, name, set_name)
+    if record is None:
+        raise _missing(session, name, set_name)
+    _write_volume(record, volume)
+    session.flush()
+    return _to_class(record, set_name, _model_hash(session, record))
+
+
+def _model_hash(session: Session, record: ClassRecord) -> str:
+    model = session.get(ModelRecord, record.model_id)
+    if model is None:  # the foreign key forbids it: a damaged catalog
+        raise StoreError(f"class {record.name!r} names a model the catalog does not hold")
+    return model.weights_hash
+
+
 def rename_class(session: Session, old: str, new: str, set_name: str) -> SupportClass:
     """Rename a class within its set.
 
@@ -275,7 +372,4 @@ def rename_class(session: Session, old: str, new: str, set_name: str) -> Support
         )
     record.name = new
     session.flush()
-    model = session.get(ModelRecord, record.model_id)
-    if model is None:  # the foreign key forbids it: a damaged catalog
-        raise StoreError(f"class {new!r} names a model the catalog does not hold")
-    return _to_class(record, set_name, model.weights_hash)
+    return _to_class(record, set_name, _model_hash(session, record))

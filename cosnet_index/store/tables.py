@@ -1,5 +1,6 @@
 """The catalog's tables (SQLAlchemy 2 ORM), all of them: the collection (migration ``0001``) and
-the support classes (``0002``). Migrations in ``migrations/versions`` create them.
+the support classes (``0002``; their molecular volume ``0005``). Migrations in
+``migrations/versions`` create them.
 
 ``subtomograms.id`` is the FAISS id of the subtomogram's vector. A row of ``shards`` exists only
 once its Parquet file is complete and renamed into place, and is committed in the same transaction
@@ -159,6 +160,13 @@ class ClassRecord(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+    # the molecular volume (migration 0005; None: not known), the mask prior of `segment`:
+    # nm^3, where it came from (``class_catalog.VOLUME_SOURCES``), the mass it was computed from
+    # (kDa, when one was), and how (e.g. the contour level)
+    volume_nm3: Mapped[float | None] = mapped_column(Float, nullable=True)
+    volume_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    mass_kda: Mapped[float | None] = mapped_column(Float, nullable=True)
+    volume_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     vectors: Mapped[list[SupportVectorRecord]] = relationship(
         back_populates="support_class",
