@@ -68,6 +68,7 @@ def main() -> None:
         snrs=tuple(float(s) for s in args.snrs.split(",")),
         episodes=args.episodes,
         baseline_episodes=0,
+        collection="box",  # the documented figures: a microscope per box
         seed=args.seed,
     )
     t0 = time.perf_counter()
