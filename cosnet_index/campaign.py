@@ -8,6 +8,8 @@ size-matched tier, 10-way 1-shot, SNR 1000 / 0.5 / 0.1, fixed seed):
 
 - ``shifted/same``: the ``shifted`` imaging (never trained on: the ``broad`` training preset
   leaves a gap around each of its ranges), one microscope per episode (the headline);
+- ``shifted/cross``: the same, the supports from one collection and the query from another (a
+  class reused on another microscope);
 - ``paper/same``: the ``paper`` imaging (it must not be forgotten);
 
 and :func:`append_curve` adds the row (training hours, step, boxes seen, every cell with its 95%
@@ -47,7 +49,11 @@ logger = logging.getLogger(__name__)
 # procedural classes (never a held-out id, never a RESERVED entry: training_classes refuses them)
 CAMPAIGN_CLASSES = "train-real,lib-train,proc:0-1999"
 # (imaging preset, microscope per ...) of each learning-curve table
-CURVE_TABLES: tuple[tuple[str, str], ...] = (("shifted", "same"), ("paper", "same"))
+CURVE_TABLES: tuple[tuple[str, str], ...] = (
+    ("shifted", "same"),
+    ("shifted", "cross"),
+    ("paper", "same"),
+)
 CURVE_SNRS: tuple[float, ...] = (1000.0, 0.5, 0.1)
 REPO_TRAINING = pathlib.Path(__file__).resolve().parent.parent / "training" / "campaign"
 COMMITTED_WEIGHTS = "weights_fp16.pt"
@@ -271,7 +277,8 @@ def plot_curve(curve_csv: str | os.PathLike, png: str | os.PathLike) -> None:
             hi = [float(r.get(f"{key}/ci_high") or math.nan) for r in rows]
             line = ax.plot(hours, acc, marker="o", label=f"SNR {snr:g}")[0]
             ax.fill_between(hours, lo, hi, color=line.get_color(), alpha=0.15)
-        ax.set_title(f"{imaging} imaging, one microscope per episode")
+        where = {"same": "one microscope per episode", "cross": "supports on another microscope"}
+        ax.set_title(f"{imaging} imaging, {where.get(collection, collection)}", fontsize=9)
         ax.set_xlabel("campaign training hours (2 CPU cores)")
         ax.set_ylabel("10-way 1-shot accuracy (held-out molecules)")
         ax.set_ylim(0, 1)
