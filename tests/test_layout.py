@@ -1,7 +1,7 @@
 """The package's shape: no import cycle, no import from a later pipeline stage into an earlier one.
 
 The pipeline is ``io -> simulate -> model -> (data, train, evaluate) -> store -> pick -> classes
--> query -> benchmark -> segment -> report -> demo -> cli`` over a foundation (``errors``,
+-> query -> benchmark -> campaign -> segment -> report -> demo -> cli`` over a foundation (``errors``,
 ``geometry``, ``defaults``, ``files``) that every stage may use (docs/architecture.md). Imports
 inside ``if TYPE_CHECKING:`` are for annotations only and are not counted; imports inside
 functions are.
@@ -18,7 +18,7 @@ FOLDERS = {"cosnet_index": ROOT / "cosnet_index", "cosnet_index.cli": ROOT / "cl
 
 # stage of each top-level part of the package: a module may import its own stage and earlier ones
 STAGES = [
-    {"", "errors", "geometry", "defaults", "files", "weights"},
+    {"", "errors", "geometry", "defaults", "files", "frozen", "weights"},
     {"io"},
     {"simulate"},
     {"model"},
@@ -29,6 +29,7 @@ STAGES = [
     {"classes"},
     {"query"},
     {"benchmark"},  # evaluate plus the query scores: after both
+    {"campaign"},  # training chunks scored on the hard benchmark's tables
     {"segment"},
     {"report"},
     {"demo"},

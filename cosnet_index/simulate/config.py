@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from cosnet_index.errors import InputError
+from cosnet_index.frozen import frozen_from_dict, frozen_to_dict
 
 __all__ = ["SimulationConfig"]
 
@@ -53,8 +55,6 @@ class SimulationConfig:
     crowding_gap_fraction: float = 0.3
 
     def __post_init__(self) -> None:
-        from cosnet_index.errors import InputError
-
         if self.box < 8 or self.box % 2:
             raise InputError(f"box must be an even number >= 8, got {self.box}; use e.g. 32")
         if self.voxel_size_nm <= 0:
@@ -73,17 +73,9 @@ class SimulationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""
-        return dataclasses.asdict(self)
+        return frozen_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SimulationConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        from cosnet_index.errors import InputError
-
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InputError(
-                f"unknown SimulationConfig fields {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls(**values)
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`InputError`."""
+        return frozen_from_dict(cls, values)

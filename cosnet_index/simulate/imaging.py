@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from cosnet_index.errors import InputError
+from cosnet_index.frozen import frozen_from_dict, frozen_to_dict
 from cosnet_index.simulate._fourier import _extra_sigma_nm
 
 __all__ = [
@@ -156,7 +157,7 @@ class Imaging:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""
-        return dataclasses.asdict(self)
+        return frozen_to_dict(self)
 
     def to_json(self) -> str:
         """The fields as one JSON object (sorted keys), e.g. for a truth-table column."""
@@ -164,12 +165,8 @@ class Imaging:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Imaging:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InputError(f"unknown Imaging fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`InputError`."""
+        return frozen_from_dict(cls, values)
 
 
 def _uniform(rng: np.random.Generator, intervals: Sequence[Interval]) -> float:
@@ -334,8 +331,14 @@ class ImagingRanges:
         return _inside(float(getattr(imaging, field)), getattr(self, field))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-serialisable) of every field."""
-        return dataclasses.asdict(self)
+        """Plain dict of every field (intervals stay tuples; JSON makes them lists)."""
+        return frozen_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ImagingRanges:
+        """Inverse of :meth:`to_dict` (also of its JSON: intervals become tuples again);
+        unknown keys raise :class:`InputError`."""
+        return frozen_from_dict(cls, values)
 
 
 _PAPER = ImagingRanges(name="paper", fast_path=True)
