@@ -222,7 +222,7 @@ def main() -> None:
     from cosnet_index.segment import crf_refine, load_crf_params
     from cosnet_index.segment.volume import volume_prior_masks
     from cosnet_index.simulate import SimulationConfig, resolve_classes, simulate_subtomograms
-    from cosnet_index.simulate.library import library_manifest
+    from cosnet_index.simulate.molecules.library import library_manifest
 
     t_start = time.perf_counter()
     model, info = load_checkpoint(args.checkpoint) if args.checkpoint else load_default_model()

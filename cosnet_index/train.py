@@ -86,7 +86,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    # imaging of the training data: a preset (cosnet_index.simulate.imaging) or a mix
+    # imaging of the training data: a preset (cosnet_index.simulate.microscope) or a mix
     # "paper:1,broad:3" (cosnet_index.data.imaging_mix); "paper" is the fast fixed recipe the
     # shipped weights were trained on
     imaging: str = "paper"

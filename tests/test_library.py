@@ -10,17 +10,17 @@ import pytest
 
 from cosnet_index.errors import InputError
 from cosnet_index.simulate import library_manifest, library_map, library_names, resolve_classes
-from cosnet_index.simulate._assembly import (
+from cosnet_index.simulate.molecules._assembly import (
     CONTACT_ANGSTROM,
     assemble,
     count_clashes,
     symmetry_operators,
 )
-from cosnet_index.simulate._density import splat
-from cosnet_index.simulate._library_build import heldout_id, read_reserved, tier_of
-from cosnet_index.simulate._library_sources import EXCLUDED_IDS
-from cosnet_index.simulate.library import library_class
-from cosnet_index.simulate.maps import class_info, is_class_name
+from cosnet_index.simulate.molecules._density import splat
+from cosnet_index.simulate.molecules._library_build import heldout_id, read_reserved, tier_of
+from cosnet_index.simulate.molecules._library_sources import EXCLUDED_IDS
+from cosnet_index.simulate.molecules.library import library_class
+from cosnet_index.simulate.molecules.maps import class_info, is_class_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,7 +211,7 @@ def test_helix_and_lattice_patch() -> None:
 
 def test_mass_of_a_tiny_atomic_model(tmp_path: Path) -> None:
     gemmi = pytest.importorskip("gemmi")
-    from cosnet_index.simulate._library_build import _chains, _mass_kda, _read_model
+    from cosnet_index.simulate.molecules._library_build import _chains, _mass_kda, _read_model
 
     structure = gemmi.Structure()
     model = gemmi.Model("1")
@@ -241,7 +241,7 @@ def test_mass_of_a_tiny_atomic_model(tmp_path: Path) -> None:
 
 
 def test_summary_counts_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
-    from cosnet_index.simulate.library import main
+    from cosnet_index.simulate.molecules.library import main
 
     assert main(["summary"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,9 @@
-"""The simulator's physical and geometric parameters (one frozen dataclass)."""
+"""The fast path's recipe: the simulator's physical and geometric parameters (one frozen dataclass).
+
+Its microscope part is the same :class:`~cosnet_index.simulate.microscope.ctf.CTFSettings` record
+the tilt-series path's :class:`~cosnet_index.simulate.microscope.imaging.Imaging` gives
+(:meth:`SimulationConfig.ctf_settings`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 
 from cosnet_index.errors import InputError
 from cosnet_index.frozen import frozen_from_dict, frozen_to_dict
+from cosnet_index.simulate.microscope.ctf import CTFSettings
 
 __all__ = ["SimulationConfig"]
 
@@ -70,6 +76,16 @@ class SimulationConfig:
             raise InputError(f"amplitude_contrast must be in [0, 1), got {self.amplitude_contrast}")
         if self.max_shift_fraction < 0 or self.crowding_max_neighbours < 0:
             raise InputError("max_shift_fraction and crowding_max_neighbours must be >= 0")
+
+    def ctf_settings(self) -> CTFSettings:
+        """This recipe's CTF (isotropic: no astigmatism, no phase plate)."""
+        return CTFSettings(
+            voltage_kv=self.voltage_kv,
+            cs_mm=self.cs_mm,
+            amplitude_contrast=self.amplitude_contrast,
+            bfactor_angstrom2=self.bfactor_angstrom2,
+            phase_flip=self.phase_flip,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""

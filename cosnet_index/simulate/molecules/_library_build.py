@@ -32,15 +32,15 @@ import numpy as np
 
 from cosnet_index.errors import InputError
 from cosnet_index.files import atomic_write
-from cosnet_index.simulate._assembly import (
+from cosnet_index.simulate.molecules._assembly import (
     CLASH_ANGSTROM,
     CONTACT_ANGSTROM,
     assemble,
     count_clashes,
 )
-from cosnet_index.simulate._density import _centre_and_trim, splat
-from cosnet_index.simulate._library_sources import EXCLUDED_IDS, SOURCES, Source
-from cosnet_index.simulate._real import resample
+from cosnet_index.simulate.molecules._density import _centre_and_trim, splat
+from cosnet_index.simulate.molecules._library_sources import EXCLUDED_IDS, SOURCES, Source
+from cosnet_index.simulate.molecules._real import resample
 
 log = logging.getLogger(__name__)
 
