@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from cosnet_index.benchmark.hard import HardConfig, hard_accuracy_table, hard_cell_episodes
+    from cosnet_index.benchmark import HardConfig, hard_accuracy_table, hard_cell_episodes
     from cosnet_index.benchmark.tiers import hard_tiers
     from cosnet_index.evaluate import accuracy_cells
     from cosnet_index.model import load_checkpoint, load_default_model

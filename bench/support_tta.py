@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from cosnet_index.benchmark.hard import imaging_simulate, simulate_snrs
+    from cosnet_index.benchmark import imaging_simulate, simulate_snrs
     from cosnet_index.benchmark.tiers import TIER_NAMES, draw_classes, hard_tiers
     from cosnet_index.evaluate import accuracy_cells, accuracy_table
     from cosnet_index.model import load_checkpoint, load_default_model
