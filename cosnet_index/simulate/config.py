@@ -79,13 +79,7 @@ class SimulationConfig:
 
     def ctf_settings(self) -> CTFSettings:
         """This recipe's CTF (isotropic: no astigmatism, no phase plate)."""
-        return CTFSettings(
-            voltage_kv=self.voltage_kv,
-            cs_mm=self.cs_mm,
-            amplitude_contrast=self.amplitude_contrast,
-            bfactor_angstrom2=self.bfactor_angstrom2,
-            phase_flip=self.phase_flip,
-        )
+        return CTFSettings.of(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -51,6 +52,23 @@ class CTFSettings:
     astigmatism_um: float = 0.0
     phase_shift_rad: float = 0.0
     phase_flip: bool = False
+
+    @classmethod
+    def of(
+        cls, microscope: Any, *, astigmatism_um: float = 0.0, phase_shift_rad: float = 0.0
+    ) -> CTFSettings:
+        """The CTF of any record with ``voltage_kv``, ``cs_mm``, ``amplitude_contrast``,
+        ``bfactor_angstrom2`` and ``phase_flip`` fields (a ``SimulationConfig``, an
+        ``Imaging``), with the astigmatism and phase shift given."""
+        return cls(
+            voltage_kv=microscope.voltage_kv,
+            cs_mm=microscope.cs_mm,
+            amplitude_contrast=microscope.amplitude_contrast,
+            bfactor_angstrom2=microscope.bfactor_angstrom2,
+            astigmatism_um=astigmatism_um,
+            phase_shift_rad=phase_shift_rad,
+            phase_flip=microscope.phase_flip,
+        )
 
 
 def electron_wavelength_nm(voltage_kv: float) -> float:

@@ -125,14 +125,10 @@ class Imaging:
 
     def ctf_settings(self) -> CTFSettings:
         """This microscope's CTF (a phase plate shifts the phase by pi / 2)."""
-        return CTFSettings(
-            voltage_kv=self.voltage_kv,
-            cs_mm=self.cs_mm,
-            amplitude_contrast=self.amplitude_contrast,
-            bfactor_angstrom2=self.bfactor_angstrom2,
+        return CTFSettings.of(
+            self,
             astigmatism_um=self.astigmatism_um,
             phase_shift_rad=math.pi / 2 if self.phase_plate else 0.0,
-            phase_flip=self.phase_flip,
         )
 
     def to_dict(self) -> dict[str, Any]:
