@@ -202,3 +202,39 @@ def test_no_sql_outside_the_store() -> None:
             if sql.search(line):
                 offenders.append(f"{name}:{number}: {line.strip()}")
     assert offenders == []
+
+
+# simulate/ from what is imaged to what a user reads: a part imports its own modules and parts
+# of a lower rank only (docs/architecture.md, "The simulator")
+SIMULATE_RANKS = [
+    {"_fourier", "_pose", "microscope", "molecules"},  # helpers, parameters, what is imaged
+    {"config"},  # the fast path's recipe (reads microscope.ctf)
+    {"specimen", "reconstruction"},  # where molecules sit; what comes out
+    {"subtomograms", "tomogram", "split"},  # the entry points
+    {"dataset"},  # datasets of subtomograms
+    {""},  # simulate/__init__.py: the public names
+]
+
+
+def _simulate_rank(module: str) -> tuple[str, int]:
+    parts = module.split(".")
+    part = parts[2] if len(parts) > 2 else ""
+    return part, next(k for k, names in enumerate(SIMULATE_RANKS) if part in names)
+
+
+def test_the_simulator_imports_only_downward() -> None:
+    graph = import_graph()
+    upward = []
+    for module, targets in graph.items():
+        if not module.startswith("cosnet_index.simulate"):
+            continue
+        part, rank = _simulate_rank(module)
+        for target in targets:
+            if not target.startswith("cosnet_index.simulate"):
+                continue
+            target_part, target_rank = _simulate_rank(target)
+            if target_part != part and target_rank >= rank:
+                upward.append(f"{module} -> {target}")
+    assert upward == []
+    parts = {m.split(".")[2] for m in _modules() if m.startswith("cosnet_index.simulate.")}
+    assert parts <= set().union(*SIMULATE_RANKS)  # every part has a rank
