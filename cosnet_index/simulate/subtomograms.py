@@ -279,13 +279,13 @@ def simulate_subtomograms(
         device: torch device to compute on.
         return_clean: also return the noise-free imaged volumes.
         imaging: an imaging preset name (``paper``, ``realistic``, ``shifted``; see
-            :data:`~cosnet_index.simulate.imaging.IMAGING_PRESETS`) or an :class:`ImagingRanges`.
+            :data:`~cosnet_index.simulate.microscope.IMAGING_PRESETS`) or an :class:`ImagingRanges`.
             ``paper`` is the fast Fourier-space path (CTF and wedge of ``config``); any other
             draws one :class:`Imaging` per subtomogram and images through the Fourier form of
-            the tilt-series path (:func:`~cosnet_index.simulate.imaging.image_subtomograms`).
+            the tilt-series path (:func:`~cosnet_index.simulate.reconstruction.image_subtomograms`).
         collections: one id per name: boxes with the same id come from ONE collection and share
             its microscope (per-particle defocus and position vary,
-            :meth:`~cosnet_index.simulate.imaging.ImagingRanges.sample_collection`); ``None``
+            :meth:`~cosnet_index.simulate.microscope.ImagingRanges.sample_collection`); ``None``
             draws a microscope per box. Ignored by ``paper`` (one fixed recipe).
 
     Raises:
