@@ -16,13 +16,12 @@ store. Reported, with 95% Wilson intervals over particles that were not support 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from _common import bench_parser, setup_run
 
 from cosnet_index.classes import add_class
 from cosnet_index.evaluate import (
@@ -43,8 +42,7 @@ def _ci(k: int, n: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="default: the shipped weights")
+    parser = bench_parser(__doc__, checkpoint="default: the shipped weights")
     parser.add_argument("--classes", default="heldout-real,proc:100000-100002")
     parser.add_argument("--snr", type=float, default=0.5)
     parser.add_argument("--n-tomograms", type=int, default=2)
@@ -54,11 +52,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="support draws")
     parser.add_argument("--min-prob", type=float, default=DEFAULT_MIN_PROB)
     parser.add_argument("--evaluate-episodes", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default=None, help="folder for tomograms and store (temp)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_run(args)
     checkpoint = Path(args.checkpoint or default_checkpoint_path())
     work = Path(args.work or tempfile.mkdtemp(prefix="cosnet-classify-"))
     names = resolve_classes(args.classes)

@@ -10,10 +10,10 @@ the same run. Numbers depend on the machine and its load: compare the ratios.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
+from _common import bench_parser, setup_run
 from torch.utils.flop_counter import FlopCounterMode
 
 from cosnet_index.model import CosNet, CosNetConfig
@@ -70,13 +70,10 @@ def rate(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, quick="batch 64, fp32 only")
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--quick", action="store_true", help="batch 64, fp32 only")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    setup_run(args, torch_seed=True)
     batches = [64] if args.quick else [16, 64, 256]
     modes = (
         [(False, False), (True, False)]

@@ -17,14 +17,13 @@ Same episodes (classes, targets) for every method; accuracy with 95% Wilson inte
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import time
 
 import numpy as np
 import pandas as pd
-import torch
+from _common import bench_parser, load_model, setup_run
 
 
 def binned_simulate(simulate, factor: int, box: int):
@@ -40,25 +39,19 @@ def binned_simulate(simulate, factor: int, box: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, checkpoint="", quick="1-shot only")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--ways", default="5,10")
     parser.add_argument("--snrs", default="1000,0.5,0.1")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--quick", action="store_true", help="1-shot only")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_run(args)
 
-    from cosnet_index.benchmark.hard import HardConfig, hard_accuracy_table, hard_cell_episodes
+    from cosnet_index.benchmark import HardConfig, hard_accuracy_table, hard_cell_episodes
     from cosnet_index.benchmark.tiers import hard_tiers
     from cosnet_index.evaluate import accuracy_cells
-    from cosnet_index.model import load_checkpoint, load_default_model
     from cosnet_index.simulate import SimulationConfig, simulate_subtomograms
 
-    model, info = load_checkpoint(args.checkpoint) if args.checkpoint else load_default_model()
-    model.eval()
+    model, info, _ = load_model(args.checkpoint)
     box = model.config.box if hasattr(model.config, "box") else 32
     tier = next(t for t in hard_tiers() if t.name == "large")
     config = HardConfig(

@@ -20,39 +20,34 @@ with 95% Wilson intervals, and the paired difference map - particle on the same 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
 import numpy as np
 import pandas as pd
 import torch
+from _common import bench_parser, load_model, setup_run
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, checkpoint="")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--ways", default="2,5")
     parser.add_argument("--snrs", default="0.5")
     parser.add_argument("--tiers", default="size-matched,large")
     parser.add_argument("--orientations", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", default=None)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_run(args)
 
-    from cosnet_index.benchmark.hard import imaging_simulate, simulate_snrs
+    from cosnet_index.benchmark import imaging_simulate, simulate_snrs
     from cosnet_index.benchmark.tiers import TIER_NAMES, draw_classes, hard_tiers
     from cosnet_index.classes import ReferenceImaging
     from cosnet_index.classes._reference import image_reference, reference_vector
     from cosnet_index.evaluate import accuracy_cells, accuracy_table
-    from cosnet_index.model import load_checkpoint, load_default_model
     from cosnet_index.query._scores import DEFAULT_REDUCE, class_scores
     from cosnet_index.simulate import class_info
 
-    model, info = load_checkpoint(args.checkpoint) if args.checkpoint else load_default_model()
-    model.eval()
+    model, info, _ = load_model(args.checkpoint)
     simulate = imaging_simulate("shifted")
     snrs = tuple(float(s) for s in args.snrs.split(","))
     settings = {

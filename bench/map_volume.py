@@ -23,7 +23,7 @@ def main() -> None:
     from cosnet_index.classes import volume_of_map
     from cosnet_index.geometry import mass_kda_to_volume_nm3
     from cosnet_index.simulate._real import REAL_MASS_KDA
-    from cosnet_index.simulate.library import library_manifest, library_map
+    from cosnet_index.simulate.molecules.library import library_manifest, library_map
 
     logging.basicConfig(level=logging.WARNING)
     folder = resources.files("cosnet_index.simulate") / "structures"

@@ -21,16 +21,14 @@ carry 95% Wilson intervals over queries (queries share pools, so the intervals a
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 
 import numpy as np
 import torch
+from _common import bench_parser, load_model, setup_run
 
 from cosnet_index.evaluate import wilson_interval
-from cosnet_index.model import load_checkpoint
-from cosnet_index.model.checkpoint import default_checkpoint_path
 from cosnet_index.query import class_scores
 from cosnet_index.simulate import default_split, simulate_subtomograms
 
@@ -91,30 +89,26 @@ def _ci(rate: float, n: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="default: the shipped weights")
+    parser = bench_parser(
+        __doc__, checkpoint="default: the shipped weights", quick="20 per class, 50 episodes"
+    )
     parser.add_argument("--snr", type=float, nargs="+", default=[1000.0, 0.5, 0.1])
     parser.add_argument("--per-class", type=int, default=40, help="subtomograms per class")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--known", type=int, default=5, help="classes in the support set")
     parser.add_argument("--absent", type=int, default=5, help="held-out classes not in it")
     parser.add_argument("--queries", type=int, default=5, help="queries per class per episode")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--evaluate-episodes",
         type=int,
         default=300,
         help="also run `evaluate`'s N-way-1-shot episodes (N = --known) at each SNR for comparison",
     )
-    parser.add_argument("--quick", action="store_true", help="20 per class, 50 episodes")
     args = parser.parse_args()
     if args.quick:
         args.per_class, args.episodes, args.evaluate_episodes = 20, 50, 100
-    torch.set_num_threads(args.threads)
-    path = args.checkpoint or default_checkpoint_path()
-    model, info = load_checkpoint(path)
-    model.eval()
+    setup_run(args)
+    model, info, path = load_model(args.checkpoint)
     bias = model.head_bias
     names = default_split().heldout
     print(f"checkpoint {path} (hash {info.hash[:12]}), head bias {bias:.3f}")

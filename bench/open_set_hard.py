@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
+from _common import bench_parser, load_model, setup_run
 
 from cosnet_index.benchmark.open_set import (
     METHODS,
@@ -37,8 +37,6 @@ from cosnet_index.benchmark.open_set import (
     score_collection,
     simulate_collections,
 )
-from cosnet_index.model import load_checkpoint
-from cosnet_index.model.checkpoint import default_checkpoint_path
 from cosnet_index.query import DEFAULT_LEVEL, DEFAULT_MIN_PROB, DEFAULT_NEIGHBOURS
 
 
@@ -173,17 +171,16 @@ def choose_discovery_defaults(per_imaging: dict[str, pd.Series]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(
+        __doc__, checkpoint="default: the shipped weights", quick="3 episodes x 10 per molecule"
+    )
     parser.add_argument("table", choices=["open-set", "discovery"], nargs="?", default="open-set")
     parser.add_argument(
         "--imaging", choices=["shifted", "paper"], nargs="+", default=["shifted", "paper"]
     )
-    parser.add_argument("--checkpoint", default=None, help="default: the shipped weights")
     parser.add_argument("--snr", type=float, nargs="+", default=[1000.0, 0.5, 0.1])
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--per-molecule", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-prob", type=float, default=DEFAULT_MIN_PROB, help="fixed rule")
     parser.add_argument("--level", type=float, default=DEFAULT_LEVEL)
     parser.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS)
@@ -193,14 +190,11 @@ def main() -> None:
     )
     parser.add_argument("--min-sizes", type=int, nargs="+", default=[3, 5, 10])
     parser.add_argument("--cache-dir", default="bench-out/open_set_hard")
-    parser.add_argument("--quick", action="store_true", help="3 episodes x 10 per molecule")
     args = parser.parse_args()
     if args.quick:
         args.episodes, args.per_molecule = 3, 10
-    torch.set_num_threads(args.threads)
-    path = args.checkpoint or default_checkpoint_path()
-    model, info = load_checkpoint(path)
-    model.eval()
+    setup_run(args)
+    model, info, path = load_model(args.checkpoint)
     print(
         f"checkpoint {path} (hash {info.hash[:12]}), head bias {model.head_bias:.3f}; seed "
         f"{args.seed}, {args.episodes} episodes x (5 named + 4 unnamed) x "

@@ -29,7 +29,6 @@ class on it, both timed on this machine's CPU threads.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -42,6 +41,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bench_parser, setup_run, write_json
 from _pick_score import at, candidate_metrics, per_class, prf
 from _pick_tm import match_tomogram, peaks
 
@@ -278,7 +278,7 @@ def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, threads=None, quick="")
     parser.add_argument("--snr", default="1000,0.5,0.1")
     parser.add_argument("--tomograms", type=int, default=2)
     parser.add_argument("--particles", type=int, default=80)
@@ -287,15 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bin", type=int, default=2, help="template matching binning")
     parser.add_argument("--timing", action="store_true", help="also time a 512x512x200 tomogram")
     parser.add_argument("--timing-particles", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None, help="also write the results as JSON")
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
     if args.quick:
         args.snr, args.tomograms, args.particles, args.shape = "0.5", 1, 40, "64,128,128"
     args.shape = tuple(int(s) for s in args.shape.split(","))
-    torch.manual_seed(args.seed)
+    setup_run(args, torch_seed=True)
     results = {"args": {k: v for k, v in vars(args).items() if k != "workdir"}, "snr": []}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for snr in [float(s) for s in args.snr.split(",") if s.strip()]:
@@ -306,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             results["timing"] = timing(Path(tmp), args)
             print(json.dumps(results["timing"], indent=1))
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1, default=float))
+        write_json(args.out, results)
     return 0
 
 

@@ -14,12 +14,12 @@ Targets (issue 5, 2 cores): classify 1M x 22 < 2 s; top-100 search over 1M < 0.5
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import faiss
 import numpy as np
+from _common import bench_parser
 
 from cosnet_index.query import class_scores, classify_scores, search_class, search_vectors
 
@@ -86,12 +86,9 @@ def timed(fn, repeat: int = 1):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="100k vectors instead of 1M")
+    parser = bench_parser(__doc__, quick="100k vectors instead of 1M")
     parser.add_argument("--n", type=int, default=None, help="collection size (overrides --quick)")
     parser.add_argument("--k", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
     n = args.n or (100_000 if args.quick else 1_000_000)

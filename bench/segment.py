@@ -17,7 +17,6 @@ Rates depend on the machine and its load: compare the ratios.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -25,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from _common import bench_parser, load_model, setup_run
 
 from cosnet_index.errors import CheckpointError
 from cosnet_index.segment import CRFParams, crf_refine, dice, load_crf_params
@@ -61,32 +61,22 @@ def profile_lines(fn: Callable[[], object], n: int = 8) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, checkpoint="", quick="48 boxes, 16 for pydensecrf")
     parser.add_argument("--boxes", type=int, default=192)
     parser.add_argument("--pydensecrf-boxes", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--crf-params", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="48 boxes, 16 for pydensecrf")
     parser.add_argument("--profile", action="store_true", help="cProfile the old and new CRF")
     args = parser.parse_args()
     if args.quick:
         args.boxes, args.pydensecrf_boxes, args.repeats = 48, 16, 2
-    torch.set_num_threads(args.threads)
     from cosnet_index.segment import _bilateral_numba
 
-    if _bilateral_numba.available():
-        import numba
-
-        numba.set_num_threads(args.threads)
-
-    from cosnet_index.model import load_checkpoint, load_default_model
+    setup_run(args, numba=_bilateral_numba.available())
     from cosnet_index.simulate import default_split, simulate_subtomograms
 
-    model, info = load_checkpoint(args.checkpoint) if args.checkpoint else load_default_model()
+    model, info, _ = load_model(args.checkpoint)
     try:
         params, _ = load_crf_params(args.crf_params, model_hash=info.hash)
         source = args.crf_params or "shipped crf.json"

@@ -69,7 +69,7 @@ NO_FILL = "class volume (mass), no fill"  # in the rows, for the paired line onl
 def map_volume_nm3(name: str, folder: Path) -> float:
     """What ``classes add --map`` records for the molecule's library map (estimated contour)."""
     from cosnet_index.classes import volume_of_map
-    from cosnet_index.simulate.library import library_map
+    from cosnet_index.simulate.molecules.library import library_map
 
     path = folder / f"{name}.mrc"
     with mrcfile.new(path, overwrite=True) as mrc:
@@ -85,7 +85,7 @@ def molecule_rows(
     from cosnet_index.geometry import mass_kda_to_volume_nm3
     from cosnet_index.segment.volume import centre_component_voxels, volume_prior_masks
     from cosnet_index.simulate import SimulationConfig, simulate_subtomograms
-    from cosnet_index.simulate.library import library_manifest
+    from cosnet_index.simulate.molecules.library import library_manifest
 
     row = library_manifest().set_index("name").loc[name]
     config = SimulationConfig(crowding_gap_fraction=0.0, crowding_max_neighbours=4)
@@ -186,7 +186,7 @@ def main() -> None:
 
     from cosnet_index.model import load_checkpoint, load_default_model
     from cosnet_index.simulate import resolve_classes
-    from cosnet_index.simulate.library import library_manifest
+    from cosnet_index.simulate.molecules.library import library_manifest
 
     t_start = time.perf_counter()
     model, info = load_checkpoint(args.checkpoint) if args.checkpoint else load_default_model()

@@ -31,7 +31,6 @@ nominal voxels; boxes with an empty predicted mask are left out of it and counte
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _common import bench_parser, load_model, setup_run
 from scipy import ndimage
 
 SNRS = (math.inf, 1000.0, 0.5, 0.1)
@@ -197,12 +197,9 @@ def markdown(summary: pd.DataFrame, methods: tuple[str, ...] = METHODS) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, checkpoint="", quick="12 molecules, 2 boxes each")
     parser.add_argument("--boxes", type=int, default=4, help="boxes per molecule and SNR")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classes", default="lib-heldout")
-    parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--crf-params", default=None)
     parser.add_argument(
         "--reserved",
@@ -210,25 +207,17 @@ def main() -> None:
         help="RESERVED.txt: refuse molecules made from these PDB entries",
     )
     parser.add_argument("--out", default=None, help="write per-box rows and the summary here")
-    parser.add_argument("--quick", action="store_true", help="12 molecules, 2 boxes each")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
-    try:
-        import numba
+    setup_run(args, numba=True)
 
-        numba.set_num_threads(args.threads)
-    except ImportError:
-        pass
-
-    from cosnet_index.model import load_checkpoint, load_default_model
     from cosnet_index.segment import crf_refine, load_crf_params
     from cosnet_index.segment.volume import volume_prior_masks
     from cosnet_index.simulate import SimulationConfig, resolve_classes, simulate_subtomograms
-    from cosnet_index.simulate.library import library_manifest
+    from cosnet_index.simulate.molecules.library import library_manifest
 
     t_start = time.perf_counter()
-    model, info = load_checkpoint(args.checkpoint) if args.checkpoint else load_default_model()
+    model, info, _ = load_model(args.checkpoint)
     params, _ = load_crf_params(args.crf_params, model_hash=info.hash)
     names = list(resolve_classes(args.classes))
     manifest = library_manifest().set_index("name")

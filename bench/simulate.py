@@ -18,13 +18,13 @@ clock (process start-up included).
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from _common import bench_parser, setup_run
 
 from cosnet_index.simulate import (
     SimulationConfig,
@@ -47,14 +47,13 @@ def _best(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, seed=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 256])
     parser.add_argument("--dataset-size", type=int, default=2048)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_run(args)
     config = SimulationConfig()
     classes = default_split(400, 24).train
     rng = np.random.default_rng(0)

@@ -13,12 +13,12 @@ same episodes (hard benchmark, size-matched and large tiers, ``shifted`` imaging
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import pandas as pd
 import torch
+from _common import bench_parser, load_model, setup_run
 
 ROTATIONS = ((), ((1, 2),), ((0, 2),), ((0, 1),))  # identity; 180 deg about x (z,y), y (z,x), z
 
@@ -35,24 +35,19 @@ def rotated(volumes: torch.Tensor) -> list[torch.Tensor]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, checkpoint="")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--ways", type=int, default=10)
     parser.add_argument("--snrs", default="1000,0.5,0.1")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", default=None)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_run(args)
 
-    from cosnet_index.benchmark.hard import imaging_simulate, simulate_snrs
+    from cosnet_index.benchmark import imaging_simulate, simulate_snrs
     from cosnet_index.benchmark.tiers import TIER_NAMES, draw_classes, hard_tiers
     from cosnet_index.evaluate import accuracy_cells, accuracy_table
-    from cosnet_index.model import load_checkpoint, load_default_model
     from cosnet_index.query._scores import DEFAULT_REDUCE, class_scores
 
-    model, info = load_checkpoint(args.checkpoint) if args.checkpoint else load_default_model()
-    model.eval()
+    model, info, _ = load_model(args.checkpoint)
     simulate = imaging_simulate("shifted")
     snrs = tuple(float(s) for s in args.snrs.split(","))
     t0 = time.perf_counter()

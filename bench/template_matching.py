@@ -11,11 +11,11 @@ compares stored vectors by L1 distance. Prints seconds per comparison for both a
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 
 import torch
+from _common import bench_parser, setup_run
 
 from cosnet_index._template_matching import rotation_grid, template_match_scores
 from cosnet_index.model import CosNet, CosNetConfig, load_checkpoint
@@ -23,13 +23,11 @@ from cosnet_index.simulate import default_split, simulate_subtomograms
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, seed=None, checkpoint="default: a random default model")
     parser.add_argument("--rotations", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--pairs", type=int, default=8, help="comparisons timed per setting")
-    parser.add_argument("--checkpoint", default=None, help="default: a random default model")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    setup_run(args)
     names = list(default_split().heldout[: args.pairs])
     batch = simulate_subtomograms(names + names, 0.5, seed=0)
     vols = torch.as_tensor(batch.volumes)

@@ -273,7 +273,7 @@ def index(
     default="flat",
     show_default=True,
     help="flat: exact L1; ivf: L1 inverted lists; ivf-fp16 / ivf-pq: compressed inverted lists "
-    "whose candidates are re-scored exactly (stores of millions of vectors, docs/performance.md).",
+    "whose candidates are re-scored exactly (stores of millions of vectors, docs/scale.md).",
 )
 @click.option("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(n)).")
 @click.option("--nprobe", type=int, default=None, help="IVF lists searched (default 32 / 64).")

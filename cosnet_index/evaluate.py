@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,7 @@ __all__ = [
     "classification_episodes",
     "dice_scores",
     "dice_table",
+    "episode_rows",
     "wilson_interval",
 ]
 
@@ -161,24 +163,37 @@ def classification_episodes(
 def _rows(method, ways, snr, start, picks, target, scores, class_names, seconds) -> list[dict]:
     scores = torch.as_tensor(scores)
     pred = scores.argmax(dim=1).numpy()
-    out = []
-    for j in range(len(target)):
-        out.append(
-            {
-                "method": method,
-                "ways": ways,
-                "snr": float(snr),
-                "episode": start + j,
-                "classes": ";".join(class_names[i] for i in picks[j]),
-                "target": int(target[j]),
-                "pred": int(pred[j]),
-                "correct": bool(pred[j] == target[j]),
-                "score_target": float(scores[j, target[j]]),
-                "score_pred": float(scores[j, pred[j]]),
-                "seconds": float(seconds),
-            }
-        )
-    return out
+    labels = [";".join(class_names[i] for i in p) for p in picks]
+    cell = {"method": method, "ways": ways, "snr": float(snr)}
+    return episode_rows(cell, start, labels, target, scores, pred, seconds)
+
+
+def episode_rows(
+    cell: Mapping[str, Any],
+    start: int,
+    labels: Sequence[str],
+    target: np.ndarray,
+    scores: Any,
+    pred: np.ndarray,
+    seconds: float,
+) -> list[dict[str, Any]]:
+    """One row per episode of a cell: the cell's keys (method, ways, snr...), then ``episode``
+    (``start + j``), ``classes`` (``labels[j]``), ``target``, ``pred``, ``correct``,
+    ``score_target``, ``score_pred`` and ``seconds``; ``scores`` is (episodes, N)."""
+    return [
+        {
+            **cell,
+            "episode": start + j,
+            "classes": labels[j],
+            "target": int(target[j]),
+            "pred": int(pred[j]),
+            "correct": bool(pred[j] == target[j]),
+            "score_target": float(scores[j, target[j]]),
+            "score_pred": float(scores[j, pred[j]]),
+            "seconds": float(seconds),
+        }
+        for j in range(len(target))
+    ]
 
 
 def accuracy_table(

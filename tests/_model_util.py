@@ -29,7 +29,9 @@ def _shape(name: str, grid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.abs(r - 8) < 2.5) & (np.abs(z) < 3)
 
 
-def toy_simulate(names, snr, seed, crowding=False, config=None) -> ToyBatch:
+def toy_simulate(names, snr, seed, crowding=False, config=None, collections=None) -> ToyBatch:
+    """Toy boxes of the named shapes; ``collections`` (one microscope per collection) is
+    accepted like the real simulator's and ignored: the toy has no microscope."""
     rng = np.random.default_rng(seed)
     c = np.arange(32) - 15.5
     grid = np.stack(np.meshgrid(c, c, c, indexing="ij"))

@@ -168,7 +168,7 @@ def test_benchmark_molecules_are_held_out_and_not_reserved() -> None:
     assert len(rows) and set(rows["split"]) == {"heldout"}
     train = set(default_split().train)
     try:
-        from cosnet_index.simulate.library import library_manifest
+        from cosnet_index.simulate.molecules.library import library_manifest
 
         manifest = library_manifest()
     except (ImportError, InputError):

@@ -15,15 +15,19 @@ import pytest
 import torch
 from _model_util import toy_simulate
 
-from cosnet_index.benchmark.hard import HardConfig, episode_collections
+from cosnet_index.benchmark import HardConfig
+from cosnet_index.benchmark._hard_simulation import episode_collections
 from cosnet_index.data.imaging_mix import ImagingMix, parse_imaging_mix
 from cosnet_index.errors import InputError
 from cosnet_index.model import CosNetConfig, load_checkpoint, save_checkpoint
 from cosnet_index.model.cosnet import CosNet
 from cosnet_index.simulate import simulate_subtomograms
-from cosnet_index.simulate._imaging_fourier import _batch_filters, _filters
-from cosnet_index.simulate.imaging import IMAGING_PRESETS, SHIFTED_FIELDS
-from cosnet_index.train import TrainConfig, _decoder_rows, _episode_stream, _lr_factor, train
+from cosnet_index.simulate.microscope import IMAGING_PRESETS, SHIFTED_FIELDS
+from cosnet_index.simulate.reconstruction._fourier_form import _batch_filters, _filters
+from cosnet_index.train import TrainConfig, train
+from cosnet_index.train._stream import episode_stream
+from cosnet_index.train.loop import _lr_factor
+from cosnet_index.train.loss import _decoder_rows
 
 TINY = CosNetConfig(widths=(4, 4, 4), convs_per_level=1)
 SHARED = ("voxel_mismatch", "tilt_min_deg", "tilt_max_deg", "resolution_nm", "noise_colour")
@@ -147,10 +151,10 @@ def test_the_worker_process_streams_the_same_episodes_as_the_thread() -> None:
         return [sampler.episode(step)]
 
     config = TrainConfig(steps=6, sim_workers=0)
-    thread = list(_episode_stream(draw, 2, config))
+    thread = list(episode_stream(draw, 2, config))
     assert [s for s, _ in thread] == [2, 3, 4, 5]
     for workers in (1, 3):
-        streamed = list(_episode_stream(draw, 2, dataclasses.replace(config, sim_workers=workers)))
+        streamed = list(episode_stream(draw, 2, dataclasses.replace(config, sim_workers=workers)))
         assert [s for s, _ in streamed] == [2, 3, 4, 5]  # in step order, each step once
         for (_, a), (_, b) in zip(thread, streamed, strict=True):
             torch.testing.assert_close(a[0].volumes_a, b[0].volumes_a)

@@ -2,9 +2,9 @@
 
 The pipeline is ``io -> simulate -> model -> (data, train, evaluate) -> store -> pick -> classes
 -> query -> benchmark -> campaign -> segment -> report -> demo -> cli`` over a foundation
-(``errors``, ``geometry``, ``defaults``, ``files``) that every stage may use
-(docs/architecture.md). Imports inside ``if TYPE_CHECKING:`` are for annotations only and are
-not counted; imports inside functions are.
+(``errors``, ``geometry``, ``defaults``, ``files``, ``frozen``) that every stage may use
+(docs/architecture.md). Every import statement counts: at module level, inside functions, and
+inside ``if TYPE_CHECKING:`` (a cycle hidden there, or in a function, is still a cycle).
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"cosnet_index": ROOT / "cosnet_index", "cosnet_index.cli": ROOT / "cli"}
 
 # stage of each top-level part of the package: a module may import its own stage and earlier ones
 STAGES = [
-    {"", "errors", "geometry", "defaults", "files", "weights"},
+    {"", "errors", "geometry", "defaults", "files", "frozen", "weights"},
     {"io"},
     {"simulate"},
     {"model"},
@@ -29,7 +31,7 @@ STAGES = [
     {"classes"},
     {"query"},
     {"benchmark"},  # evaluate plus the query scores: after both
-    {"campaign"},  # training chunks judged by the benchmark's learning-curve tables
+    {"campaign"},  # training chunks scored on the hard benchmark's tables
     {"segment"},
     {"report"},
     {"demo"},
@@ -49,22 +51,9 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _runtime_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
-    """Every import statement outside ``if TYPE_CHECKING:`` blocks."""
-    out: list[ast.Import | ast.ImportFrom] = []
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            out.append(node)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
-    return out
+def _imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement of a module: top level, in functions, under ``TYPE_CHECKING``."""
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -74,7 +63,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in _runtime_imports(ast.parse(path.read_text())):
+        for node in _imports(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -138,6 +127,47 @@ def test_no_import_cycle() -> None:
     assert _cycles(import_graph()) == []
 
 
+def test_the_cycle_check_sees_hidden_imports() -> None:
+    """A cycle closed by a function-level or a ``TYPE_CHECKING`` import is found."""
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from pkg.b import B\n"
+        "def f():\n    from pkg.c import C\n"
+    )
+    found = {node.module for node in _imports(ast.parse(source))}
+    assert {"pkg.b", "pkg.c"} <= found
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+
+
+# The imaging settings and the records they are made of: they import nothing of the code that
+# images with them (the old cycle ran imaging -> _imaging_fourier / _projection -> imaging)
+SETTINGS_LEAVES = {
+    "cosnet_index.simulate.microscope.imaging",
+    "cosnet_index.simulate.microscope.presets",
+    "cosnet_index.simulate.microscope.ctf",
+    "cosnet_index.simulate.microscope.tilt_scheme",
+    "cosnet_index.simulate.config",
+}
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+@pytest.mark.parametrize("module", sorted(SETTINGS_LEAVES))
+def test_imaging_settings_import_only_their_records(module: str) -> None:
+    graph = import_graph()
+    assert module in graph or module in _modules()
+    foundation = {f"cosnet_index.{part}" for part in STAGES[0] if part}
+    assert _reachable(graph, module) <= SETTINGS_LEAVES | foundation
+
+
 def test_no_import_from_a_later_stage() -> None:
     graph = import_graph()
     backwards = sorted(
@@ -172,3 +202,39 @@ def test_no_sql_outside_the_store() -> None:
             if sql.search(line):
                 offenders.append(f"{name}:{number}: {line.strip()}")
     assert offenders == []
+
+
+# simulate/ from what is imaged to what a user reads: a part imports its own modules and parts
+# of a lower rank only (docs/architecture.md, "The simulator")
+SIMULATE_RANKS = [
+    {"_fourier", "_pose", "microscope", "molecules"},  # helpers, parameters, what is imaged
+    {"config"},  # the fast path's recipe (reads microscope.ctf)
+    {"specimen", "reconstruction"},  # where molecules sit; what comes out
+    {"subtomograms", "tomogram", "split"},  # the entry points
+    {"dataset"},  # datasets of subtomograms
+    {""},  # simulate/__init__.py: the public names
+]
+
+
+def _simulate_rank(module: str) -> tuple[str, int]:
+    parts = module.split(".")
+    part = parts[2] if len(parts) > 2 else ""
+    return part, next(k for k, names in enumerate(SIMULATE_RANKS) if part in names)
+
+
+def test_the_simulator_imports_only_downward() -> None:
+    graph = import_graph()
+    upward = []
+    for module, targets in graph.items():
+        if not module.startswith("cosnet_index.simulate"):
+            continue
+        part, rank = _simulate_rank(module)
+        for target in targets:
+            if not target.startswith("cosnet_index.simulate"):
+                continue
+            target_part, target_rank = _simulate_rank(target)
+            if target_part != part and target_rank >= rank:
+                upward.append(f"{module} -> {target}")
+    assert upward == []
+    parts = {m.split(".")[2] for m in _modules() if m.startswith("cosnet_index.simulate.")}
+    assert parts <= set().union(*SIMULATE_RANKS)  # every part has a rank

@@ -10,17 +10,18 @@ import pytest
 
 from cosnet_index.errors import InputError
 from cosnet_index.simulate import library_manifest, library_map, library_names, resolve_classes
-from cosnet_index.simulate._assembly import (
+from cosnet_index.simulate.molecules._assembly import (
     CONTACT_ANGSTROM,
     assemble,
     count_clashes,
     symmetry_operators,
 )
-from cosnet_index.simulate._density import splat
-from cosnet_index.simulate._library_build import heldout_id, read_reserved, tier_of
-from cosnet_index.simulate._library_sources import EXCLUDED_IDS
-from cosnet_index.simulate.library import library_class
-from cosnet_index.simulate.maps import class_info, is_class_name
+from cosnet_index.simulate.molecules._density import splat
+from cosnet_index.simulate.molecules._library_build._manifest import tier_of
+from cosnet_index.simulate.molecules._library_build._sources import EXCLUDED_IDS
+from cosnet_index.simulate.molecules._library_build._split import heldout_id, read_reserved
+from cosnet_index.simulate.molecules.library import library_class
+from cosnet_index.simulate.molecules.maps import class_info, is_class_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,7 +212,11 @@ def test_helix_and_lattice_patch() -> None:
 
 def test_mass_of_a_tiny_atomic_model(tmp_path: Path) -> None:
     gemmi = pytest.importorskip("gemmi")
-    from cosnet_index.simulate._library_build import _chains, _mass_kda, _read_model
+    from cosnet_index.simulate.molecules._library_build._models import (
+        chains_of,
+        mass_kda,
+        read_model,
+    )
 
     structure = gemmi.Structure()
     model = gemmi.Model("1")
@@ -233,15 +238,15 @@ def test_mass_of_a_tiny_atomic_model(tmp_path: Path) -> None:
     structure.setup_entities()
     path = tmp_path / "tiny.pdb"
     structure.write_pdb(str(path))
-    cleaned, how = _read_model([path])
-    chains = _chains(cleaned)
+    cleaned, how = read_model([path])
+    chains = chains_of(cleaned)
     assert how == "file" and len(chains) == 1
     # alanine residue in a chain: C3H5NO, 71.08 Da
-    assert _mass_kda(chains[0][3]) == pytest.approx(40 * 71.08 / 1000.0, rel=0.02)
+    assert mass_kda(chains[0][3]) == pytest.approx(40 * 71.08 / 1000.0, rel=0.02)
 
 
 def test_summary_counts_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
-    from cosnet_index.simulate.library import main
+    from cosnet_index.simulate.molecules.library import main
 
     assert main(["summary"]) == 0
     out = capsys.readouterr().out

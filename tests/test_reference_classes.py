@@ -111,7 +111,7 @@ def test_a_map_class_finds_particles_imaged_the_same_way() -> None:
     # the collection (other orientations, noise at SNR 1): each class is nearest its own shape
     from cosnet_index.model import load_default_model
     from cosnet_index.query import l1_distances
-    from cosnet_index.simulate._density import finish_map
+    from cosnet_index.simulate.molecules._density import finish_map
 
     model, _ = load_default_model()
     shapes = ("ball", "ring")

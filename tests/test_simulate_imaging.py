@@ -14,23 +14,20 @@ import torch
 
 from cosnet_index.errors import InputError
 from cosnet_index.simulate import class_info, simulate_subtomograms, simulate_tomogram
-from cosnet_index.simulate._fourier import electron_wavelength_nm, wedge_mask
+from cosnet_index.simulate._fourier import gaussian_lowpass
 from cosnet_index.simulate._pose import pose_maps
-from cosnet_index.simulate._tilt import (
-    acquisition_order,
-    backproject_wbp,
-    project_slabs,
-    tilt_angles_deg,
-    tilt_ctf,
-)
-from cosnet_index.simulate.imaging import (
+from cosnet_index.simulate.microscope import (
     IMAGING_PRESETS,
     SHIFTED_FIELDS,
+    CTFSettings,
     Imaging,
-    image_by_projection,
-    image_subtomograms,
     imaging_preset,
 )
+from cosnet_index.simulate.microscope.ctf import ctf_table, electron_wavelength_nm, tilt_ctf
+from cosnet_index.simulate.microscope.tilt_scheme import acquisition_order, tilt_angles_deg
+from cosnet_index.simulate.reconstruction import image_by_projection, image_subtomograms
+from cosnet_index.simulate.reconstruction.paper import wedge_mask
+from cosnet_index.simulate.reconstruction.projection import backproject_wbp, project_slabs
 
 N = 32
 
@@ -42,11 +39,7 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _blobs(n: int = N, seed: int = 0) -> torch.Tensor:
     """A smooth random volume inside a sphere of radius n/2 - 4 (so no ray leaves the box)."""
-    from cosnet_index.simulate.imaging import _gaussian_lowpass
-
-    x = _gaussian_lowpass(
-        torch.randn((n, n, n), generator=torch.Generator().manual_seed(seed)), 1.5
-    )
+    x = gaussian_lowpass(torch.randn((n, n, n), generator=torch.Generator().manual_seed(seed)), 1.5)
     r = torch.arange(n) - n // 2
     radius = torch.sqrt(r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2)
     return x * (radius < n / 2 - 4)
@@ -93,21 +86,67 @@ def test_ctf_first_zero_is_where_the_formula_puts_it() -> None:
         a, b = 0.5 * math.pi * cs_nm * lam**3, -math.pi * lam * dz
         k2_zero = (-b - math.sqrt(b * b - 4 * a * math.pi)) / (2 * a)
         k2 = torch.linspace(0.05 * k2_zero, 1.5 * k2_zero, 20001, dtype=torch.float64)
-        ctf = tilt_ctf(
-            k2, torch.ones_like(k2), torch.tensor(defocus), voltage, cs, 0.0, 0.0, 0.0, 0.0, False
+        settings = CTFSettings(
+            voltage_kv=voltage, cs_mm=cs, amplitude_contrast=0.0, bfactor_angstrom2=0.0
         )
+        ctf = tilt_ctf(k2, torch.ones_like(k2), torch.tensor(defocus), settings=settings)
         # the CTF starts negative and first changes sign at the formula's zero
         first = int(torch.nonzero(ctf > 0)[0])
         assert float(k2[first]) == pytest.approx(k2_zero, rel=1e-3)
+
+
+def test_ctf_single_values_by_keyword() -> None:
+    """Hard-coded values (checked by hand: chi = 0.4947 rad at 0.2 / nm for the first row) from
+    both evaluations of the one formula, the fast path's table and the tilt-series grid."""
+    k2 = torch.tensor([0.0, 0.1, 0.2, 0.3], dtype=torch.float64) ** 2
+    cases = [
+        (
+            CTFSettings(
+                voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.07, bfactor_angstrom2=0.0
+            ),
+            -2.0,
+            [-0.07, -0.19254099, -0.53524101, -0.92577000],
+        ),
+        (
+            CTFSettings(
+                voltage_kv=200.0,
+                cs_mm=2.0,
+                amplitude_contrast=0.1,
+                bfactor_angstrom2=100.0,
+                phase_shift_rad=math.pi / 2,
+            ),
+            -0.5,
+            [-0.99498744, -0.98780526, -0.95736670, -0.87857329],
+        ),
+    ]
+    for settings, defocus, expected in cases:
+        table = ctf_table(settings, torch.tensor([defocus]), k2)[0]
+        grid = tilt_ctf(k2, torch.ones_like(k2), torch.tensor(defocus), settings=settings)
+        np.testing.assert_allclose(table.numpy(), expected, atol=1e-7)
+        np.testing.assert_allclose(grid.numpy(), expected, atol=1e-5)
+    assert electron_wavelength_nm(300.0) == pytest.approx(0.0019687, abs=1e-7)
+
+
+def test_both_imaging_paths_read_one_ctf_record() -> None:
+    from cosnet_index.simulate import SimulationConfig
+
+    assert SimulationConfig().ctf_settings() == Imaging().ctf_settings() == CTFSettings()
+    plate = dataclasses.replace(Imaging(), phase_plate=True, phase_flip=True).ctf_settings()
+    assert plate.phase_shift_rad == pytest.approx(math.pi / 2) and plate.phase_flip
 
 
 def test_astigmatism_moves_the_zero_with_direction() -> None:
     k2 = torch.linspace(0.01, 0.5, 8001, dtype=torch.float64)
 
     def first_zero(cos2: float) -> float:
-        values = tilt_ctf(
-            k2, torch.full_like(k2, cos2), torch.tensor(-3.0), 300, 2.7, 0.0, 0, 1.0, 0, False
+        settings = CTFSettings(
+            voltage_kv=300.0,
+            cs_mm=2.7,
+            amplitude_contrast=0.0,
+            bfactor_angstrom2=0.0,
+            astigmatism_um=1.0,
         )
+        values = tilt_ctf(k2, torch.full_like(k2, cos2), torch.tensor(-3.0), settings=settings)
         return float(k2[int(torch.nonzero(values > 0)[0])])
 
     assert first_zero(1.0) < first_zero(0.0) < first_zero(-1.0)  # more underfocus: earlier zero
@@ -299,3 +338,36 @@ def test_episode_sampler_draws_realistic_episodes() -> None:
     a, b = sampler.episode(3), sampler.episode(3)
     assert a.volumes_a.shape == a.volumes_b.shape == (2, N, N, N)
     torch.testing.assert_close(a.volumes_a, b.volumes_a)
+
+
+def test_broad_brackets_every_shifted_range_with_a_gap() -> None:
+    """The campaign's training preset never draws what the hard benchmark draws."""
+    broad, shifted = IMAGING_PRESETS["broad"], IMAGING_PRESETS["shifted"]
+    gaps = {
+        "defocus_um": 0.3,
+        "resolution_nm": 0.2,
+        "tilt_max_deg": 2.0,
+        "voxel_mismatch": 0.02,
+        "ice_thickness_nm": 10.0,
+    }
+    for field, gap in gaps.items():
+        for lo, hi in getattr(shifted, field):
+            for b_lo, b_hi in getattr(broad, field):  # wholly below or above, with the gap
+                assert lo - b_hi >= gap - 1e-9 or b_lo - hi >= gap - 1e-9, field
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        drawn = shifted.sample(rng)
+        assert not any(broad.contains(drawn, field) for field in SHIFTED_FIELDS)
+
+
+def test_a_collection_shares_its_microscope() -> None:
+    ranges = IMAGING_PRESETS["broad"]
+    particles = ranges.sample_collection(np.random.default_rng(3), 5)
+    again = ranges.sample_collection(np.random.default_rng(3), 5)
+    assert particles == again  # seeded
+    per_particle = {"defocus_um", "particle_x_nm", "particle_z_nm", "ice_gradient_angle_deg"}
+    shared = [{k: v for k, v in p.to_dict().items() if k not in per_particle} for p in particles]
+    assert all(s == shared[0] for s in shared)
+    assert len({p.defocus_um for p in particles}) == 5
+    spread = max(p.defocus_um for p in particles) - min(p.defocus_um for p in particles)
+    assert spread <= 1.0

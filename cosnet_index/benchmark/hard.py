@@ -21,55 +21,33 @@ Accuracy comes with a 95% Wilson interval (:func:`cosnet_index.evaluate.wilson_i
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from cosnet_index.benchmark._hard_simulation import (
+    episode_collections,
+    imaging_simulate,
+    simulate_snrs,
+)
+from cosnet_index.benchmark._hard_tables import KEYS
 from cosnet_index.benchmark.tiers import TIER_NAMES, Tier, draw_classes
 from cosnet_index.data.episodes import SimulateFn
 from cosnet_index.errors import InputError
-from cosnet_index.evaluate import accuracy_cells, accuracy_table
+from cosnet_index.evaluate import episode_rows
 from cosnet_index.model import CosNet
 from cosnet_index.query._scores import DEFAULT_REDUCE, Reduce, class_scores
 
-__all__ = [
-    "FALLBACK_SHIFTED",
-    "HardConfig",
-    "confused_pairs",
-    "hard_accuracy_table",
-    "hard_cell_episodes",
-    "hard_markdown",
-    "imaging_simulate",
-    "paired_markdown",
-    "run_hard_benchmark",
-    "simulate_snrs",
-]
+__all__ = ["COLLECTION_MODES", "HardConfig", "hard_cell_episodes", "run_hard_benchmark"]
 
 logger = logging.getLogger(__name__)
 
-KEYS = ("method", "tier", "ways", "shots", "snr")
 COLLECTION_MODES = ("same", "cross", "box")
-
-
-def episode_collections(mode: str, count: int, n_support: int) -> list[int] | None:
-    """Collection id of every box of ``count`` episodes laid out as the benchmark simulates them
-    (all ``count * n_support`` supports, episode-major, then the ``count`` queries)."""
-    if mode == "box":
-        return None
-    support = np.repeat(np.arange(count), n_support)
-    query = np.arange(count)
-    if mode == "cross":
-        support, query = 2 * support, 2 * query + 1
-    return [*support.tolist(), *query.tolist()]
 
 
 @dataclass(frozen=True)
@@ -109,38 +87,6 @@ class HardConfig:
             raise InputError(
                 f"collection must be one of {COLLECTION_MODES}, got {self.collection!r}"
             )
-
-
-# Used only where the simulator has no ``imaging`` presets: one fixed setting outside the
-# training defaults (SimulationConfig(): 4 nm maps, -5 um, B 400, +-60 degrees).
-FALLBACK_SHIFTED = {
-    "resolution_nm": 5.0,
-    "defocus_um": -2.5,
-    "defocus_spread_um": 1.0,
-    "bfactor_angstrom2": 200.0,
-    "tilt_max_deg": 45.0,
-}
-
-
-def imaging_simulate(imaging: str = "shifted") -> SimulateFn:
-    """The project's subtomogram simulator with imaging preset ``imaging`` bound.
-
-    Where ``simulate_subtomograms`` takes no ``imaging`` keyword (a simulator without presets),
-    ``paper`` is today's simulator and any other preset is :data:`FALLBACK_SHIFTED` (one fixed
-    setting; a warning says so).
-    """
-    from cosnet_index.simulate import SimulationConfig, simulate_subtomograms
-
-    if "imaging" in inspect.signature(simulate_subtomograms).parameters:
-        return functools.partial(simulate_subtomograms, imaging=imaging)
-    if imaging == "paper":
-        return simulate_subtomograms
-    logger.warning(
-        "simulator without imaging presets: %r replaced by the fixed setting %s",
-        imaging,
-        FALLBACK_SHIFTED,
-    )
-    return functools.partial(simulate_subtomograms, config=SimulationConfig(**FALLBACK_SHIFTED))
 
 
 def _cosnet_predictions(
@@ -237,60 +183,6 @@ def hard_cell_episodes(
     return pd.DataFrame(rows)
 
 
-def simulate_snrs(
-    simulate: SimulateFn,
-    names: Sequence[str],
-    snrs: Sequence[float],
-    seed: int,
-    crowding: bool = False,
-    collections: Sequence[int] | None = None,
-) -> dict[float, tuple[Any, np.ndarray]]:
-    """The same subtomograms at several SNRs from at most two simulator calls.
-
-    ``collections`` (one id per name, see ``simulate_subtomograms``) is passed on when given.
-
-    The simulator's noise-free part depends only on the seed, and its noise is one field per
-    seed scaled to the requested SNR (``volume = clean + sqrt(var / snr) * field``). So with
-    ``A`` simulated without noise and ``B`` at the lowest SNR ``r``, the volume at any SNR ``s``
-    is ``A + (B - A) sqrt(r / s)``, identical to a direct call up to float rounding
-    (``tests/test_benchmark_hard.py`` checks it against the simulator).
-
-    Returns:
-        ``{snr: (batch, volumes (n, B, B, B) float32)}``; ``batch`` is the simulator's output
-        at the lowest SNR (poses and imaging are the same for every SNR).
-    """
-    finite = sorted({float(s) for s in snrs if math.isfinite(s)})
-    kwargs: dict[str, Any] = {"crowding": crowding}
-    if collections is not None and _takes_collections(simulate):
-        kwargs["collections"] = collections
-    elif collections is not None:
-        logger.warning("the simulator takes no 'collections': a microscope per box instead")
-    if len(finite) <= 1:  # nothing to save: one call per SNR
-        out = {}
-        for snr in snrs:
-            batch = simulate(names, snr, seed, **kwargs)
-            out[snr] = (batch, np.asarray(batch.volumes, dtype=np.float32))
-        return out
-    ref = finite[0]
-    clean = simulate(names, math.inf, seed, **kwargs)
-    noisy = simulate(names, ref, seed, **kwargs)
-    a = np.asarray(clean.volumes, dtype=np.float32)
-    noise = np.asarray(noisy.volumes, dtype=np.float32) - a
-    return {
-        snr: (noisy, a if not math.isfinite(snr) else a + noise * np.float32(math.sqrt(ref / snr)))
-        for snr in snrs
-    }
-
-
-def _takes_collections(simulate: SimulateFn) -> bool:
-    """Whether ``simulate`` accepts ``collections=`` (a simulator with imaging presets)."""
-    try:
-        params = inspect.signature(simulate).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.name == "collections" or p.kind is p.VAR_KEYWORD for p in params)
-
-
 def _tilt_max_deg(batch: object, members: Sequence[int]) -> float:
     """Median half tilt range of the ``members`` of a batch (60 degrees without imaging info).
 
@@ -317,24 +209,8 @@ def _rows(
     pred: np.ndarray,
     seconds: float,
 ) -> list[dict]:
-    return [
-        {
-            "method": method,
-            "tier": tier.name,
-            "ways": ways,
-            "shots": shots,
-            "snr": float(snr),
-            "episode": start + j,
-            "classes": labels[j],
-            "target": int(target[j]),
-            "pred": int(pred[j]),
-            "correct": bool(pred[j] == target[j]),
-            "score_target": float(scores[j, target[j]]),
-            "score_pred": float(scores[j, pred[j]]),
-            "seconds": float(seconds),
-        }
-        for j in range(len(target))
-    ]
+    cell = {"method": method, "tier": tier.name, "ways": ways, "shots": shots, "snr": float(snr)}
+    return episode_rows(cell, start, labels, target, scores, pred, seconds)
 
 
 def run_hard_benchmark(
@@ -362,97 +238,3 @@ def run_hard_benchmark(
         frames.append(hard_cell_episodes(model, tier, ways, config, simulate))
     episodes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KEYS)
     return episodes, notes
-
-
-def hard_accuracy_table(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy, 95% Wilson interval and episodes per (method, tier, ways, shots, snr)."""
-    if episodes.empty:
-        return pd.DataFrame(columns=[*KEYS, "accuracy", "ci_low", "ci_high", "episodes"])
-    return accuracy_table(episodes, keys=KEYS)
-
-
-def _label(snr: float) -> str:
-    return "inf" if not math.isfinite(snr) else f"{snr:g}"
-
-
-METHOD_LABELS = {"cosnet": "COS-Net", "template_matching": "template matching"}
-
-
-def hard_markdown(table: pd.DataFrame) -> str:
-    """Markdown: per tier, one row per (N, K, method), one column per SNR, ``acc [lo, hi] (n)``."""
-    if table.empty:
-        return "(no cell could run)"
-    snrs = sorted(table["snr"].unique(), key=lambda s: -s)
-    head = "| tier | N-way K-shot | method | " + " | ".join(f"SNR {_label(s)}" for s in snrs) + " |"
-    lines = [head, "|---|---|---|" + "---|" * len(snrs)]
-    order = {name: i for i, name in enumerate(TIER_NAMES)}
-    for (tier, ways, shots), group in sorted(
-        table.groupby(["tier", "ways", "shots"]), key=lambda g: (order.get(g[0][0], 99), *g[0][1:])
-    ):
-        for method in ("cosnet", "template_matching"):
-            rows = group[group["method"] == method]
-            if rows.empty:
-                continue
-            cells = accuracy_cells(rows, snrs)
-            label = METHOD_LABELS.get(method, method)
-            row_head = f"| {tier} | {ways}-way {shots}-shot | {label} | "
-            lines.append(row_head + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def paired_markdown(episodes: pd.DataFrame) -> str:
-    """Markdown: COS-Net vs template matching on the episodes both scored, per cell."""
-    base = episodes[episodes["method"] == "template_matching"]
-    if base.empty:
-        return "(template matching scored no episode)"
-    keys = ["tier", "ways", "shots", "snr", "episode"]
-    both = base.merge(
-        episodes[episodes["method"] == "cosnet"], on=keys, suffixes=("_tm", "_cosnet")
-    )
-    snrs = sorted(both["snr"].unique(), key=lambda s: -s)
-    lines = [
-        "| tier | N-way K-shot | " + " | ".join(f"SNR {_label(s)}" for s in snrs) + " |",
-        "|---|---|" + "---|" * len(snrs),
-    ]
-    order = {name: i for i, name in enumerate(TIER_NAMES)}
-    groups = sorted(
-        both.groupby(["tier", "ways", "shots"]), key=lambda g: (order.get(g[0][0], 99), *g[0][1:])
-    )
-    for (tier, ways, shots), group in groups:
-        cells = []
-        for snr in snrs:
-            g = group[group["snr"] == snr]
-            cells.append(
-                f"{g['correct_cosnet'].mean():.2f} vs {g['correct_tm'].mean():.2f} (n={len(g)})"
-                if len(g)
-                else ""
-            )
-        lines.append(f"| {tier} | {ways}-way {shots}-shot | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def confused_pairs(episodes: pd.DataFrame, top: int = 8) -> pd.DataFrame:
-    """The most frequent mistakes: (method, tier, true class, predicted class, count).
-
-    Counted over every cell's wrong predictions (all N, K and SNRs together).
-    """
-    wrong = episodes[~episodes["correct"].astype(bool)]
-    columns = ["method", "tier", "true", "predicted", "count"]
-    if wrong.empty:
-        return pd.DataFrame(columns=columns)
-    names = wrong["classes"].str.split(";")
-    pairs = pd.DataFrame(
-        {
-            "method": wrong["method"].to_numpy(),
-            "tier": wrong["tier"].to_numpy(),
-            "true": [n[t] for n, t in zip(names, wrong["target"], strict=True)],
-            "predicted": [n[p] for n, p in zip(names, wrong["pred"], strict=True)],
-        }
-    )
-    counts = pairs.value_counts().rename("count").reset_index()
-    return (
-        counts.sort_values(["method", "tier", "count"], ascending=[True, True, False])
-        .groupby(["method", "tier"])
-        .head(top)
-        .reset_index(drop=True)[columns]
-    )

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cosnet_index.benchmark._hard_simulation import imaging_simulate, simulate_snrs
 from cosnet_index.benchmark._open_set_metrics import (
     adjusted_rand_index,
     auroc,
@@ -39,7 +40,6 @@ from cosnet_index.benchmark._open_set_metrics import (
     molecules_found,
     purity,
 )
-from cosnet_index.benchmark.hard import imaging_simulate, simulate_snrs
 from cosnet_index.benchmark.tiers import TIER_NAMES, hard_tiers
 from cosnet_index.data.episodes import SimulateFn
 from cosnet_index.errors import InputError

@@ -76,7 +76,7 @@ def _library_molecules() -> pd.DataFrame | None:
     The simulator finds ``lib-*`` class names by itself, at any voxel size and resolution.
     """
     try:
-        from cosnet_index.simulate.library import library_manifest
+        from cosnet_index.simulate.molecules.library import library_manifest
 
         manifest = library_manifest()
     except (ImportError, InputError) as exc:  # no library module, or no built library
@@ -90,7 +90,7 @@ def _library_molecules() -> pd.DataFrame | None:
 def _split_molecules() -> pd.DataFrame:
     """The held-out real maps shipped with the simulator (cosnet_index/simulate/split.py)."""
     from cosnet_index.simulate import class_info
-    from cosnet_index.simulate._real import REAL_MASS_KDA
+    from cosnet_index.simulate.molecules import REAL_MASS_KDA
     from cosnet_index.simulate.split import HELDOUT_REAL
 
     rows = []
@@ -131,8 +131,8 @@ def benchmark_molecules(source: str = "auto") -> pd.DataFrame:
             return rows
         if source == "library":
             raise InputError(
-                "the real-molecule library (cosnet_index.simulate.library: manifest.csv and "
-                "maps.npz) is not available; build it or use --molecules split"
+                "the real-molecule library (cosnet_index.simulate.molecules.library: manifest.csv "
+                "and maps.npz) is not available; build it or use --molecules split"
             )
         logger.warning("no real-molecule library: the hard benchmark uses split.py's held-out maps")
     return _split_molecules()

@@ -3,10 +3,11 @@
 A spec names presets with weights, ``"paper:1,broad:3"`` (a bare ``"broad"`` is ``broad:1``).
 Each episode draws one preset from the weights; under ``per="collection"`` its boxes are ONE
 collection (support and queries share one microscope, with per-particle defocus and position,
-:meth:`~cosnet_index.simulate.imaging.ImagingRanges.sample_collection`), as when a user classifies
-a collection with a support picked from it. With probability ``cross_collection`` the two halves
-of an episode (the A and B sets) come from two collections instead: a class reused on another
-microscope. ``per="box"`` draws a microscope per box (the old training, kept for comparison).
+:meth:`~cosnet_index.simulate.microscope.ImagingRanges.sample_collection`), as when a user
+classifies a collection with a support picked from it. With probability ``cross_collection``
+the two halves of an episode (the A and B sets) come from two collections instead: a class
+reused on another microscope. ``per="box"`` draws a microscope per box (the old training, kept
+for comparison).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ImagingMix:
     cross_collection: float = 0.0
 
     def __post_init__(self) -> None:
-        from cosnet_index.simulate.imaging import imaging_preset
+        from cosnet_index.simulate.microscope import imaging_preset
 
         if not self.presets or len(self.presets) != len(self.weights):
             raise InputError("an imaging mix needs one weight per preset, e.g. 'paper:1,broad:3'")
@@ -77,7 +78,7 @@ class ImagingMix:
 
     def to_dict(self) -> dict[str, Any]:
         """The mix and every preset's full ranges (for a checkpoint's data manifest)."""
-        from cosnet_index.simulate.imaging import imaging_preset
+        from cosnet_index.simulate.microscope import imaging_preset
 
         return {
             "spec": self.spec,

@@ -12,13 +12,18 @@ __all__ = ["data_manifest", "imaging_simulator", "simulator_source_hash"]
 
 
 def simulator_source_hash() -> str:
-    """sha256 of the simulator's source files: which data the model was trained on."""
+    """sha256 of the simulator's source files: which data the model was trained on.
+
+    Every ``.py`` file under ``simulate/`` (its subpackages included), in the order of their
+    sorted paths relative to ``simulate/``; each contributes its relative path and its bytes.
+    """
     import hashlib
 
     root = pathlib.Path(__file__).resolve().parent.parent / "simulate"
     digest = hashlib.sha256()
-    for path in sorted(root.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    paths = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*.py"))
+    for relative, path in paths:
+        digest.update(relative.encode() + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -27,7 +32,7 @@ def imaging_simulator(preset: str) -> SimulateFn:
     import functools
 
     from cosnet_index.simulate import simulate_subtomograms
-    from cosnet_index.simulate.imaging import imaging_preset
+    from cosnet_index.simulate.microscope import imaging_preset
 
     imaging_preset(preset)  # unknown names fail here, before any step
     return functools.partial(simulate_subtomograms, imaging=preset)
@@ -42,7 +47,7 @@ def data_manifest(class_names: Sequence[str], imaging: Any) -> dict[str, Any]:
     (``imaging_preset``/``imaging_ranges`` then describe its first preset).
     """
     from cosnet_index.data.imaging_mix import ImagingMix
-    from cosnet_index.simulate.imaging import imaging_preset
+    from cosnet_index.simulate.microscope import imaging_preset
 
     names = sorted(set(class_names))
     real = [n for n in names if not n.startswith("proc-")]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from cosnet_index.demo import DemoResult
+from cosnet_index.demo._config import DemoResult
 
 __all__ = ["as_json", "closed_set_accuracy", "summary_lines"]
 

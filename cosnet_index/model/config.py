@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from cosnet_index.errors import CheckpointError, InputError
+from cosnet_index.frozen import frozen_from_dict, frozen_to_dict
 
 __all__ = ["CosNetConfig"]
 
@@ -81,10 +81,7 @@ class CosNetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict (tuples become lists); ``from_dict`` inverts it."""
-        out = dataclasses.asdict(self)
-        out["widths"] = list(self.widths)
-        out["strides"] = list(self.strides)
-        return out
+        return frozen_to_dict(self, lists=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CosNetConfig:
@@ -93,15 +90,11 @@ class CosNetConfig:
         Raises:
             CheckpointError: unknown keys (a checkpoint from a newer cosnet-index).
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise CheckpointError(
-                f"model config has unknown fields {unknown}; the checkpoint was written by a newer "
-                "cosnet-index: upgrade cosnet-index to load it"
-            )
-        kwargs = dict(data)
-        for key in ("widths", "strides"):
-            if key in kwargs:
-                kwargs[key] = tuple(kwargs[key])
-        return cls(**kwargs)
+        return frozen_from_dict(
+            cls,
+            data,
+            label="model config fields",
+            error=CheckpointError,
+            hint="the checkpoint was written by a newer cosnet-index: upgrade cosnet-index to "
+            "load it",
+        )

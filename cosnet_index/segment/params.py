@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 from cosnet_index.errors import CheckpointError, InputError
 from cosnet_index.files import atomic_write
+from cosnet_index.frozen import frozen_from_dict, frozen_to_dict
 
 __all__ = ["DEFAULT_CRF_PATH", "CRFParams", "load_crf_params", "save_crf_params"]
 
@@ -58,15 +58,13 @@ class CRFParams:
             raise InputError(f"CRF n_iter must be an integer >= 0, got {self.n_iter}")
 
     def to_dict(self) -> dict[str, float | int]:
-        return dataclasses.asdict(self)
+        """Plain dict (JSON-serialisable) of every parameter."""
+        return frozen_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CRFParams:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise InputError(f"unknown CRF parameter(s) {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**data)
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`InputError`."""
+        return frozen_from_dict(cls, data, label="CRF parameter(s)")
 
 
 def save_crf_params(

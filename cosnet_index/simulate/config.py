@@ -1,10 +1,18 @@
-"""The simulator's physical and geometric parameters (one frozen dataclass)."""
+"""The fast path's recipe: the simulator's physical and geometric parameters (one frozen dataclass).
+
+Its microscope part is the same :class:`~cosnet_index.simulate.microscope.ctf.CTFSettings` record
+the tilt-series path's :class:`~cosnet_index.simulate.microscope.imaging.Imaging` gives
+(:meth:`SimulationConfig.ctf_settings`).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from cosnet_index.errors import InputError
+from cosnet_index.frozen import frozen_from_dict, frozen_to_dict
+from cosnet_index.simulate.microscope.ctf import CTFSettings
 
 __all__ = ["SimulationConfig"]
 
@@ -53,8 +61,6 @@ class SimulationConfig:
     crowding_gap_fraction: float = 0.3
 
     def __post_init__(self) -> None:
-        from cosnet_index.errors import InputError
-
         if self.box < 8 or self.box % 2:
             raise InputError(f"box must be an even number >= 8, got {self.box}; use e.g. 32")
         if self.voxel_size_nm <= 0:
@@ -71,19 +77,15 @@ class SimulationConfig:
         if self.max_shift_fraction < 0 or self.crowding_max_neighbours < 0:
             raise InputError("max_shift_fraction and crowding_max_neighbours must be >= 0")
 
+    def ctf_settings(self) -> CTFSettings:
+        """This recipe's CTF (isotropic: no astigmatism, no phase plate)."""
+        return CTFSettings.of(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""
-        return dataclasses.asdict(self)
+        return frozen_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SimulationConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        from cosnet_index.errors import InputError
-
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InputError(
-                f"unknown SimulationConfig fields {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls(**values)
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`InputError`."""
+        return frozen_from_dict(cls, values)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from cosnet_index.errors import InputError
 from cosnet_index.simulate.config import SimulationConfig
-from cosnet_index.simulate.imaging import ImagingRanges, resolve_imaging
+from cosnet_index.simulate.microscope import ImagingRanges, resolve_imaging
 from cosnet_index.simulate.subtomograms import simulate_subtomograms
 
 __all__ = ["SimulatedDataset", "load_dataset", "make_dataset"]

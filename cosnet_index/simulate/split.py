@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cosnet_index.errors import InputError
-from cosnet_index.simulate.maps import procedural_name
+from cosnet_index.simulate.molecules.maps import procedural_name
 
 __all__ = [
     "HELDOUT_PROCEDURAL_START",
@@ -83,7 +83,7 @@ def resolve_classes(spec: str) -> tuple[str, ...]:
     Raises:
         InputError: an unknown name or a malformed range.
     """
-    from cosnet_index.simulate.maps import REAL_CLASSES, is_class_name
+    from cosnet_index.simulate.molecules.maps import REAL_CLASSES, is_class_name
 
     presets = {
         "real": REAL_CLASSES,
@@ -98,7 +98,7 @@ def resolve_classes(spec: str) -> tuple[str, ...]:
         if token in presets:
             names += presets[token]
         elif token in LIBRARY_PRESETS:
-            from cosnet_index.simulate.library import library_names
+            from cosnet_index.simulate.molecules.library import library_names
 
             names += library_names(*LIBRARY_PRESETS[token])
         elif token.startswith("proc:"):
@@ -125,7 +125,7 @@ def resolve_classes(spec: str) -> tuple[str, ...]:
 def heldout_classes() -> frozenset[str]:
     """Every class kept out of training: the default split's held-out real maps and the library's
     held-out molecules (procedural ids from ``HELDOUT_PROCEDURAL_START`` are checked by number)."""
-    from cosnet_index.simulate.library import library_names
+    from cosnet_index.simulate.molecules.library import library_names
 
     return frozenset(HELDOUT_REAL) | frozenset(library_names("heldout"))
 

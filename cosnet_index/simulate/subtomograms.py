@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from cosnet_index.errors import InputError
-from cosnet_index.simulate._fourier import apply_ctf_wedge
-from cosnet_index.simulate._imaging_fourier import image_fourier
 from cosnet_index.simulate._pose import pose_maps, random_rotations
 from cosnet_index.simulate.config import SimulationConfig
-from cosnet_index.simulate.imaging import Imaging, ImagingRanges, resolve_imaging
-from cosnet_index.simulate.maps import class_info
+from cosnet_index.simulate.microscope import Imaging, ImagingRanges, resolve_imaging
+from cosnet_index.simulate.molecules import class_info
+from cosnet_index.simulate.reconstruction._fourier_form import image_fourier
+from cosnet_index.simulate.reconstruction.paper import apply_ctf_wedge
+from cosnet_index.simulate.specimen import add_neighbours, draw_neighbours, neighbour_offsets
 
 __all__ = [
     "SubtomogramBatch",
@@ -114,35 +115,6 @@ def _stacked_maps(names: Sequence[str], config: SimulationConfig, device: str) -
     return out
 
 
-def _add_neighbours(
-    posed: torch.Tensor, owner: np.ndarray, source: np.ndarray, offsets_zyx: np.ndarray
-) -> torch.Tensor:
-    """``posed[owner[k]] += posed[source[k]]`` translated by ``offsets_zyx[k]`` voxels.
-
-    The source is first multiplied by a soft spherical window (cosine edge over the outer 4
-    voxels of the box) so that a molecule cut by its own box edge has no sharp cut.
-    """
-    out = posed.clone()
-    box = posed.shape[-1]
-    sources = posed * _window(box, str(posed.device))
-    for i, j, offset in zip(owner.tolist(), source.tolist(), offsets_zyx.tolist(), strict=True):
-        if max(abs(o) for o in offset) >= box:
-            continue
-        dst = tuple(slice(max(o, 0), box + min(o, 0)) for o in offset)
-        src = tuple(slice(max(-o, 0), box - max(o, 0)) for o in offset)
-        out[i][dst] += sources[j][src]
-    return out
-
-
-@functools.lru_cache(maxsize=8)
-def _window(box: int, device: str) -> torch.Tensor:
-    """(box, box, box) radial window: 1 inside ``box/2 - 4``, cosine to 0 at ``box/2``."""
-    axis = torch.arange(box, dtype=torch.float32) - box // 2
-    r = torch.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
-    t = ((r - (box / 2 - 4)) / 4).clamp(0, 1)
-    return (0.5 * (1 + torch.cos(torch.pi * t))).to(device)
-
-
 def _snr_array(snr: float | Sequence[float], n: int) -> np.ndarray:
     values = (
         np.broadcast_to(np.asarray(snr, dtype=np.float64), (n,))
@@ -191,16 +163,7 @@ def simulate_subtomograms_torch(
     unique = sorted(set(names))
     index = {name: i for i, name in enumerate(unique)}
     class_idx = np.array([index[name] for name in names])
-    if crowding and config.crowding_max_neighbours:
-        k = config.crowding_max_neighbours
-        n_neigh = rng.integers(0, k + 1, n)
-        owner = np.repeat(np.arange(n), n_neigh)
-        # a neighbour is another molecule of the batch (its class and pose), moved next to the
-        # centre molecule: no extra interpolation
-        source = (owner + 1 + rng.integers(0, max(n - 1, 1), owner.size)) % n if n > 1 else owner
-        direction = rng.standard_normal((owner.size, 3))
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        gap = 1.0 + rng.uniform(0.0, config.crowding_gap_fraction, owner.size)
+    neighbours = draw_neighbours(rng, n, config) if crowding else None
     noise_seed = int(rng.integers(0, 2**63 - 1))
     imagings: tuple[Imaging, ...] = ()
     if not ranges.fast_path:
@@ -229,11 +192,10 @@ def simulate_subtomograms_torch(
         thresholds = torch.tensor([infos[i].threshold for i in class_idx], device=device)
         masks = posed > thresholds.view(-1, 1, 1, 1)
         signal = posed
-        if crowding and config.crowding_max_neighbours and owner.size:
+        if neighbours is not None and neighbours.owner.size:
             radii = np.array([info.radius_voxels for info in infos])[class_idx]
-            dist = (radii[owner] + radii[source]) * gap
-            offsets = shifts[owner] + direction * dist[:, None] - shifts[source]  # x, y, z
-            signal = _add_neighbours(posed, owner, source, np.rint(offsets[:, ::-1]).astype(int))
+            offsets = neighbour_offsets(neighbours, radii, shifts)
+            signal = add_neighbours(posed, neighbours.owner, neighbours.source, offsets)
         generator = torch.Generator(device=device)
         generator.manual_seed(noise_seed)
         snr_t = torch.as_tensor(snr_values, device=device)
@@ -317,13 +279,13 @@ def simulate_subtomograms(
         device: torch device to compute on.
         return_clean: also return the noise-free imaged volumes.
         imaging: an imaging preset name (``paper``, ``realistic``, ``shifted``; see
-            :data:`~cosnet_index.simulate.imaging.IMAGING_PRESETS`) or an :class:`ImagingRanges`.
+            :data:`~cosnet_index.simulate.microscope.IMAGING_PRESETS`) or an :class:`ImagingRanges`.
             ``paper`` is the fast Fourier-space path (CTF and wedge of ``config``); any other
             draws one :class:`Imaging` per subtomogram and images through the Fourier form of
-            the tilt-series path (:func:`~cosnet_index.simulate.imaging.image_subtomograms`).
+            the tilt-series path (:func:`~cosnet_index.simulate.reconstruction.image_subtomograms`).
         collections: one id per name: boxes with the same id come from ONE collection and share
             its microscope (per-particle defocus and position vary,
-            :meth:`~cosnet_index.simulate.imaging.ImagingRanges.sample_collection`); ``None``
+            :meth:`~cosnet_index.simulate.microscope.ImagingRanges.sample_collection`); ``None``
             draws a microscope per box. Ignored by ``paper`` (one fixed recipe).
 
     Raises:

@@ -8,8 +8,6 @@ Outputs follow the conventions of real data (``cosnet_index.geometry``): the MRC
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,15 +20,20 @@ import torch
 
 from cosnet_index.errors import InputError
 from cosnet_index.files import atomic_write
-from cosnet_index.simulate._fourier import _filters, parseval_variance
-from cosnet_index.simulate._pose import pose_maps, random_rotations
+from cosnet_index.simulate._fourier import parseval_variance
 from cosnet_index.simulate.config import SimulationConfig
-from cosnet_index.simulate.imaging import ImagingRanges, resolve_imaging
-from cosnet_index.simulate.maps import ClassMap, class_info
+from cosnet_index.simulate.microscope import ImagingRanges, resolve_imaging
+from cosnet_index.simulate.molecules import ClassMap, class_info
+from cosnet_index.simulate.reconstruction._tilt_series import reconstruct_tilt_series
+from cosnet_index.simulate.reconstruction.paper import ctf_wedge_filters
+from cosnet_index.simulate.specimen import (
+    add_background,
+    ice_gain,
+    place_molecules,
+    render_molecules,
+)
 
 __all__ = ["SimulatedTomogram", "simulate_collection", "simulate_tomogram", "write_particles_star"]
-
-logger = logging.getLogger(__name__)
 
 ROTATION_COLUMNS = tuple(f"rot_{i}{j}" for i in range(3) for j in range(3))
 
@@ -50,114 +53,6 @@ class SimulatedTomogram:
     path: Path
     particles: pd.DataFrame
     label_path: Path | None = None
-
-
-@functools.lru_cache(maxsize=4096)
-def _support_radius(info: ClassMap) -> float:
-    """Euclidean radius (voxels) of the map's support (> 1% of its maximum)."""
-    density = info.density
-    centre = density.shape[0] // 2
-    coords = np.argwhere(density > 0.01 * density.max())
-    return float(np.sqrt(((coords - centre) ** 2).sum(axis=1)).max()) + 1.0
-
-
-def _place(
-    rng: np.random.Generator,
-    shape_zyx: tuple[int, int, int],
-    radii: np.ndarray,
-    margin: float,
-    max_tries: int = 200,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random sequential placement of non-overlapping spheres inside the volume.
-
-    Centres keep at least ``max(radius, margin)`` voxels from every face.
-
-    Returns the (k, 3) x, y, z centres and the indices (into ``radii``) of those placed.
-    """
-    upper = np.array(shape_zyx[::-1], dtype=np.float64) - 1.0
-    centres: list[np.ndarray] = []
-    placed_r: list[float] = []
-    kept: list[int] = []
-    order = np.argsort(-radii, kind="stable")  # big molecules first: they are the hard ones
-    for i in order:
-        r = radii[i]
-        keep_out = max(r, margin)
-        if np.any(2 * keep_out > upper):
-            continue
-        for _ in range(max_tries):
-            candidate = rng.uniform(keep_out, upper - keep_out)
-            if not centres:
-                break
-            dist = np.linalg.norm(np.asarray(centres) - candidate, axis=1)
-            if np.all(dist >= np.asarray(placed_r) + r):
-                break
-        else:
-            continue
-        centres.append(candidate)
-        placed_r.append(float(r))
-        kept.append(int(i))
-    kept_arr = np.asarray(kept, dtype=np.int64)
-    order_back = np.argsort(kept_arr, kind="stable")
-    return np.asarray(centres, dtype=np.float64).reshape(-1, 3)[order_back], kept_arr[order_back]
-
-
-def _place_molecules(
-    rng: np.random.Generator,
-    shape: tuple[int, int, int],
-    infos: list[ClassMap],
-    n_particles: int,
-    margin: int,
-    name: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw classes, place them without overlap, rotate them: ``(centres, class_idx, rotations)``.
-
-    Fewer than ``n_particles`` come back (with a warning) when the volume is too full.
-    """
-    wanted = rng.integers(0, len(infos), n_particles)
-    radii = np.array([infos[c].radius_voxels for c in wanted])
-    centres, kept = _place(rng, shape, radii, margin)
-    if len(kept) < n_particles:
-        logger.warning(
-            "%s: only %d of %d molecules fit without overlap", name, len(kept), n_particles
-        )
-    return centres, wanted[kept], random_rotations(rng, len(kept))
-
-
-def _render(
-    shape_zyx: tuple[int, int, int],
-    infos: list[ClassMap],
-    class_idx: np.ndarray,
-    centres_xyz: np.ndarray,
-    rotations: np.ndarray,
-    with_labels: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sum of the posed densities (and the label volume), (z, y, x)."""
-    volume = torch.zeros(shape_zyx, dtype=torch.float32)
-    labels = torch.zeros(shape_zyx, dtype=torch.int32) if with_labels else None
-    base = np.floor(centres_xyz + 0.5).astype(np.int64)
-    frac = centres_xyz - base
-    for c in np.unique(class_idx):
-        rows = np.nonzero(class_idx == c)[0]
-        info = infos[c]
-        patch = 2 * int(np.ceil(_support_radius(info))) + 3
-        posed = pose_maps(
-            torch.tensor(info.density),
-            torch.as_tensor(rotations[rows], dtype=torch.float32),
-            torch.as_tensor(frac[rows], dtype=torch.float32),
-            patch,
-        )
-        for k, row in enumerate(rows):
-            lo = base[row][::-1] - patch // 2  # z, y, x
-            src = tuple(
-                slice(max(0, -lo[a]), patch - max(0, lo[a] + patch - shape_zyx[a]))
-                for a in range(3)
-            )
-            dst = tuple(slice(max(0, lo[a]), min(shape_zyx[a], lo[a] + patch)) for a in range(3))
-            volume[dst] += posed[k][src]
-            if labels is not None:
-                inside = posed[k][src] > info.threshold
-                labels[dst][inside] = int(row) + 1
-    return volume, labels
 
 
 def _boxes_variance(volume: torch.Tensor, centres_xyz: np.ndarray, box: int) -> float:
@@ -264,13 +159,15 @@ def simulate_tomogram(
     infos = [class_info(c, config.voxel_size_nm, config.resolution_nm) for c in unique]
     rng = np.random.default_rng(int(seed))
     margin = config.box // 2 if edge_margin is None else int(edge_margin)
-    centres, class_idx, rotations = _place_molecules(rng, shape, infos, n_particles, margin, name)
+    centres, class_idx, rotations = place_molecules(rng, shape, infos, n_particles, margin, name)
     defocus = config.defocus_um + rng.uniform(-1.0, 1.0) * config.defocus_spread_um
     noise_seed = int(rng.integers(0, 2**63 - 1))
 
     with torch.no_grad():
-        density, labels = _render(shape, infos, class_idx, centres, rotations, write_labels)
-        transfer, noise_filter = _filters(shape, config, torch.tensor([defocus]), "cpu")
+        density, labels = render_molecules(
+            shape, infos, class_idx, centres, rotations, write_labels
+        )
+        transfer, noise_filter = ctf_wedge_filters(shape, config, torch.tensor([defocus]), "cpu")
         spectrum = torch.fft.rfftn(density) * transfer[0]
         clean = torch.fft.irfftn(spectrum, s=shape)
         volume = clean
@@ -282,23 +179,13 @@ def simulate_tomogram(
             var_signal = _boxes_variance(clean, centres, config.box)
             scale = np.sqrt(var_signal / (snr * var_noise))
             volume = torch.fft.irfftn(spectrum + scale * noise_spectrum, s=shape)
-    voxel_angstrom = config.voxel_size_nm * 10.0
-    path = out / f"{name}.mrc"
-    _write_mrc(path, volume.numpy().astype(np.float32), voxel_angstrom)
-    if write_clean:
-        _write_mrc(out / f"{name}_clean.mrc", clean.numpy().astype(np.float32), voxel_angstrom)
-    label_path = None
-    if labels is not None:
-        label_path = out / f"{name}_labels.mrc"
-        _write_mrc(label_path, labels.numpy().astype(np.int16), voxel_angstrom)
     particles = _truth_table(name, unique, centres, class_idx, rotations, infos)
     particles["snr"] = float(snr)
     particles["defocus_um"] = float(defocus)
     particles["seed"] = int(seed)
-    if write_tables:
-        write_particles_star(particles, out / f"{name}.star")
-        particles.to_parquet(out / f"{name}_truth.parquet", index=False)
-    return SimulatedTomogram(path=path, particles=particles, label_path=label_path)
+    return _write_tomogram(
+        out, name, config, volume, clean if write_clean else None, labels, particles, write_tables
+    )
 
 
 def _simulate_tilt_series_tomogram(
@@ -316,10 +203,7 @@ def _simulate_tilt_series_tomogram(
     write_clean: bool,
     edge_margin: int | None,
 ) -> SimulatedTomogram:
-    """:func:`simulate_tomogram` through the real tilt-series path (see ``_projection``)."""
-    from cosnet_index.simulate._background import add_background, ice_gain
-    from cosnet_index.simulate._projection import reconstruct_tilt_series
-
+    """:func:`simulate_tomogram` through the real tilt-series path (see ``_tilt_series``)."""
     rng = np.random.default_rng(int(seed))
     imaging = ranges.sample(rng)
     # the data's true voxel is voxel_mismatch x the nominal one (written in the header): maps are
@@ -328,10 +212,10 @@ def _simulate_tilt_series_tomogram(
     resolution = max(round(imaging.resolution_nm * 4) / 4, 2.0 * voxel_nm)
     infos = [class_info(c, voxel_nm, resolution) for c in unique]
     margin = config.box // 2 if edge_margin is None else int(edge_margin)
-    centres, class_idx, rotations = _place_molecules(rng, shape, infos, n_particles, margin, name)
+    centres, class_idx, rotations = place_molecules(rng, shape, infos, n_particles, margin, name)
     noise_seed = int(rng.integers(0, 2**63 - 1))
     with torch.no_grad():
-        density, labels = _render(shape, infos, class_idx, centres, rotations, True)
+        density, labels = render_molecules(shape, infos, class_idx, centres, rotations, True)
         density, _ = add_background(density, labels > 0, imaging, rng, voxel_nm)
         generator = torch.Generator().manual_seed(noise_seed)
         clean, noise = reconstruct_tilt_series(
@@ -349,21 +233,44 @@ def _simulate_tilt_series_tomogram(
             volume = clean + float(np.sqrt(var_signal / (snr * max(var_noise, 1e-30)))) * noise
         if imaging.invert_contrast:
             volume, clean = -volume, -clean
-    voxel_angstrom = config.voxel_size_nm * 10.0
-    path = out / f"{name}.mrc"
-    _write_mrc(path, volume.numpy().astype(np.float32), voxel_angstrom)
-    if write_clean:
-        _write_mrc(out / f"{name}_clean.mrc", clean.numpy().astype(np.float32), voxel_angstrom)
-    label_path = None
-    if write_labels:
-        label_path = out / f"{name}_labels.mrc"
-        _write_mrc(label_path, labels.numpy().astype(np.int16), voxel_angstrom)
     particles = _truth_table(name, unique, centres, class_idx, rotations, infos)
     particles["snr"] = float(snr)
     particles["defocus_um"] = float(imaging.defocus_um)
     particles["seed"] = int(seed)
     particles["preset"] = ranges.name
     particles["imaging"] = imaging.to_json()
+    return _write_tomogram(
+        out,
+        name,
+        config,
+        volume,
+        clean if write_clean else None,
+        labels if write_labels else None,
+        particles,
+        write_tables,
+    )
+
+
+def _write_tomogram(
+    out: Path,
+    name: str,
+    config: SimulationConfig,
+    volume: torch.Tensor,
+    clean: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    particles: pd.DataFrame,
+    write_tables: bool,
+) -> SimulatedTomogram:
+    """Write ``<name>.mrc`` (and ``_clean``, ``_labels`` when given, STAR + truth Parquet)."""
+    voxel_angstrom = config.voxel_size_nm * 10.0
+    path = out / f"{name}.mrc"
+    _write_mrc(path, volume.numpy().astype(np.float32), voxel_angstrom)
+    if clean is not None:
+        _write_mrc(out / f"{name}_clean.mrc", clean.numpy().astype(np.float32), voxel_angstrom)
+    label_path = None
+    if labels is not None:
+        label_path = out / f"{name}_labels.mrc"
+        _write_mrc(label_path, labels.numpy().astype(np.int16), voxel_angstrom)
     if write_tables:
         write_particles_star(particles, out / f"{name}.star")
         particles.to_parquet(out / f"{name}_truth.parquet", index=False)

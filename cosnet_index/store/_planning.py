@@ -21,6 +21,7 @@ from cosnet_index.io import (
     check_finite,
     plan_boxes,
 )
+from cosnet_index.store._inputs import _Inputs
 from cosnet_index.store.shards import ShardWriter
 from cosnet_index.store.store import Store
 from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
@@ -59,21 +60,16 @@ def _extra_table(frame: pd.DataFrame) -> pa.Table | None:
 
 
 def _plan_jobs(
-    store: Store,
-    tomograms: list[TomogramInfo],
-    coordinates: pd.DataFrame,
-    *,
-    box: int,
-    model_voxel_angstrom: float,
-    edge: str,
-    source: str,
-    conventions: dict[str, dict[str, Any]] | None = None,
+    store: Store, inputs: _Inputs, *, edge: str
 ) -> tuple[list[_Job], dict[str, str], int]:
-    """Validate and plan every tomogram (no writes).
+    """Validate and plan every tomogram of the checked ``inputs`` (no writes).
 
     Returns:
         ``(jobs, skipped tomograms, coordinates of skipped tomograms already stored)``.
     """
+    tomograms, coordinates = inputs.tomograms, inputs.coordinates
+    box, model_voxel_angstrom = inputs.box, inputs.model_voxel_angstrom
+    source, conventions = inputs.source, inputs.conventions
     model_id = store._model_id(store.model_hash)[0]
     with store.session() as session:
         known = {r.name: r for r in session.scalars(select(TomogramRecord)).all()}

@@ -37,7 +37,7 @@ from cosnet_index.geometry import position_keys
 from cosnet_index.store._inputs import _checked_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
 from cosnet_index.store._staged_commit import _Committer
-from cosnet_index.store.indexer import DEFAULT_COMMIT_EVERY, IndexSummary
+from cosnet_index.store.indexer import DEFAULT_COMMIT_EVERY, IndexSummary, run_summary
 from cosnet_index.store.shards import ShardWriter
 from cosnet_index.store.store import Store
 
@@ -172,16 +172,7 @@ def index_distributed(
         size_check=size_check,
     )
     box, model_voxel_angstrom = inputs.box, inputs.model_voxel_angstrom
-    jobs, skipped_tomograms, stored_done = _plan_jobs(
-        store,
-        inputs.tomograms,
-        inputs.coordinates,
-        box=box,
-        model_voxel_angstrom=model_voxel_angstrom,
-        edge=edge,
-        source=inputs.source,
-        conventions=inputs.conventions,
-    )
+    jobs, skipped_tomograms, stored_done = _plan_jobs(store, inputs, edge=edge)
     staging = store.path / STAGING / model_hash[:16]
     staging.mkdir(parents=True, exist_ok=True)
     record = store.active_model_record()
@@ -203,30 +194,16 @@ def index_distributed(
     committer = _Committer(store, edge, invert_contrast, commit_every, lock_wait_s)
     for position, staged in _run_tasks(client, specs):
         committer.commit(jobs[position], Path(staged))
-    skipped: dict[str, int] = {}
-    for job in jobs:
-        for reason, count in job.skipped.items():
-            skipped[reason] = skipped.get(reason, 0) + count
-    summary = IndexSummary(
-        model_hash=model_hash,
-        tomograms_indexed=tuple(job.tomogram.name for job in jobs),
-        tomograms_skipped=skipped_tomograms,
-        subtomograms_indexed=committer.added,
-        subtomograms_skipped=skipped,
-        resampled={
-            job.tomogram.name: (job.resampled_from, model_voxel_angstrom)
-            for job in jobs
-            if job.resampled_from is not None
-        },
-        seconds=time.perf_counter() - started,
-        subtomograms_stored_already=sum(j.stored_already for j in jobs)
-        + stored_done
-        + committer.stored_meanwhile,
+    return run_summary(
+        model_hash,
+        jobs,
+        skipped_tomograms,
+        indexed=committer.added,
         parts=committer.parts,
+        stored_already=stored_done + committer.stored_meanwhile,
+        model_voxel_angstrom=model_voxel_angstrom,
+        started=started,
     )
-    for line in summary.lines():
-        logger.info(line)
-    return summary
 
 
 def _staged_name(job: _Job, edge: str, invert: bool, batch_size: int) -> str:

@@ -203,16 +203,7 @@ def index_tomograms(
     )
     model, box, model_voxel_angstrom = inputs.model, inputs.box, inputs.model_voxel_angstrom
     with store.write_lock():
-        jobs, skipped_tomograms, stored_done = _plan_jobs(
-            store,
-            inputs.tomograms,
-            inputs.coordinates,
-            box=box,
-            model_voxel_angstrom=model_voxel_angstrom,
-            edge=edge,
-            source=inputs.source,
-            conventions=inputs.conventions,
-        )
+        jobs, skipped_tomograms, stored_done = _plan_jobs(store, inputs, edge=edge)
         for job in jobs:
             if job.resampled_from is not None:
                 logger.warning(
@@ -240,23 +231,51 @@ def index_tomograms(
             flush_interval_s=flush_interval_s,
             commit_every=commit_every,
         )
-    summary_skipped = {}
+    return run_summary(
+        model_hash,
+        jobs,
+        skipped_tomograms,
+        indexed=indexed,
+        parts=parts,
+        stored_already=stored_done,
+        model_voxel_angstrom=model_voxel_angstrom,
+        started=started,
+    )
+
+
+def run_summary(
+    model_hash: str,
+    jobs: Sequence[_Job],
+    skipped_tomograms: dict[str, str],
+    *,
+    indexed: int,
+    parts: int,
+    stored_already: int,
+    model_voxel_angstrom: float,
+    started: float,
+) -> IndexSummary:
+    """The :class:`IndexSummary` of a run over ``jobs``, each of its lines logged.
+
+    ``stored_already`` counts stored coordinates beyond the jobs' own (skipped tomograms, and
+    what another writer committed meanwhile); ``started`` is the run's ``perf_counter``.
+    """
+    skipped: dict[str, int] = {}
     for job in jobs:
         for reason, count in job.skipped.items():
-            summary_skipped[reason] = summary_skipped.get(reason, 0) + count
+            skipped[reason] = skipped.get(reason, 0) + count
     summary = IndexSummary(
         model_hash=model_hash,
         tomograms_indexed=tuple(job.tomogram.name for job in jobs),
         tomograms_skipped=skipped_tomograms,
         subtomograms_indexed=indexed,
-        subtomograms_skipped=summary_skipped,
+        subtomograms_skipped=skipped,
         resampled={
             job.tomogram.name: (job.resampled_from, model_voxel_angstrom)
             for job in jobs
             if job.resampled_from is not None
         },
         seconds=time.perf_counter() - started,
-        subtomograms_stored_already=sum(job.stored_already for job in jobs) + stored_done,
+        subtomograms_stored_already=sum(job.stored_already for job in jobs) + stored_already,
         parts=parts,
     )
     for line in summary.lines():

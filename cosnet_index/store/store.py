@@ -14,10 +14,8 @@ Layout (``docs/store.md``)::
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,10 +27,17 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from cosnet_index import __version__
-from cosnet_index.errors import SchemaError, StoreError
+from cosnet_index.errors import StoreError
 from cosnet_index.store import schema
-from cosnet_index.store._engine import catalog_lock, make_engine, public_url
+from cosnet_index.store._directory import (
+    LOCK,
+    STORE_FORMAT,
+    STORE_FORMAT_VERSION,
+    catalog_url,
+    create_directory,
+    hash16,
+)
+from cosnet_index.store._engine import catalog_lock, make_engine
 from cosnet_index.store._files import writer_lock
 from cosnet_index.store._vector_access import VectorAccess, _id_chunks
 from cosnet_index.store.catalog import CatalogQueries
@@ -41,16 +46,6 @@ from cosnet_index.store.tables import ModelRecord, ShardRecord, Subtomogram, Tom
 __all__ = ["STORE_FORMAT", "STORE_FORMAT_VERSION", "Store"]
 
 logger = logging.getLogger(__name__)
-
-STORE_FORMAT = "cosnet-index-store"
-STORE_FORMAT_VERSION = 1
-MANIFEST = "store.json"
-CATALOG = "catalog.sqlite"
-LOCK = "store.lock"
-
-
-def _hash16(weights_hash: str) -> str:
-    return weights_hash[:16]
 
 
 class Store(CatalogQueries, VectorAccess):
@@ -107,54 +102,7 @@ class Store(CatalogQueries, VectorAccess):
             Path(model_path).expanduser().resolve() if model_path else default_checkpoint_path()
         )
         model, info = load_checkpoint(source)
-        staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        engine = None
-        try:
-            (staging / "shards").mkdir()
-            (staging / "index").mkdir()
-            (staging / "models").mkdir()
-            (staging / LOCK).touch()
-            checkpoint = Path("models") / f"{_hash16(info.hash)}.pt"
-            shutil.copyfile(source, staging / checkpoint)
-            catalog: dict[str, str] = {"kind": "sqlite", "file": CATALOG}
-            if db_url:
-                catalog = {"kind": "url", "url": public_url(db_url)}
-            engine = make_engine(db_url or f"sqlite:///{staging / CATALOG}")
-            if schema.current_revision(engine) is not None:
-                raise StoreError(
-                    f"the database {public_url(db_url or '')} already holds a cosnet-index "
-                    "catalog; use an empty database for a new store"
-                )
-            schema.upgrade(engine, "head")
-            with Session(engine) as session, session.begin():
-                session.add(
-                    ModelRecord(
-                        weights_hash=info.hash,
-                        config=info.config.to_dict(),
-                        checkpoint=checkpoint.as_posix(),
-                        source_path=str(source),
-                        active=True,
-                    )
-                )
-            engine.dispose()
-            engine = None
-            manifest = {
-                "format": STORE_FORMAT,
-                "format_version": STORE_FORMAT_VERSION,
-                "created_by": f"cosnet-index {__version__}",
-                "catalog": catalog,
-            }
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            if path.exists():
-                path.rmdir()
-            os.replace(staging, path)
-        except BaseException:
-            if engine is not None:
-                engine.dispose()
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        create_directory(path, source, info, db_url)
         logger.info("created store %s with model %s", path, info.hash[:12])
         del model
         return cls.open(path, db_url=db_url)
@@ -191,36 +139,7 @@ class Store(CatalogQueries, VectorAccess):
     ) -> Store:
         """Open without the schema check (for ``cosnet-index db`` commands)."""
         path = Path(path).expanduser().resolve()
-        manifest_path = path / MANIFEST
-        if not manifest_path.is_file():
-            raise StoreError(
-                f"no cosnet-index store at {path}; create one with "
-                f"`cosnet-index init --store {path}`"
-            )
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise StoreError(
-                f"{manifest_path} is unreadable ({exc}); the store is damaged"
-            ) from None
-        if manifest.get("format") != STORE_FORMAT:
-            raise StoreError(f"{path} is not a cosnet-index store ({MANIFEST} has another format)")
-        if int(manifest.get("format_version", 0)) > STORE_FORMAT_VERSION:
-            raise SchemaError(
-                f"the store at {path} has format version {manifest['format_version']}, newer than "
-                "this cosnet-index; upgrade cosnet-index to open it"
-            )
-        catalog = manifest.get("catalog", {})
-        if db_url is None:
-            if catalog.get("kind") == "url":
-                raise StoreError(
-                    f"the catalog of the store at {path} is in an external database "
-                    f"({catalog.get('url')}); pass its URL with --db-url"
-                )
-            db_file = path / catalog.get("file", CATALOG)
-            if not db_file.is_file():
-                raise StoreError(f"the catalog {db_file} is missing; the store is damaged")
-            db_url = f"sqlite:///{db_file}"
+        db_url = catalog_url(path, db_url)
         engine = make_engine(db_url, readonly=readonly)
         return cls(path, engine, readonly=readonly)
 
@@ -330,11 +249,11 @@ class Store(CatalogQueries, VectorAccess):
 
     def index_path(self, model_hash: str | None = None) -> Path:
         """The FAISS index file of a model (default: the store's model)."""
-        return self.path / "index" / f"{_hash16(model_hash or self.model_hash)}.faiss"
+        return self.path / "index" / f"{hash16(model_hash or self.model_hash)}.faiss"
 
     def shard_dir(self, model_hash: str) -> Path:
         """Folder of a model's shards."""
-        return self.path / "shards" / _hash16(model_hash)
+        return self.path / "shards" / hash16(model_hash)
 
     # -- tables ----------------------------------------------------------------------------------
 

@@ -1,14 +1,14 @@
 """The real tilt-series path: project, per-tilt CTF and exposure filter, noise, back-project.
 
-For each tilt ``t`` of the series (geometry in ``_tilt``):
+For each tilt ``t`` of the series (geometry in ``projection``):
 
 1. the volume is projected slab by slab (z slabs of ``slab_voxels``);
 2. each slab's projection gets, in detector strips of ``strip_voxels`` along x' (blended with
    linear weights between strip centres), the CTF of its height ``h = z / cos t - x' tan t`` (+ the
    offset of the volume in its specimen): the defocus gradient across the tilted specimen and
-   through its thickness. Astigmatism, B-factor, phase plate / flip as in ``_tilt.tilt_ctf``, and
+   through its thickness. Astigmatism, B-factor, phase plate / flip as in ``microscope.ctf``, and
    the Grant & Grigorieff exposure filter of the dose received before this tilt;
-3. projection noise: white with the tilt's relative variance (ice path length, ``_tilt``),
+3. projection noise: white with the tilt's relative variance (ice path length, ``microscope.dose``),
    optionally times a per-pixel gain (ice-thickness gradient); with ``noise_colour="ctf"`` half of
    it is structural noise that passes the CTF too;
 4. clean and noise projections are reconstructed by weighted back-projection, separately (the
@@ -19,23 +19,22 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from cosnet_index.simulate._tilt import (
+from cosnet_index.simulate.microscope.ctf import ctf_on_grid
+from cosnet_index.simulate.microscope.dose import (
     accumulated_dose,
-    backproject_wbp,
-    centred_positions,
     critical_exposure,
-    ctf_on_grid,
-    project_series,
     tilt_noise_variance,
 )
-
-if TYPE_CHECKING:
-    from cosnet_index.simulate.imaging import Imaging
+from cosnet_index.simulate.microscope.imaging import Imaging
+from cosnet_index.simulate.reconstruction.projection import (
+    backproject_wbp,
+    centred_positions,
+    project_series,
+)
 
 __all__ = ["reconstruct_tilt_series"]
 
@@ -90,7 +89,7 @@ def reconstruct_tilt_series(
     alpha = torch.atan2(fy.expand_as(k2_nm), fx.expand_as(k2_nm))
     cos2 = torch.cos(2.0 * (alpha - math.radians(imaging.astigmatism_angle_deg)))
     critical = critical_exposure(torch.sqrt(k2_nm) / 10.0)
-    ctf = ctf_on_grid(k2_nm, cos2, *imaging.ctf_settings())
+    ctf = ctf_on_grid(k2_nm, cos2, settings=imaging.ctf_settings())
     x0, z0 = offset_nm
     clean_proj = torch.zeros((len(angles), ny, nx), device=device)
     noise_proj = torch.zeros_like(clean_proj) if with_noise else None

@@ -7,9 +7,9 @@ import re
 import numpy as np
 
 from cosnet_index.errors import InputError
-from cosnet_index.simulate._density import ClassMap
-from cosnet_index.simulate._procedural import load_procedural
-from cosnet_index.simulate._real import REAL_CLASSES, load_real
+from cosnet_index.simulate.molecules._density import ClassMap
+from cosnet_index.simulate.molecules._procedural import load_procedural
+from cosnet_index.simulate.molecules._real import REAL_CLASSES, load_real
 
 __all__ = [
     "REAL_CLASSES",
@@ -68,7 +68,7 @@ def _is_library_name(name: str) -> bool:
     """True for a molecule of the real-molecule library (``lib-...``, see ``library.py``)."""
     if not name.startswith("lib-"):
         return False
-    from cosnet_index.simulate.library import library_names
+    from cosnet_index.simulate.molecules.library import library_names
 
     try:
         return name in library_names()
@@ -93,7 +93,7 @@ def class_info(
     if registered is not None:
         return registered
     if _is_library_name(name):
-        from cosnet_index.simulate.library import library_class
+        from cosnet_index.simulate.molecules.library import library_class
 
         return library_class(name, voxel_size_nm, resolution_nm)
     match = _PROC.match(name)
@@ -148,7 +148,7 @@ def register_library(
     Raises:
         InputError: unknown split, or a resolution finer than 2 nm.
     """
-    from cosnet_index.simulate.library import library_class, library_names
+    from cosnet_index.simulate.molecules.library import library_class, library_names
 
     names = library_names(split)
     for name in names:

@@ -4,8 +4,9 @@ molecules built from their chains by exact symmetry.
 What is shipped (``cosnet_index/simulate/molecules/``): ``manifest.csv`` (one row per molecule:
 PDB ids, source package, version and licence, mass, diameter, radius of gyration, shape class,
 how it was assembled, split and mass tier) and ``maps.npz`` (each molecule at 1 nm voxels,
-low-passed to 2 nm, float16, max 1). Both are derived: ``python -m cosnet_index.simulate.library
-build OUT_DIR`` re-creates them from the pinned sources (see ``_library_build.py``).
+low-passed to 2 nm, float16, max 1). Both are derived: ``python -m
+cosnet_index.simulate.molecules.library build OUT_DIR`` re-creates them from the pinned sources
+(see ``_library_build/``).
 ``$COSNET_MOLECULES`` points the loader at another build.
 
 Molecules are simulator classes named ``lib-<pdb id>[-<recipe>]``: :func:`class_info` finds them
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cosnet_index.errors import InputError
-from cosnet_index.simulate._density import ClassMap, finish_map, lowpass
+from cosnet_index.simulate.molecules._density import ClassMap, finish_map, lowpass
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +52,32 @@ PREFIX = "lib-"
 SPLITS = ("train", "heldout")
 
 
+BUILD_COMMAND = "python -m cosnet_index.simulate.molecules.library build"
+
+
 def _folder() -> Path:
     env = os.environ.get("COSNET_MOLECULES")
     if env:
         return Path(env)
-    return Path(str(resources.files("cosnet_index.simulate") / "molecules"))
+    return Path(str(resources.files("cosnet_index.simulate.molecules")))
+
+
+def _library_file(folder: str, name: str) -> Path:
+    """``folder/name``, or an :class:`InputError` that says how to build the library."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise InputError(
+            f"no library {name} at {path}: build the library with `{BUILD_COMMAND} DIR` and set "
+            "COSNET_MOLECULES=DIR"
+        )
+    return path
 
 
 @functools.lru_cache(maxsize=4)
 def _manifest(folder: str):  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    path = Path(folder) / "manifest.csv"
-    if not path.is_file():
-        raise InputError(
-            f"no library manifest at {path}: build one with "
-            "`python -m cosnet_index.simulate.library build DIR` and set COSNET_MOLECULES=DIR"
-        )
-    return pd.read_csv(path)
+    return pd.read_csv(_library_file(folder, "manifest.csv"))
 
 
 def library_manifest():  # type: ignore[no-untyped-def]
@@ -109,13 +118,7 @@ def library_names(split: str | None = None, tier: str | None = None) -> tuple[st
 
 @functools.lru_cache(maxsize=1)
 def _maps(folder: str):  # type: ignore[no-untyped-def]
-    path = Path(folder) / "maps.npz"
-    if not path.is_file():
-        raise InputError(
-            f"no library maps at {path}: rebuild with `python -m cosnet_index.simulate.library "
-            "build DIR` and set COSNET_MOLECULES=DIR"
-        )
-    return np.load(path)
+    return np.load(_library_file(folder, "maps.npz"))
 
 
 def _stored(name: str) -> np.ndarray:
@@ -140,8 +143,8 @@ def library_map(name: str, voxel_size_nm: float = 1.0) -> np.ndarray:
     volume = _stored(name)
     if np.isclose(voxel_size_nm, LIBRARY_VOXEL_NM):
         return volume
-    from cosnet_index.simulate._density import _centre_and_trim
-    from cosnet_index.simulate._real import resample
+    from cosnet_index.simulate.molecules._density import _centre_and_trim
+    from cosnet_index.simulate.molecules._real import resample
 
     out = _centre_and_trim(resample(volume, LIBRARY_VOXEL_NM, voxel_size_nm, LIBRARY_RESOLUTION_NM))
     return out / out.max()
@@ -170,7 +173,7 @@ def library_class(name: str, voxel_size_nm: float = 1.0, resolution_nm: float = 
     if extra > 0:
         volume = lowpass(volume, LIBRARY_VOXEL_NM, extra)
     if not np.isclose(voxel_size_nm, LIBRARY_VOXEL_NM):
-        from cosnet_index.simulate._real import resample
+        from cosnet_index.simulate.molecules._real import resample
 
         volume = resample(volume, LIBRARY_VOXEL_NM, voxel_size_nm, resolution_nm)
     frame = _manifest(str(_folder()))
@@ -218,12 +221,12 @@ def library_summary() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cosnet_index.simulate.library build OUT_DIR [--reserved PATH] [--cache DIR]``
-    or ``... summary`` (the tables of docs/simulation.md)."""
+    """``python -m cosnet_index.simulate.molecules.library build OUT_DIR [--reserved PATH]
+    [--cache DIR]`` or ``... summary`` (the tables of docs/simulation.md)."""
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m cosnet_index.simulate.library",
+        prog="python -m cosnet_index.simulate.molecules.library",
         description="Re-create the real-molecule library (manifest.csv, maps.npz) from scratch.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "summary":
         sys.stdout.write(library_summary())
         return 0
-    from cosnet_index.simulate._library_build import build_library
+    from cosnet_index.simulate.molecules._library_build import build_library
 
     frame = build_library(args.out_dir, args.reserved, args.cache)
     log.info("%d molecules, %d PDB entries", len(frame), _n_entries(frame))

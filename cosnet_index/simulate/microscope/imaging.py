@@ -1,24 +1,17 @@
-"""Microscope and reconstruction settings of the realistic imaging path, and their distributions.
+"""One microscope setting and the distributions it is drawn from (the imaging path's parameters).
 
 An :class:`Imaging` is ONE sampled setting (a microscope, a tilt series, a reconstruction, a
-sample); an :class:`ImagingRanges` is the distribution it is drawn from. Named distributions live
-in :data:`IMAGING_PRESETS`:
-
-- ``paper``: degenerate, today's :class:`SimulationConfig` defaults; the simulators use the fast
-  Fourier-space path (identical bytes to before for the same seed).
-- ``realistic``: the TRAINING distribution (wide domain randomisation).
-- ``shifted``: the HARD-BENCHMARK distribution: defocus, map resolution, noise colour, tilt range,
-  voxel-size mismatch and ice thickness drawn OUTSIDE the ``realistic`` ranges.
-- ``broad``: the training distribution of the campaign (issue "A model for any microscope"): the
-  ``realistic`` ranges widened on BOTH sides of every ``shifted`` range, with a gap around each, so
-  that no value the hard benchmark draws is ever trained on (tested) while the model sees wedges,
-  defoci, resolutions, voxel errors and ice thicknesses beyond it in both directions.
+sample); an :class:`ImagingRanges` is the distribution it is drawn from. The named distributions
+(``paper``, ``realistic``, ``shifted``, ``broad``) are in
+:mod:`~cosnet_index.simulate.microscope.presets`.
 
 A real collection has ONE microscope: :meth:`ImagingRanges.sample_collection` draws one setting
 and gives each particle of the collection its own small variation (defocus within about 1 um,
 position in the tomogram), the rest shared.
 
-Every range and its reason is in ``docs/simulation.md`` ("Domain randomisation").
+A leaf of the simulator: it imports the CTF record and the tilt scheme it describes, never the
+code that images with it (``tests/test_layout.py``). Every range and its reason is in
+``docs/simulation.md`` ("Domain randomisation").
 """
 
 from __future__ import annotations
@@ -31,23 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from cosnet_index.errors import InputError
-from cosnet_index.simulate._fourier import _extra_sigma_nm
+from cosnet_index.frozen import frozen_from_dict, frozen_to_dict
+from cosnet_index.simulate.microscope.ctf import CTFSettings
+from cosnet_index.simulate.microscope.tilt_scheme import TILT_ORDERS, tilt_angles_deg
 
-__all__ = [
-    "IMAGING_PRESETS",
-    "Imaging",
-    "ImagingRanges",
-    "image_by_projection",
-    "image_subtomograms",
-    "imaging_preset",
-    "resolve_imaging",
-]
+__all__ = ["NOISE_COLOURS", "Imaging", "ImagingRanges"]
 
 NOISE_COLOURS = ("white", "ctf", "wedge")
-TILT_ORDERS = ("dose-symmetric", "bidirectional")
 
 Interval = tuple[float, float]
 
@@ -136,27 +121,19 @@ class Imaging:
 
     def tilt_angles_deg(self) -> np.ndarray:
         """The series' tilt angles, ascending (float64)."""
-        from cosnet_index.simulate._tilt import tilt_angles_deg
-
         return tilt_angles_deg(self.tilt_min_deg, self.tilt_max_deg, self.tilt_step_deg)
 
-    def ctf_settings(self) -> tuple[float, float, float, float, float, float, bool]:
-        """The CTF arguments after the frequency grid (and defocus) of ``_tilt.tilt_ctf`` and
-        ``ctf_on_grid``: voltage, Cs, amplitude contrast, B-factor, astigmatism, phase shift
-        (pi/2 with a phase plate), phase flip."""
-        return (
-            self.voltage_kv,
-            self.cs_mm,
-            self.amplitude_contrast,
-            self.bfactor_angstrom2,
-            self.astigmatism_um,
-            math.pi / 2 if self.phase_plate else 0.0,
-            self.phase_flip,
+    def ctf_settings(self) -> CTFSettings:
+        """This microscope's CTF (a phase plate shifts the phase by pi / 2)."""
+        return CTFSettings.of(
+            self,
+            astigmatism_um=self.astigmatism_um,
+            phase_shift_rad=math.pi / 2 if self.phase_plate else 0.0,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""
-        return dataclasses.asdict(self)
+        return frozen_to_dict(self)
 
     def to_json(self) -> str:
         """The fields as one JSON object (sorted keys), e.g. for a truth-table column."""
@@ -164,12 +141,8 @@ class Imaging:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Imaging:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InputError(f"unknown Imaging fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`InputError`."""
+        return frozen_from_dict(cls, values)
 
 
 def _uniform(rng: np.random.Generator, intervals: Sequence[Interval]) -> float:
@@ -334,207 +307,11 @@ class ImagingRanges:
         return _inside(float(getattr(imaging, field)), getattr(self, field))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-serialisable) of every field."""
-        return dataclasses.asdict(self)
+        """Plain dict of every field (intervals stay tuples; JSON makes them lists)."""
+        return frozen_to_dict(self)
 
-
-_PAPER = ImagingRanges(name="paper", fast_path=True)
-
-_REALISTIC = ImagingRanges(
-    name="realistic",
-    voltage_kv_choices=(300.0, 200.0),
-    cs_mm=((2.0, 2.7),),
-    amplitude_contrast=((0.05, 0.10),),
-    defocus_um=((-6.0, -2.5),),
-    astigmatism_um=((0.0, 0.5),),
-    bfactor_angstrom2=((100.0, 800.0),),
-    phase_plate_probability=0.1,
-    phase_plate_defocus_um=((-1.0, -0.3),),
-    phase_flip_probability=0.3,
-    tilt_max_deg=((50.0, 70.0),),
-    tilt_offset_deg=((-5.0, 5.0),),
-    tilt_step_choices=(1.0, 2.0, 3.0, 4.0),
-    tilt_order_choices=("dose-symmetric", "bidirectional"),
-    total_dose_e_per_a2=((80.0, 180.0),),
-    noise_colour_choices=("wedge", "ctf"),
-    resolution_nm=((2.5, 4.5),),
-    voxel_mismatch=((0.95, 1.05),),
-    invert_contrast_probability=0.1,
-    ice_gradient=((0.0, 0.3),),
-    ice_thickness_nm=((100.0, 250.0),),
-    particle_x_nm=((-1500.0, 1500.0),),
-    carbon_edge_probability=0.3,
-    n_membranes=(0, 3),
-    n_gold=(0, 10),
-    crowder_fraction=((0.0, 0.1),),
-)
-
-_SHIFTED = dataclasses.replace(
-    _REALISTIC,
-    name="shifted",
-    defocus_um=((-8.0, -6.5), (-2.2, -1.5)),
-    phase_plate_probability=0.0,
-    tilt_max_deg=((40.0, 48.0),),
-    noise_colour_choices=("white",),
-    resolution_nm=((2.0, 2.3), (4.8, 6.0)),
-    voxel_mismatch=((0.85, 0.9), (1.1, 1.15)),
-    invert_contrast_probability=0.0,
-    ice_thickness_nm=((260.0, 350.0),),
-)
-
-# every shifted range bracketed, never touched by a collection's nominal setting: a gap of at
-# least 0.5 um of defocus (a collection's particles spread +-0.5 um about it, so particle defoci
-# meet only at the very edges), 0.2 nm of resolution, 2 degrees of tilt, 0.02 of voxel error
-# and 10 nm of ice around each (tests/test_campaign.py draws both and checks it); white noise
-# stays unseen. Defocus is bracketed below only: nearer focus than -1.5 um is phase-plate data.
-_BROAD = dataclasses.replace(
-    _REALISTIC,
-    name="broad",
-    defocus_um=((-11.0, -9.0), (-6.0, -2.7)),
-    tilt_max_deg=((30.0, 38.0), (50.0, 72.0)),
-    resolution_nm=((2.5, 4.5), (6.3, 8.0)),
-    voxel_mismatch=((0.76, 0.83), (0.93, 1.07), (1.17, 1.25)),
-    ice_thickness_nm=((80.0, 250.0), (360.0, 450.0)),
-)
-
-IMAGING_PRESETS: dict[str, ImagingRanges] = {
-    "paper": _PAPER,
-    "realistic": _REALISTIC,
-    "shifted": _SHIFTED,
-    "broad": _BROAD,
-}
-
-SHIFTED_FIELDS = (
-    "defocus_um",
-    "resolution_nm",
-    "noise_colour",
-    "tilt_max_deg",
-    "voxel_mismatch",
-    "ice_thickness_nm",
-)
-
-
-def imaging_preset(name: str) -> ImagingRanges:
-    """The named :class:`ImagingRanges` of :data:`IMAGING_PRESETS`.
-
-    Raises:
-        InputError: unknown name.
-    """
-    try:
-        return IMAGING_PRESETS[name]
-    except KeyError:
-        raise InputError(
-            f"unknown imaging preset {name!r}: use one of {', '.join(IMAGING_PRESETS)}"
-        ) from None
-
-
-def resolve_imaging(imaging: str | ImagingRanges) -> ImagingRanges:
-    """A preset name or an :class:`ImagingRanges` -> :class:`ImagingRanges`."""
-    if isinstance(imaging, ImagingRanges):
-        return imaging
-    if isinstance(imaging, str):
-        return imaging_preset(imaging)
-    raise InputError(f"imaging must be a preset name or an ImagingRanges, got {imaging!r}")
-
-
-def _check_batch(density: torch.Tensor, imaging: Sequence[Imaging], snr: np.ndarray) -> None:
-    if density.ndim != 4 or len(set(density.shape[1:])) != 1:
-        raise InputError(f"density must be (b, n, n, n), got {tuple(density.shape)}")
-    if len(imaging) != density.shape[0] or np.shape(snr) != (density.shape[0],):
-        raise InputError(
-            f"need one Imaging and one snr per volume ({density.shape[0]}), "
-            f"got {len(imaging)} and {np.shape(snr)}"
-        )
-    if np.isnan(snr).any() or (np.asarray(snr) <= 0).any():
-        raise InputError("every snr must be > 0 (use inf for no noise)")
-
-
-def image_subtomograms(
-    density: torch.Tensor,
-    imaging: Sequence[Imaging],
-    snr: np.ndarray,
-    generator: torch.Generator,
-    voxel_size_nm: float = 1.0,
-    density_resolution_nm: float = 0.0,
-) -> torch.Tensor:
-    """Image posed densities through the Fourier-space form of the tilt-series path.
-
-    By the central-slice theorem each 3D frequency takes the CTF (defocus of its tilt at the
-    particle's height, astigmatism in the detector plane), exposure filter and noise of the tilt
-    whose central slice passes through it; nothing lies inside the missing wedge (except with
-    ``noise_colour="white"``, 3D white noise). See ``docs/simulation.md``.
-
-    Args:
-        density: (b, n, n, n) posed noise-free densities (molecule positive), model voxels.
-        imaging: one :class:`Imaging` per volume.
-        snr: (b,) var(signal) / var(noise) in the box (``inf`` = no noise), as the fast path.
-        generator: torch generator of the noise.
-        voxel_size_nm: nominal (model) voxel size; the data's is ``voxel_size_nm * mismatch``.
-        density_resolution_nm: resolution the density already has (the low-pass to
-            ``imaging.resolution_nm`` only adds what is missing).
-
-    Returns:
-        (b, n, n, n) float32 imaged volumes (molecules dark unless ``invert_contrast``).
-
-    Raises:
-        InputError: shapes or snr do not match.
-    """
-    from cosnet_index.simulate._imaging_fourier import image_fourier
-
-    snr = np.asarray(snr, dtype=np.float64)
-    _check_batch(density, imaging, snr)
-    noisy, _ = image_fourier(
-        density, list(imaging), snr, generator, voxel_size_nm, density_resolution_nm, False
-    )
-    return noisy
-
-
-def image_by_projection(
-    density: torch.Tensor,
-    imaging: Imaging,
-    snr: float,
-    generator: torch.Generator,
-    voxel_size_nm: float = 1.0,
-    density_resolution_nm: float = 0.0,
-) -> torch.Tensor:
-    """Image one (n, n, n) posed density through the real tilt-series path (reference form).
-
-    Projects at every tilt, applies the per-tilt CTF and exposure filter, adds noise in the
-    projections and reconstructs by weighted back-projection; the reference the Fourier form
-    of :func:`image_subtomograms` is tested against. Slower; voxel mismatch is not applied here.
-
-    Raises:
-        InputError: density not a cube or snr not > 0.
-    """
-    from cosnet_index.simulate._projection import reconstruct_tilt_series
-
-    if density.ndim != 3 or len(set(density.shape)) != 1:
-        raise InputError(f"density must be (n, n, n), got {tuple(density.shape)}")
-    if math.isnan(snr) or snr <= 0:
-        raise InputError("snr must be > 0 (use inf for no noise)")
-    extra = _extra_sigma_nm(imaging.resolution_nm, density_resolution_nm)
-    volume = _gaussian_lowpass(density, extra / voxel_size_nm) if extra > 0 else density
-    clean, noise = reconstruct_tilt_series(
-        volume,
-        imaging,
-        voxel_size_nm,
-        generator,
-        offset_nm=(imaging.particle_x_nm, imaging.particle_z_nm),
-        with_noise=math.isfinite(snr),
-    )
-    out = clean
-    if noise is not None:
-        scale = math.sqrt(float(clean.var()) / (snr * max(float(noise.var()), 1e-30)))
-        out = clean + scale * noise
-    return -out if imaging.invert_contrast else out
-
-
-def _gaussian_lowpass(volume: torch.Tensor, sigma_voxels: float) -> torch.Tensor:
-    """Gaussian low-pass of the last three axes (Fourier space, periodic)."""
-    shape = tuple(volume.shape[-3:])
-    fz = torch.fft.fftfreq(shape[0])[:, None, None]
-    fy = torch.fft.fftfreq(shape[1])[None, :, None]
-    fx = torch.fft.rfftfreq(shape[2])[None, None, :]
-    gain = torch.exp(-2.0 * math.pi**2 * sigma_voxels**2 * (fx**2 + fy**2 + fz**2))
-    spectrum = torch.fft.rfftn(volume, dim=(-3, -2, -1)) * gain.to(volume.device)
-    return torch.fft.irfftn(spectrum, s=shape, dim=(-3, -2, -1))
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ImagingRanges:
+        """Inverse of :meth:`to_dict` (also of its JSON: intervals become tuples again);
+        unknown keys raise :class:`InputError`."""
+        return frozen_from_dict(cls, values)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cosnet_index.errors import InputError
-from cosnet_index.simulate._density import ClassMap, finish_map, splat
+from cosnet_index.simulate.molecules._density import ClassMap, finish_map, splat
 
 __all__ = ["map_from_atomic_model"]
 

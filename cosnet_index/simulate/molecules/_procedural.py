@@ -24,7 +24,7 @@ import functools
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from cosnet_index.simulate._density import (
+from cosnet_index.simulate.molecules._density import (
     DALTON_PER_NM3,
     DALTON_PER_RESIDUE,
     ClassMap,

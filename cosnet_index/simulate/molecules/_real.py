@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from cosnet_index.errors import InputError, MrcError
-from cosnet_index.simulate._density import ClassMap, finish_map, lowpass
+from cosnet_index.simulate.molecules._density import ClassMap, finish_map, lowpass
 
 __all__ = ["REAL_CLASSES", "REAL_MASS_KDA", "load_real", "map_from_mrc_file"]
 

@@ -12,7 +12,8 @@ import math
 import numpy as np
 import torch
 
-from cosnet_index.simulate.imaging import Imaging, _gaussian_lowpass
+from cosnet_index.simulate._fourier import gaussian_lowpass
+from cosnet_index.simulate.microscope.imaging import Imaging
 
 __all__ = ["add_background", "ice_gain"]
 
@@ -100,7 +101,7 @@ def add_background(
         ).float()
         peak = 1.0 / blob_volume
         amplitude = float(rng.uniform(0.3, 0.5))
-        extra += amplitude / peak * _gaussian_lowpass(points, sigma).clamp_min(0.0)
+        extra += amplitude / peak * gaussian_lowpass(points, sigma).clamp_min(0.0)
     if imaging.ice_gradient > 0:
         extra += 0.5 * imaging.ice_gradient * _ramp(shape, imaging.ice_gradient_angle_deg)[None]
     extra = extra * (~occupied)

@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from cosnet_index.simulate._fourier import _extra_sigma_nm, parseval_variance
-from cosnet_index.simulate._tilt import (
+from cosnet_index.simulate._fourier import extra_sigma_nm, parseval_variance
+from cosnet_index.simulate.microscope.ctf import tilt_ctf
+from cosnet_index.simulate.microscope.dose import (
     accumulated_dose,
     exposure_filter,
-    tilt_ctf,
     tilt_noise_variance,
-    tilt_weights_rad,
 )
-
-if TYPE_CHECKING:
-    from cosnet_index.simulate.imaging import Imaging
+from cosnet_index.simulate.microscope.imaging import Imaging
+from cosnet_index.simulate.reconstruction.projection import tilt_weights_rad
 
 __all__ = ["image_fourier", "rescale_volumes"]
 
@@ -106,9 +103,9 @@ def _group_filters(
     data_voxel_nm = voxel_size_nm * first.voxel_mismatch
     k2_nm = grid["f2"] / data_voxel_nm**2
     cos2 = torch.cos(2.0 * (grid["alpha"] - math.radians(first.astigmatism_angle_deg)))
-    ctf = tilt_ctf(k2_nm, cos2, defocus_t, *first.ctf_settings())  # (k, n, n, m)
+    ctf = tilt_ctf(k2_nm, cos2, defocus_t, settings=first.ctf_settings())  # (k, n, n, m)
     exposure = exposure_filter(dose_t, torch.sqrt(k2_nm) / 10.0).float()
-    sigma = _extra_sigma_nm(first.resolution_nm, density_resolution_nm)
+    sigma = extra_sigma_nm(first.resolution_nm, density_resolution_nm)
     lowpass = torch.exp(-2.0 * math.pi**2 * sigma**2 * k2_nm).float()
     transfer = torch.where(sampled, ctf * (exposure * lowpass), torch.zeros_like(ctf))
     if first.noise_colour == "white":
@@ -184,7 +181,7 @@ def image_fourier(
     want_clean: bool,
     rescale: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(noisy, clean) of a batch; see :func:`cosnet_index.simulate.imaging.image_subtomograms`.
+    """(noisy, clean) of a batch (see :func:`~.image.image_subtomograms`).
 
     ``rescale=False``: the voxel-size mismatch was already applied when posing.
     """

@@ -1,0 +1,170 @@
+"""Where a run starts and what it leaves: resume or fine-tune, checkpoints, state, metrics.
+
+Outputs in ``out_dir``: ``last.pt`` (a model checkpoint, see
+:func:`~cosnet_index.model.save_checkpoint`), ``step_<k>.pt`` every ``keep_every`` steps,
+``train_state.pt`` (optimizer + step + wall time, for ``--resume``) and ``metrics.csv`` (one row
+per step). Every checkpoint records how the run was made (:func:`run_metadata`).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+import torch
+
+from cosnet_index.data.episodes import SimulateFn
+from cosnet_index.data.imaging_mix import ImagingMix
+from cosnet_index.data.provenance import data_manifest, simulator_source_hash
+from cosnet_index.errors import CheckpointError
+from cosnet_index.files import atomic_write
+from cosnet_index.model import CosNet, CosNetConfig, load_checkpoint, save_checkpoint
+from cosnet_index.train.config import TrainConfig
+
+__all__ = ["METRIC_FIELDS", "Checkpointer", "open_metrics", "run_metadata", "start"]
+
+logger = logging.getLogger(__name__)
+
+METRIC_FIELDS = [
+    "step",
+    "wall_s",
+    "lr",
+    "loss",
+    "bce",
+    "dice",
+    "acc",
+    "pos_p",
+    "neg_p",
+    "snr",
+    "metric",
+]
+
+
+def _atomic_torch_save(obj: Any, path: pathlib.Path) -> None:
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def start(
+    out: pathlib.Path,
+    config: TrainConfig,
+    model_config: CosNetConfig | None,
+    resume: bool,
+    dev: torch.device,
+) -> tuple[CosNet, torch.optim.Optimizer, int, float]:
+    """The model and optimiser to train, and the step and wall time already done (resume)."""
+    start_step, elapsed_before = 0, 0.0
+    state_path, last_path = out / "train_state.pt", out / "last.pt"
+    state: dict[str, Any] = {}
+    if resume:
+        if not (state_path.is_file() and last_path.is_file()):
+            raise CheckpointError(
+                f"nothing to resume in {out}: no last.pt/train_state.pt; drop --resume to start"
+            )
+        model, _ = load_checkpoint(last_path)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        start_step = int(state["step"])
+        elapsed_before = float(state.get("wall_s", 0.0))
+    elif config.init_from:
+        model, _ = load_checkpoint(config.init_from)
+        logger.info("fine-tuning from %s (hash %s)", config.init_from, model.weights_hash[:8])
+    else:
+        model = CosNet(model_config or CosNetConfig())
+    model.to(dev).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if resume:
+        optimizer.load_state_dict(state["optimizer"])
+    return model, optimizer, start_step, elapsed_before
+
+
+def run_metadata(
+    class_names: Sequence[str],
+    config: TrainConfig,
+    command: str,
+    dev: torch.device,
+    simulate: SimulateFn | None,
+    simulation_config: Any,
+    mix: ImagingMix,
+) -> dict[str, Any]:
+    """What every checkpoint of the run records about how it was made."""
+    metadata = {
+        "command": command,
+        "seed": config.seed,
+        "train_config": config.to_dict(),
+        "classes": len(class_names),
+        "device": str(dev),
+        "torch": str(torch.__version__),
+        "simulator_source_sha256": simulator_source_hash(),
+        "data_manifest": data_manifest(class_names, mix),
+    }
+    if simulate is None:
+        from cosnet_index.simulate import SimulationConfig
+
+        metadata["simulation_config"] = (simulation_config or SimulationConfig()).to_dict()
+    return metadata
+
+
+def open_metrics(path: pathlib.Path, resume: bool) -> tuple[IO[str], csv.DictWriter]:
+    """``metrics.csv`` opened for this run's rows (appended to when resuming) and its writer.
+
+    A run started by an older release keeps its own columns.
+    """
+    new_file = not path.exists() or not resume
+    handle = open(path, "a" if resume else "w", newline="")
+    fields = METRIC_FIELDS
+    if not new_file:
+        with open(path, newline="") as fh:
+            fields = next(csv.reader(fh), None) or METRIC_FIELDS
+    writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+    if new_file:
+        writer.writeheader()
+    return handle, writer
+
+
+class Checkpointer:
+    """Saves the model, its optimizer state and the metrics so far, and keeps the run's clock.
+
+    ``last.pt`` every time, ``step_<k>.pt`` every ``keep_every`` steps, ``train_state.pt``
+    (step, optimizer, wall time); the wall time counts from its creation plus what the resumed
+    run had already spent.
+    """
+
+    def __init__(
+        self,
+        out: pathlib.Path,
+        model: CosNet,
+        optimizer: torch.optim.Optimizer,
+        config: TrainConfig,
+        metadata: dict[str, Any],
+        elapsed_before: float,
+        metrics: IO[str],
+    ) -> None:
+        self.out, self.model, self.optimizer, self.config = out, model, optimizer, config
+        self.metadata, self.elapsed_before, self.metrics = metadata, elapsed_before, metrics
+        self.last_path, self.state_path = out / "last.pt", out / "train_state.pt"
+        self.t0 = time.perf_counter()
+
+    def wall_s(self) -> float:
+        """Seconds of training over every resume of the run."""
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def save(self, step_done: int) -> None:
+        """Checkpoint after ``step_done`` steps (in the default memory layout)."""
+        wall = self.wall_s()
+        meta = dict(self.metadata, step=step_done, wall_s=round(wall, 1))
+        model = self.model
+        model.eval()
+        model.to(memory_format=torch.contiguous_format)  # checkpoints in the default layout
+        save_checkpoint(model, self.last_path, **meta)
+        if self.config.keep_every and step_done % self.config.keep_every == 0:
+            save_checkpoint(model, self.out / f"step_{step_done:06d}.pt", **meta)
+        if self.config.channels_last:
+            model.to(memory_format=torch.channels_last_3d)
+        model.train()
+        state = {"step": step_done, "optimizer": self.optimizer.state_dict(), "wall_s": wall}
+        _atomic_torch_save(state, self.state_path)
+        self.metrics.flush()
