@@ -153,7 +153,7 @@ def test_the_worker_process_streams_the_same_episodes_as_the_thread() -> None:
     config = TrainConfig(steps=6, sim_workers=0)
     thread = list(episode_stream(draw, 2, config))
     assert [s for s, _ in thread] == [2, 3, 4, 5]
-    for workers in (1, 3):
+    for workers in (1, 2):  # more workers than cores makes torch warn
         streamed = list(episode_stream(draw, 2, dataclasses.replace(config, sim_workers=workers)))
         assert [s for s, _ in streamed] == [2, 3, 4, 5]  # in step order, each step once
         for (_, a), (_, b) in zip(thread, streamed, strict=True):
@@ -199,13 +199,13 @@ def test_campaign_chunk_resumes_and_the_curve_is_kept(tmp_path: pathlib.Path) ->
     start = tmp_path / "start.pt"
     save_checkpoint(CosNet(TINY), start)
     run = tmp_path / "run"
-    path, full = campaign.run_chunk(run, 0.02, init_from=str(start), classes="train-real",
+    path, full = campaign.run_chunk(run, 0.02, init_from=str(start), classes="train-real,proc:0-5",
                                     progress=False)  # fmt: skip
     assert full and path.is_file()
     first = load_checkpoint(path)[1].metadata
     assert first["data_manifest"]["imaging_mix"]["per"] == "collection"
     assert first["train_config"]["schedule"] == "constant"
-    path, _ = campaign.run_chunk(run, 0.02, classes="train-real", progress=False)
+    path, _ = campaign.run_chunk(run, 0.02, classes="train-real,proc:0-5", progress=False)
     assert load_checkpoint(path)[1].metadata["step"] > first["step"]  # resumed, not restarted
 
     result = campaign.evaluate_candidate(path, episodes=2, tables=(("paper", "same"),))
