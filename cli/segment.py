@@ -82,6 +82,7 @@ __all__ = ["segment"]
     "median decoder mask); not better than p > 0.5 yet (docs/segmentation.md).",
 )
 @cpu_option
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @keep_all_option(
     "Also segment hits that do not pass (column 'passes' of search; default: passing only).",
 )
@@ -102,6 +103,7 @@ def segment(
     no_prior: bool,
     estimate_volume: bool,
     cpu: bool,
+    no_progress: bool,
     keep_all: bool,
     overwrite: bool,
 ) -> None:
@@ -172,7 +174,7 @@ def segment(
             if dropped:
                 click.echo(f"left out {dropped} hits that do not pass (--all keeps them)")
                 source += f", {len(hits)} passing"
-        with tqdm(total=len(hits), unit="hit", disable=None) as bar:
+        with tqdm(total=len(hits), unit="hit", disable=True if no_progress else None) as bar:
             summary = segment_hits(
                 store,
                 hits,

@@ -76,3 +76,11 @@ def test_train_with_a_bad_architecture_is_a_one_line_error(tmp_path, widths: str
     assert "Error:" in result.output and "widths" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_long_commands_take_no_progress() -> None:
+    """Every command that draws a progress bar can be told not to (logs, batch jobs)."""
+    runner = CliRunner()
+    for path in (["segment"], ["index"]):
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0 and "--no-progress" in result.output, path

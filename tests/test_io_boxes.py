@@ -26,6 +26,18 @@ def test_open_tomogram_is_memory_mapped(tmp_path) -> None:
         assert tomogram.voxel_size_angstrom == 5.0
 
 
+def test_a_symlinked_tomogram_is_named_after_the_link(tmp_path) -> None:
+    """``TS_01.mrc -> tomo_00.mrc`` is TS_01 (the given file's stem), also when reopened."""
+    target = write_tomogram(tmp_path / "tomo_00.mrc")
+    link = tmp_path / "TS_01.mrc"
+    link.symlink_to(target)
+    with open_tomogram(link) as tomogram:
+        assert tomogram.name == "TS_01"
+        info = tomogram.info()
+    with info.open() as reopened:
+        assert reopened.name == "TS_01"
+
+
 def _write_raw(path, data, voxel_size=10.0):
     with warnings.catch_warnings(), mrcfile.new(path, overwrite=True) as mrc:
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN voxels on purpose

@@ -477,3 +477,45 @@ def test_export_round_trips_the_coordinate_convention(convention, collection, ch
                            convention="voxels")  # fmt: skip
     voxels = starfile.read(plain)
     np.testing.assert_allclose(np.sort(voxels["rlnCoordinateX"]), np.sort(before["x"]), atol=1e-4)
+
+
+def _catalog_counts(store: Store) -> tuple[int, int, int]:
+    from sqlalchemy import func, select
+
+    from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
+
+    with store.session() as session:
+        return tuple(  # type: ignore[return-value]
+            session.scalar(select(func.count()).select_from(table))
+            for table in (TomogramRecord, ShardRecord, Subtomogram)
+        )
+
+
+def test_reindex_with_the_other_contrast_is_refused(store, collection) -> None:
+    """Vectors of both contrasts never mix: the second run is refused, the rows unchanged."""
+    index_tomograms(store, collection["tomograms"], collection["star"], progress=False)
+    before = _catalog_counts(store)
+    with pytest.raises(StoreError, match="indexed without --invert-contrast"):
+        index_tomograms(
+            store,
+            collection["tomograms"],
+            collection["star"],
+            progress=False,
+            invert_contrast=True,
+            contrast_check="off",
+        )
+    assert _catalog_counts(store) == before
+    assert check_store(store).ok
+
+
+def test_a_voxel_size_that_leaves_no_box_is_an_error(store, collection) -> None:
+    """A 4x too small voxel size reads boxes larger than the tomogram: an error, nothing stored."""
+    with pytest.raises(CoordinateError, match="--voxel-size"):
+        index_tomograms(
+            store,
+            collection["tomograms"][:1],
+            collection["star"],
+            progress=False,
+            voxel_size_angstrom=2.5,
+        )
+    assert _catalog_counts(store) == (0, 0, 0)

@@ -18,7 +18,8 @@ probability as the score; :func:`write_segmentation` writes a label volume of ``
 as a multilabel segmentation whose voxels hold the copick label of their class. An object this
 package creates gets, when the class's molecular volume is known, the ``radius`` (angstrom) of
 the sphere of that volume: the one size field copick's objects carry (objects already in the
-configuration keep theirs).
+configuration keep theirs). The configuration file changes only by the objects added
+(:func:`~cosnet_index.io._copick_config.add_objects_to_config`); every other field stays as it was.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ import pandas as pd
 
 from cosnet_index.errors import InputError
 from cosnet_index.files import atomic_write
+from cosnet_index.io._copick_config import add_objects_to_config
 
 __all__ = [
     "COPICK_USER",
+    "add_objects_to_config",
     "copick_object_name",
     "materialise_tomograms",
     "next_session_id",
@@ -258,15 +261,16 @@ def _ensure_objects(
             f"classes {sorted(names)} map to the same copick object names {sorted(names.values())}"
             " (copick turns '_' into '-'); rename a class with `classes rename`"
         )
-    added = False
+    added = []
     for class_name, name in names.items():
         if root.get_object(name) is None:
             volume = (volumes_nm3 or {}).get(class_name)
             size = {} if volume is None else {"radius": round(sphere_radius_angstrom(volume), 1)}
             root.new_object(name, is_particle=True, **size)
-            added = True
+            label = int(root.get_object(name).label)
+            added.append({"name": name, "is_particle": True, "label": label, **size})
     if added and config_path is not None:
-        root.save_config(str(config_path))
+        add_objects_to_config(config_path, added)
     return {c: root.get_object(n) for c, n in names.items()}
 
 

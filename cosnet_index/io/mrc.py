@@ -64,6 +64,7 @@ class TomogramInfo:
         if tomogram.header_sha256 != self.header_sha256:
             tomogram.close()
             raise MrcError(f"{self.path} changed while it was being indexed; run the command again")
+        tomogram.name = self.name  # the path is resolved: keep the name it was given under
         return tomogram
 
 
@@ -132,7 +133,9 @@ def open_tomogram(
             number type, a 2D image or an empty volume, a missing or zero voxel size (and no
             override).
     """
-    path = Path(path).expanduser().resolve()
+    given = Path(path).expanduser()
+    name = tomogram_name(given)  # the given file's stem, never a symlink target's
+    path = given.resolve()
     if not path.is_file():
         raise MrcError(f"tomogram {path} does not exist: check the path")
     try:
@@ -181,7 +184,7 @@ def open_tomogram(
         raise
     return Tomogram(
         path=path,
-        name=tomogram_name(path),
+        name=name,
         data=data,
         voxel_size_angstrom=voxel,
         header_sha256=checksum,

@@ -134,6 +134,9 @@ class _Inputs:
     model: Any  # the store's active CosNet
     box: int
     model_voxel_angstrom: float
+    invert_contrast: bool = (
+        False  # --invert-contrast: a tomogram keeps the setting it was indexed with
+    )
 
 
 def _checked_inputs(
@@ -173,4 +176,13 @@ def _checked_inputs(
         contrast_check=contrast_check,
         size_check=size_check,
     )
-    return _Inputs(tomograms, coordinates, source, conventions, model, box, model_voxel_angstrom)
+    return _Inputs(
+        tomograms,
+        coordinates,
+        source,
+        conventions,
+        model,
+        box,
+        model_voxel_angstrom,
+        invert_contrast,
+    )

@@ -78,6 +78,11 @@ def _plan_jobs(
                 select(ShardRecord.tomogram_id).where(ShardRecord.model_id == model_id)
             ).all()
         )
+        contrast: dict[int, set[bool]] = {}
+        for tomogram_id, invert in session.execute(
+            select(ShardRecord.tomogram_id, ShardRecord.invert_contrast).distinct()
+        ).all():
+            contrast.setdefault(tomogram_id, set()).add(bool(invert))
     groups = coordinates.groupby("tomogram", sort=False).indices
     extra_columns = [c for c in coordinates.columns if c not in ("tomogram", "x", "y", "z")]
     jobs, skipped, stored_done = [], {}, 0
@@ -95,6 +100,8 @@ def _plan_jobs(
                 f"tomogram {tomogram.name!r} was indexed at {record.voxel_size_angstrom} A voxels, "
                 f"not {tomogram.voxel_size_angstrom}; use the same --voxel-size as before"
             )
+        if record is not None:
+            _check_same_contrast(tomogram.name, contrast.get(record.id, set()), inputs)
         rows = groups.get(tomogram.name)
         if rows is None or len(rows) == 0:
             skipped[tomogram.name] = f"no coordinates in {source}"
@@ -110,6 +117,15 @@ def _plan_jobs(
                 f"all {len(rows)} coordinates of tomogram {tomogram.name!r} lie outside its volume "
                 f"(x, y, z up to {tomogram.shape_zyx[::-1]} voxels); are they in voxels of this "
                 "tomogram (not angstrom, not another binning)?"
+            )
+        if not plan.keep.any():
+            raise CoordinateError(
+                f"none of the {len(rows)} coordinates of tomogram {tomogram.name!r} leaves a whole "
+                f"box (skipped: {plan.skipped()}): at {tomogram.voxel_size_angstrom:g} A voxels a "
+                f"box of the model's {box} voxels of {model_voxel_angstrom:g} A reads "
+                f"{source_box}^3 voxels of a {tomogram.shape_zyx[::-1]} (x, y, z) tomogram. Is the "
+                "voxel size right? Give the right one with --voxel-size ANGSTROM (or --edge pad to "
+                "keep boxes that cross the edge); nothing was stored"
             )
         with tomogram.open() as opened:
             check_finite(opened)
@@ -151,6 +167,21 @@ def _plan_jobs(
             )
         )
     return jobs, skipped, stored_done
+
+
+def _check_same_contrast(name: str, stored: set[bool], inputs: _Inputs) -> None:
+    """Refuse to add vectors of the other contrast next to a tomogram's stored ones.
+
+    Raises:
+        StoreError: with the setting to use.
+    """
+    if not stored or stored == {inputs.invert_contrast}:
+        return
+    was = "with" if True in stored else "without"
+    raise StoreError(
+        f"tomogram {name!r} was indexed {was} --invert-contrast; vectors of both contrasts would "
+        f"mix in every query: index it again {was} --invert-contrast as before"
+    )
 
 
 def _stored_positions(store: Store, tomogram_id: int, model_id: int) -> np.ndarray:
