@@ -22,7 +22,7 @@ import numpy as np
 def main() -> None:
     from cosnet_index.classes import volume_of_map
     from cosnet_index.geometry import mass_kda_to_volume_nm3
-    from cosnet_index.simulate._real import REAL_MASS_KDA
+    from cosnet_index.simulate.molecules._real import REAL_MASS_KDA
     from cosnet_index.simulate.molecules.library import library_manifest, library_map
 
     logging.basicConfig(level=logging.WARNING)

@@ -143,7 +143,7 @@ def _estimated_volume_nm3(
     data: np.ndarray, voxel_nm: float, path: str | os.PathLike[str]
 ) -> tuple[float, str]:
     """The volume above :func:`estimated_contour` of the map low-passed to 2 nm, and a note."""
-    from cosnet_index.simulate._real import resample
+    from cosnet_index.simulate.molecules._real import resample
 
     grid_nm = max(voxel_nm, _FINEST_GRID_NM)
     smooth = resample(data, voxel_nm, grid_nm, ESTIMATE_RESOLUTION_NM)  # low-passed

@@ -118,7 +118,9 @@ def _plan_jobs(
                 f"(x, y, z up to {tomogram.shape_zyx[::-1]} voxels); are they in voxels of this "
                 "tomogram (not angstrom, not another binning)?"
             )
-        if not plan.keep.any():
+        if not plan.keep.any() and source_box > min(tomogram.shape_zyx):
+            # no coordinate could ever give a whole box: the voxel size is wrong, not the picks
+            # (a tomogram whose few picks all sit at an edge is committed empty, as before)
             raise CoordinateError(
                 f"none of the {len(rows)} coordinates of tomogram {tomogram.name!r} leaves a whole "
                 f"box (skipped: {plan.skipped()}): at {tomogram.voxel_size_angstrom:g} A voxels a "
