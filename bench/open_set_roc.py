@@ -111,11 +111,14 @@ def main() -> None:
             f"| {_cell(r.lost)} | {_cell(r.flagged)} | {_cell(r.estimated_lost)} "
             f"| {_cell(r.right)} | {_cell(r.closed)} |"
         )
-    print(
-        f"\n{int(table['named'].iloc[0]) if len(table) else 0} named particles in the first cell; "
-        f"a dominant class detected in {100 * rows['dominant'].mean():.0f}% of rule fits; "
-        f"scored in {time.perf_counter() - t0:.0f} s"
-    )
+    print("\nparticles per cell (named / novel, supports left out) and rule fits that saw a class")
+    print("holding at least half of the particles (dominant):")
+    for scenario, g in table.groupby("scenario", sort=False):
+        print(
+            f"  {scenario}: {int(g['named'].iloc[0])} / {int(g['novel'].iloc[0])}, dominant in "
+            f"{100 * g['dominant'].mean():.0f}% of fits"
+        )
+    print(f"scored in {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -200,3 +200,31 @@ def test_export_include_unknown_writes_the_unknown_particles_without_all(toy, tm
     ok = runner.invoke(cli, ["export", "--result", result, "--out", str(tmp_path / "c")])
     assert ok.exit_code == 0 and not (tmp_path / "c" / "unknown.star").exists()
     assert f"left out {n_unknown} rows" in ok.output
+
+
+def test_roc_rows_count_each_rule_on_a_synthetic_collection():
+    from cosnet_index.benchmark.open_set_roc import (
+        GRIDS,
+        RocConfig,
+        RocEpisode,
+        _dominant_counts,
+        roc_rows,
+        roc_table,
+    )
+
+    counts = _dominant_counts(RocConfig(per_molecule=20))
+    assert counts.sum() == 180 and counts[0] == 144 and counts[1:].min() >= 4
+    xb, labels, _ = clustered_vectors(6, 40, seed=3)
+    firsts = np.arange(4) * 40  # molecules 0-3 named by their first particle, 4-5 novel
+    episode = RocEpisode("half-named", 0, tuple("abcdef"), 4, labels, firsts, {1.0: xb},
+                         {1.0: xb[firsts]})  # fmt: skip
+    rows = roc_rows(episode, 1.0, BIAS)
+    assert len(rows) == sum(len(values) for _, values, _ in GRIDS.values())
+    assert (rows["named"] == 4 * 39).all() and (rows["novel"] == 80).all()
+    default = rows[rows["default"]].iloc[0]
+    assert default["rule"] == "mixture" and default["value"] == DEFAULT_MAX_LOST
+    assert default["flagged"] >= 72 and default["lost"] <= 0.1 * 156
+    assert abs(default["estimated_lost"] - default["lost"] / default["named"]) <= 0.05
+    table = roc_table(rows)
+    cell = table[table["default"]].iloc[0]
+    assert cell["flagged"][0] == pytest.approx(default["flagged"] / 80)
