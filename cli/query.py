@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cosnet_index.cli._open_set import class_line, given, resolve_rule, rule_lines, rule_option
+from cosnet_index.cli._open_set import class_line, resolve_rule, rule_lines, rule_option
 from cosnet_index.cli._options import (
     classes_option,
     cpu_option,
@@ -108,20 +108,16 @@ def classify(
     selected = bool(tomograms or subtomograms)
     if stream and selected:
         raise click.UsageError("--stream classifies the whole store; drop --tomogram/--ids")
-    if stream and asked != "fixed":
+    if stream and asked == "collection":
         raise click.UsageError(
-            f"the {asked} rule needs the whole collection in memory; use --in-memory, or "
-            "--rule fixed with --stream"
+            "the collection rule needs the whole collection in memory; use --in-memory, or "
+            "the mixture or fixed rule with --stream"
         )
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
-        if stream is None and not selected and rule is None and not given("max_lost"):
+        if stream is None and not selected and asked != "collection":
             stream = store._count_vectors(store._model_id(None)[0]) > STREAM_ABOVE
             if stream:
-                click.echo(
-                    "streaming a store of more than a million vectors: open-set rule 'fixed' "
-                    "(--in-memory, --rule or --max-lost for a fitted rule)",
-                    err=True,
-                )
+                click.echo("streaming a store of more than a million vectors", err=True)
         if stream:
             n, counts, meta = classify_store_streaming(
                 store,
@@ -130,13 +126,18 @@ def classify(
                 set_name=set_name,
                 min_prob=min_prob,
                 reduce=reduce,  # type: ignore[arg-type]
+                rule=asked,
+                max_lost=max_lost,
             )
             click.echo(
                 f"classified {n} subtomograms into {len(meta['classes'])} classes -> {out_path} "
                 "(streamed)"
             )
-            for name in [*meta["classes"], UNKNOWN]:
-                click.echo(f"  {name:<24} {int(counts.get(name, 0))}")
+            for line in rule_lines(meta):
+                click.echo(line)
+            for name in meta["classes"]:
+                click.echo(class_line(meta, name, str(int(counts.get(name, 0)))))
+            click.echo(f"  {UNKNOWN:<24} {int(counts.get(UNKNOWN, 0)):>8}")
             return
         table, meta = classify_store(
             store,

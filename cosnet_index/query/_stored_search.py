@@ -119,11 +119,7 @@ def search_store(
         min_prob=float(min_prob),
         reduce=reduce,
         head_bias=bias,
-        **{
-            key: value
-            for key, value in fitted.metadata([c.name for c in others]).items()
-            if key not in ("min_prob",)
-        },
+        **fitted.metadata([c.name for c in others]),
     )
     return table, meta
 
@@ -137,17 +133,27 @@ def _pass_rule(
     pass_prob: float,
     max_lost: float,
 ) -> OpenSetRule:
-    """classify's open-set rule over the whole collection, for search's pass decision."""
-    from cosnet_index.query._streaming import STREAM_ABOVE
+    """classify's open-set rule over the whole collection, for search's pass decision.
 
-    scores = np.zeros((0, len(classes)), np.float32)
-    if rule != "fixed":
+    The mixture rule scans the collection chunk by chunk (as ``classify --stream`` does: memory
+    flat in its size); the collection rule needs every score at once and, above a million
+    vectors, gives way to the fixed rule (the metadata says so).
+    """
+    from cosnet_index.query._streaming import STREAM_ABOVE, fit_streamed, score_chunks
+
+    empty = np.zeros((0, len(classes)), np.float32)
+    prototypes = [c.vectors for c in classes]
+    if rule == "mixture":
+        chunks = score_chunks(store, prototypes, bias, reduce)
+        return fit_streamed(chunks, len(classes), bias, rule, pass_prob, max_lost)
+    if rule == "collection":
         n = store._count_vectors(store._model_id(None)[0])
         if n > STREAM_ABOVE:
-            fitted = fit_open_set_rule(scores, bias, "fixed", pass_prob)
-            why = f"{n} vectors, more than {STREAM_ABOVE} (classify streams them): fixed rule"
-            log.warning("search: %s", why)
+            fitted = fit_open_set_rule(empty, bias, "fixed", pass_prob)
+            why = f"{n} vectors, more than {STREAM_ABOVE}: the collection rule is not streamed"
+            log.warning("search: %s; fixed rule", why)
             return dataclasses.replace(fitted, requested=rule, fallback=why)
         _, xb = _vectors(store, None)
-        scores = class_scores(xb, [c.vectors for c in classes], bias, reduce=reduce)
-    return fit_open_set_rule(scores, bias, rule, pass_prob, max_lost=max_lost)
+        return fit_open_set_rule(class_scores(xb, prototypes, bias, reduce=reduce), bias, rule,
+                                 pass_prob)  # fmt: skip
+    return fit_open_set_rule(empty, bias, rule, pass_prob, max_lost=max_lost)
