@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from cosnet_index.defaults import (
+    DEFAULT_MAX_LOST,
     DEFAULT_MIN_PROB,
     DEFAULT_REDUCE,
     DEFAULT_SET,
@@ -26,6 +27,7 @@ __all__ = [
     "invert_contrast_option",
     "json_option",
     "keep_all_option",
+    "max_lost_option",
     "min_prob_option",
     "no_crf_option",
     "overwrite_option",
@@ -118,6 +120,18 @@ def min_prob_option(
         type=click.FloatRange(0.0, 1.0, min_open=open_interval, max_open=open_interval),
         default=default,
         show_default=default is not None,
+        help=help,
+    )
+
+
+def max_lost_option(help: str) -> Decorator:
+    """``--max-lost FRACTION`` in (0, 0.5): the mixture open-set rule's stated loss."""
+    return click.option(
+        "--max-lost",
+        type=click.FloatRange(0.0, 0.5, min_open=True, max_open=True),
+        default=DEFAULT_MAX_LOST,
+        show_default=True,
+        metavar="FRACTION",
         help=help,
     )
 

@@ -40,7 +40,12 @@ __all__ = ["export"]
 )
 @classes_option
 @min_prob_option("Only rows with at least this probability.", default=None)
-@click.option("--include-unknown", is_flag=True, help="Also write unknown.star.")
+@click.option(
+    "--include-unknown",
+    is_flag=True,
+    help="Also write unknown.star: the particles classify called 'unknown' (with or without "
+    "--all).",
+)
 @keep_all_option(
     "Also write rows that do not pass (a search's non-matches; default: passing only).",
 )
@@ -88,12 +93,15 @@ def export(
 
         cosnet-index export --result r.parquet --out particles/ --one-per-molecule 12
     """
-    from cosnet_index.query import export_star, read_table
+    from cosnet_index.query import UNKNOWN, export_star, read_table
 
     table, meta = read_table(result_path)
     if not keep_all and "passes" in table.columns:
-        dropped = int((~table["passes"].astype(bool)).sum())
-        table = table[table["passes"].astype(bool)]
+        keep = table["passes"].astype(bool)
+        if include_unknown:  # an unknown particle never passes: the flag asks for it
+            keep |= table["class"].astype(str) == UNKNOWN
+        dropped = int((~keep).sum())
+        table = table[keep]
         if dropped:
             click.echo(f"left out {dropped} rows that do not pass (--all keeps them)")
     if dedupe_voxels is not None:

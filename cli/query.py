@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import click
-from click.core import ParameterSource
 
+from cosnet_index.cli._open_set import class_line, resolve_rule, rule_lines, rule_option
 from cosnet_index.cli._options import (
     classes_option,
     cpu_option,
+    max_lost_option,
     min_prob_option,
     parse_ids,
     parse_names,
@@ -24,29 +22,24 @@ from cosnet_index.defaults import (
     DEFAULT_DISCOVER_MIN_PROB,
     DEFAULT_DISCOVER_MIN_SIZE,
     DEFAULT_RULE,
-    RULE_CHOICES,
 )
 
 __all__ = ["classify", "discover", "search"]
-
-
-def _rule_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option(
-        "--rule",
-        type=click.Choice(list(RULE_CHOICES)),
-        default=None,
-        help=help,
-    )
 
 
 @click.command("classify")
 @store_options
 @classes_option
 @set_option()
-@_rule_option(
-    "Open-set rule: 'collection' (default) fits one threshold per class on the collection "
-    "itself (its bulk vs the support's neighbourhood; fixed rule under 50 particles); 'fixed' "
-    "uses --min-prob for every class. Giving --min-prob alone means 'fixed'.",
+@rule_option(
+    "Open-set rule: 'mixture' (default) fits each class's scores on the collection as members "
+    "plus the rest and sets its threshold at --max-lost of the members (a class with no second "
+    "mode flags nothing); 'collection': between the collection's bulk and the support's "
+    "neighbourhood; 'fixed': --min-prob for every class. --min-prob alone means 'fixed'.",
+)
+@max_lost_option(
+    "Mixture rule: the fraction of each named class's particles you accept to lose to "
+    "'unknown'; the threshold that meets it is estimated from the collection, without labels."
 )
 @min_prob_option(
     "Fixed rule: best-class probability below which a subtomogram is 'unknown' "
@@ -79,6 +72,7 @@ def classify(
     class_names: str | None,
     set_name: str,
     rule: str | None,
+    max_lost: float,
     min_prob: float,
     reduce: str,
     tomograms: tuple[str, ...],
@@ -89,11 +83,16 @@ def classify(
     """Give every stored subtomogram its probability for each class, best class and margin.
 
     Probabilities come from the FAISS L1 distance through the model's head (no network call).
-    The table's schema is in docs/queries.md; `export` turns it into STAR files.
+    A subtomogram is 'unknown' below its best class's threshold: by default the threshold that
+    loses --max-lost of the class's members, estimated on the collection; the command prints,
+    and the table's metadata records, each class's threshold, estimated loss and estimated
+    novel particles. The table's schema is in docs/queries.md; `export` writes STAR files.
 
     Examples:
 
         cosnet-index classify --store ./store --out result.parquet
+
+        cosnet-index classify --store ./store --max-lost 0.02 --out result.parquet
 
         cosnet-index classify --store ./store --classes ribosome,tric --min-prob 0.7 --out r.parquet
 
@@ -105,25 +104,20 @@ def classify(
     from cosnet_index.query._streaming import STREAM_ABOVE, classify_store_streaming
     from cosnet_index.store import Store
 
-    source = click.get_current_context().get_parameter_source("min_prob")
-    given = source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    asked = resolve_rule(rule, "min_prob", "--min-prob")
     selected = bool(tomograms or subtomograms)
     if stream and selected:
         raise click.UsageError("--stream classifies the whole store; drop --tomogram/--ids")
-    if stream and rule == "collection":
+    if stream and asked == "collection":
         raise click.UsageError(
-            "--rule collection needs the whole collection in memory; use --in-memory, or "
-            "--rule fixed with --stream"
+            "the collection rule needs the whole collection in memory; use --in-memory, or "
+            "the mixture or fixed rule with --stream"
         )
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
-        if stream is None and not selected:
+        if stream is None and not selected and asked != "collection":
             stream = store._count_vectors(store._model_id(None)[0]) > STREAM_ABOVE
-            if stream and rule is None:
-                click.echo(
-                    "streaming a store of more than a million vectors: open-set rule 'fixed' "
-                    "(--in-memory for the collection rule)",
-                    err=True,
-                )
+            if stream:
+                click.echo("streaming a store of more than a million vectors", err=True)
         if stream:
             n, counts, meta = classify_store_streaming(
                 store,
@@ -132,13 +126,18 @@ def classify(
                 set_name=set_name,
                 min_prob=min_prob,
                 reduce=reduce,  # type: ignore[arg-type]
+                rule=asked,
+                max_lost=max_lost,
             )
             click.echo(
                 f"classified {n} subtomograms into {len(meta['classes'])} classes -> {out_path} "
                 "(streamed)"
             )
-            for name in [*meta["classes"], UNKNOWN]:
-                click.echo(f"  {name:<24} {int(counts.get(name, 0))}")
+            for line in rule_lines(meta):
+                click.echo(line)
+            for name in meta["classes"]:
+                click.echo(class_line(meta, name, str(int(counts.get(name, 0)))))
+            click.echo(f"  {UNKNOWN:<24} {int(counts.get(UNKNOWN, 0)):>8}")
             return
         table, meta = classify_store(
             store,
@@ -148,25 +147,18 @@ def classify(
             reduce=reduce,  # type: ignore[arg-type]
             tomograms=list(tomograms) or None,
             ids=parse_ids(subtomograms) or None,
-            rule=rule or ("fixed" if given else DEFAULT_RULE),
+            rule=asked,
+            max_lost=max_lost,
         )
     path = write_table(table, out_path, meta)
     counts = table["class"].value_counts()
     click.echo(
         f"classified {len(table)} subtomograms into {len(meta['classes'])} classes -> {path}"
     )
-    thresholds = meta.get("thresholds", {})
-    rule_line = f"open-set rule: {meta.get('rule')}"
-    if meta.get("rule_fallback"):
-        rule_line += f" (asked for {meta['rule_requested']}: {meta['rule_fallback']})"
-    elif meta.get("rule") == "collection":
-        rule_line += f" (level {meta['rule_level']:g}, {meta['rule_neighbours']} neighbours)"
-    click.echo(rule_line)
+    for line in rule_lines(meta):
+        click.echo(line)
     for name in meta["classes"]:
-        click.echo(
-            f"  {name:<24} {int(counts.get(name, 0)):>8}   unknown below p "
-            f"{thresholds.get(name, min_prob):.3f}"
-        )
+        click.echo(class_line(meta, name, str(int(counts.get(name, 0)))))
     click.echo(f"  {UNKNOWN:<24} {int(counts.get(UNKNOWN, 0)):>8}")
 
 
@@ -179,11 +171,16 @@ def classify(
 @set_option()
 @min_prob_option("Drop hits below this probability.", default=0.0)
 @reduce_option
+@rule_option(
+    "The open-set rule that decides which hits pass (column 'passes'): classify's, fitted on "
+    "the whole collection (default 'mixture'; --pass-prob alone means 'fixed'). A hit passes "
+    "when no class of the set is more probable and its probability reaches the class's "
+    "threshold. `export` and `segment` take passing hits only unless --all.",
+)
+@max_lost_option("Mixture rule: the fraction of the class's particles you accept to lose.")
 @min_prob_option(
     name="--pass-prob",
-    help="A hit passes (column 'passes') when classify's open-set rule at this threshold gives "
-    "it the class: probability at least this and no class of the set more probable. `export` "
-    "and `segment` take passing hits only unless --all.",
+    help="Fixed rule: the probability a hit must reach to pass (the collection rule's fallback).",
 )
 @cpu_option
 @click.option(
@@ -201,21 +198,28 @@ def search(
     set_name: str,
     min_prob: float,
     reduce: str,
+    rule: str | None,
+    max_lost: float,
     pass_prob: float,
     cpu: bool,
     out_path: str | None,
 ) -> None:
     """Find the K stored subtomograms most likely to be class NAME (FAISS L1, GPU if present).
 
+    Each hit says whether it passes: whether `classify` would give it class NAME.
+
     Examples:
 
         cosnet-index search --store ./store ribosome -k 100 --out hits.parquet
+
+        cosnet-index search --store ./store ribosome -k 500 --max-lost 0.1
 
         cosnet-index search --store ./store ribosome -k 500 --min-prob 0.9
     """
     from cosnet_index.query import search_store, write_table
     from cosnet_index.store import Store
 
+    asked = resolve_rule(rule, "pass_prob", "--pass-prob")
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
         table, meta = search_store(
             store,
@@ -226,12 +230,18 @@ def search(
             reduce=reduce,  # type: ignore[arg-type]
             gpu=False if cpu else None,
             pass_prob=pass_prob,
+            rule=asked,
+            max_lost=max_lost,
         )
     n_pass = int(table["passes"].sum())
     counts = (
-        f"{len(table)} hits for {name!r}: {n_pass} pass (p >= {pass_prob:g} and {name!r} the "
-        f"best class), {len(table) - n_pass} do not; {int(table['is_support'].sum())} support"
+        f"{len(table)} hits for {name!r}: {n_pass} pass (p >= {meta['pass_threshold']:.3f} and "
+        f"{name!r} the best class), {len(table) - n_pass} do not; "
+        f"{int(table['is_support'].sum())} support"
     )
+    for line in rule_lines(meta):
+        click.echo(line)
+    click.echo(class_line(meta, name, f"{n_pass} pass"))
     if out_path:
         click.echo(f"{counts} -> {write_table(table, out_path, meta)}")
         return
@@ -256,10 +266,11 @@ def search(
     help="Cluster only subtomograms that match no class of the set.",
 )
 @set_option()
-@_rule_option(
+@rule_option(
     "With --exclude-known: classify's open-set rule that decides what matches no class "
-    "(default: collection).",
+    "(default: mixture).",
 )
+@max_lost_option("With --exclude-known and the mixture rule: as classify --max-lost.")
 @min_prob_option(
     "With --exclude-known and --rule fixed: best-class probability below which a subtomogram "
     "matches no class (the collection rule's fallback).",
@@ -305,6 +316,7 @@ def discover(
     exclude_known: bool,
     set_name: str,
     rule: str | None,
+    max_lost: float,
     known_prob: float,
     min_prob: float,
     min_size: int,
@@ -338,6 +350,7 @@ def discover(
             seed=seed,
             rule=rule or DEFAULT_RULE,
             known_prob=known_prob,
+            max_lost=max_lost,
         )
     if exclude_known:
         why = f" ({meta['rule_fallback']})" if meta.get("rule_fallback") else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_DISCOVER_MIN_PROB",
     "DEFAULT_DISCOVER_MIN_SIZE",
+    "DEFAULT_MAX_LOST",
     "DEFAULT_MIN_PROB",
     "DEFAULT_REDUCE",
     "DEFAULT_RULE",
@@ -33,10 +34,16 @@ DEFAULT_REDUCE = "max"
 # The class set used when none is named.
 DEFAULT_SET = "default"
 
-# The open-set rule of classify (and of discover --exclude-known): per-class thresholds fitted on
-# the collection ("collection", cosnet_index/query/_open_set.py) or DEFAULT_MIN_PROB ("fixed").
-RULE_CHOICES = ("collection", "fixed")
-DEFAULT_RULE = "collection"
+# The open-set rule of classify, of search's pass decision and of discover --exclude-known
+# (cosnet_index/query/_open_set.py): per-class thresholds at a stated loss of named particles,
+# fitted on the collection ("mixture"); the bulk-to-neighbourhood thresholds of issue 20
+# ("collection"); or DEFAULT_MIN_PROB for every class ("fixed").
+RULE_CHOICES = ("mixture", "collection", "fixed")
+DEFAULT_RULE = "mixture"
+
+# The mixture rule: the fraction of each named class's particles the user accepts to lose to
+# `unknown` (classify --max-lost). A class whose scores show no second mode flags nothing.
+DEFAULT_MAX_LOST = 0.05
 
 # discover: head probability at which two subtomograms match, and the smallest candidate; chosen
 # on the hard benchmark's discovery table (bench/open_set_hard.py discovery; docs/queries.md).

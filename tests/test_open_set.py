@@ -79,7 +79,7 @@ def test_classify_records_the_rule_and_thresholds_and_falls_back(toy_store, toy,
     ids = ids_by_label(toy_store, toy.truth)
     for label in ("ball", "cube", "rod"):  # "ring" is unnamed
         add_class(toy_store, label, subtomogram_ids=[ids[label][0]])
-    table, meta = classify_store(toy_store)  # 64 particles: the collection rule
+    table, meta = classify_store(toy_store, rule="collection")  # 64 particles
     assert meta["rule"] == "collection" and meta["rule_fallback"] is None
     assert set(meta["thresholds"]) == {"ball", "cube", "rod"}
     assert len(set(meta["thresholds"].values())) == 3  # one threshold per class
@@ -91,13 +91,15 @@ def test_classify_records_the_rule_and_thresholds_and_falls_back(toy_store, toy,
     path = write_table(table, tmp_path / "r.parquet", meta)
     assert read_table(path)[1]["thresholds"] == meta["thresholds"]
     few = np.concatenate([v[:5] for v in ids.values()])  # 20 particles: fixed rule
-    _, small = classify_store(toy_store, ids=few)
+    _, small = classify_store(toy_store, ids=few, rule="collection")
     assert small["rule"] == "fixed" and small["rule_requested"] == "collection"
     assert "fewer than 50" in small["rule_fallback"]
     _, given = classify_store(toy_store, min_prob=0.5)  # a threshold given: the fixed rule
     assert given["rule"] == "fixed" and given["thresholds"]["ball"] == 0.5
     # discover --exclude-known clusters what the same rule calls unknown, and records it
-    _, assignments, found = discover_store(toy_store, exclude_known=True, min_size=4)
+    _, assignments, found = discover_store(
+        toy_store, exclude_known=True, min_size=4, rule="collection"
+    )
     assert found["rule"] == "collection" and found["thresholds"] == meta["thresholds"]
     unknown_ids = table.loc[table["class"] == UNKNOWN, "subtomogram_id"]
     assert set(assignments["subtomogram_id"]) == set(unknown_ids)
@@ -111,7 +113,8 @@ def test_cli_classify_prints_the_rule(toy, tmp_path):
     out = str(tmp_path / "r.parquet")
     result = runner.invoke(cli, ["classify", "--store", str(path), "--out", out])
     assert result.exit_code == 0, result.output
-    assert "open-set rule: collection" in result.output and "unknown below p" in result.output
+    assert "open-set rule: mixture" in result.output  # the default
+    assert "unknown below p" in result.output or "nothing flagged" in result.output
     result = runner.invoke(
         cli, ["classify", "--store", str(path), "--min-prob", "0.6", "--out", out]
     )

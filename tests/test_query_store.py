@@ -219,9 +219,13 @@ def test_search_marks_what_matched_and_the_support_and_export_segment_take_passi
         for label in ("ball", "cube", "rod"):
             add_class(s, label, subtomogram_ids=[int(ids[label][0])])
         hits, meta = search_store(s, "ball", k=30)
+        fixed, fixed_meta = search_store(s, "ball", k=30, pass_prob=0.86)  # fixed rule
         classified, _ = classify_store(s)
     balls = set(ids["ball"].tolist())
-    assert len(hits) == 30 and meta["pass_prob"] == pytest.approx(0.86)
+    # the pass decision is classify's default rule, fitted on the whole collection
+    assert len(hits) == 30 and meta["rule"] == "mixture" and meta["pass_prob"] is None
+    assert fixed_meta["rule"] == "fixed" and fixed_meta["pass_prob"] == pytest.approx(0.86)
+    assert fixed.loc[fixed["passes"], "subtomogram_id"].isin(set(ids["ball"].tolist())).all()
     passing = hits[hits["passes"]]
     assert 0 < len(passing) <= len(balls) < len(hits)
     assert passing["subtomogram_id"].isin(balls).all()

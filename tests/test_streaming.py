@@ -29,11 +29,29 @@ def test_streamed_classify_equals_in_memory(toy_store, toy, tmp_path) -> None:
     )
     assert streamed_meta["classes"] == meta["classes"] and streamed_meta["streamed"]
     assert streamed["is_support"].sum() == 3
+    # the mixture rule (the default) streams in two passes: the same thresholds and table
+    table, meta = classify_store(toy_store, max_lost=0.1)
+    classify_store_streaming(toy_store, out, max_lost=0.1, chunk_rows=7)
+    streamed, streamed_meta = read_table(out)
+    assert streamed_meta["rule"] == meta["rule"] == "mixture"
+    for key in ("thresholds", "estimated_lost", "estimated_novel", "class_modes"):
+        assert streamed_meta[key] == meta[key], key
+    pd.testing.assert_frame_equal(
+        streamed.sort_values("subtomogram_id", ignore_index=True),
+        table.sort_values("subtomogram_id", ignore_index=True),
+        check_dtype=False,
+    )
     result = CliRunner().invoke(
         cli, ["classify", "--store", str(toy_store.path), "--stream", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert f"classified {len(table)} subtomograms into 3 classes" in result.output
+    assert "open-set rule: mixture" in result.output
+    result = CliRunner().invoke(
+        cli, ["classify", "--store", str(toy_store.path), "--stream", "--rule", "collection",
+              "--out", str(out)]
+    )  # fmt: skip
+    assert result.exit_code == 2 and "in memory" in result.output
     result = CliRunner().invoke(
         cli, ["classify", "--store", str(toy_store.path), "--stream", "--tomogram", "toy",
               "--out", str(out)]

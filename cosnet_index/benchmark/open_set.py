@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 METHODS = {
     "max_prob": "max head probability (fixed threshold)",
     "prototype_l2": "nearest prototype, L2 distance",
-    "collection": "collection rule (classify's default)",
+    "collection": "collection rule (--rule collection)",
 }
 
 

@@ -6,8 +6,9 @@ probability is ``sigmoid(b - d)`` (``b`` = ``model.head_bias``). A class with K 
 vectors (shots) scores a vector by the best shot (``reduce="max"``, default) or the mean
 of the K probabilities (``reduce="mean"``).
 
-Open set: :func:`fit_open_set_rule` (``classify``'s ``collection`` or ``fixed`` rule),
-:func:`unknown_mask`, :func:`novelty_scores`.
+Open set: :func:`fit_open_set_rule` (``classify``'s ``mixture`` (default), ``collection`` or
+``fixed`` rule), :func:`fit_mixture_rule`, :func:`fit_class_mixture` (one class's members
+against the rest), :func:`unknown_mask`, :func:`novelty_scores`.
 
 Array level (no store needed): :func:`class_scores`, :func:`classify`, :func:`search_class`,
 :func:`search_vectors`, :func:`discover`, :func:`match_probability`. Tables:
@@ -19,13 +20,17 @@ Array level (no store needed): :func:`class_scores`, :func:`classify`, :func:`se
 from __future__ import annotations
 
 from cosnet_index.query._discover import Discovery, discover, match_distance
+from cosnet_index.query._mixture import ClassMixture, fit_class_mixture
 from cosnet_index.query._open_set import (
     DEFAULT_LEVEL,
+    DEFAULT_MAX_LOST,
     DEFAULT_NEIGHBOURS,
     DEFAULT_RULE,
+    DOMINANT_SHARE,
     MIN_COLLECTION,
     RULES,
     OpenSetRule,
+    fit_mixture_rule,
     fit_open_set_rule,
     novelty_scores,
     unknown_mask,
@@ -44,7 +49,8 @@ from cosnet_index.query._scores import (
     stack_prototypes,
 )
 from cosnet_index.query._search import Hits, search_class, search_vectors
-from cosnet_index.query._stored import classify_store, discover_store, search_store
+from cosnet_index.query._stored import classify_store, discover_store
+from cosnet_index.query._stored_search import search_store
 from cosnet_index.query._tables import (
     PROB_PREFIX,
     check_same_model,
@@ -59,14 +65,17 @@ from cosnet_index.query._tables import (
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_LEVEL",
+    "DEFAULT_MAX_LOST",
     "DEFAULT_MIN_PROB",
     "DEFAULT_NEIGHBOURS",
     "DEFAULT_REDUCE",
     "DEFAULT_RULE",
+    "DOMINANT_SHARE",
     "MIN_COLLECTION",
     "PROB_PREFIX",
     "RULES",
     "UNKNOWN",
+    "ClassMixture",
     "Classification",
     "Discovery",
     "Hits",
@@ -80,6 +89,8 @@ __all__ = [
     "discover",
     "discover_store",
     "export_star",
+    "fit_class_mixture",
+    "fit_mixture_rule",
     "fit_open_set_rule",
     "hits_table",
     "l1_distances",

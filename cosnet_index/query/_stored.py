@@ -1,4 +1,5 @@
-"""Queries of a store: classify the collection, search a class, discover candidate classes.
+"""Queries of a store: classify the collection, discover candidate classes (search a class:
+``_stored_search.py``).
 
 These read the stored vectors (shards) and the classes' support vectors and never run the
 network: the model is loaded only for its head bias ``b``.
@@ -21,6 +22,7 @@ from cosnet_index.errors import ClassError, InputError
 from cosnet_index.query._discover import discover
 from cosnet_index.query._open_set import (
     DEFAULT_LEVEL,
+    DEFAULT_MAX_LOST,
     DEFAULT_NEIGHBOURS,
     DEFAULT_RULE,
     fit_open_set_rule,
@@ -35,13 +37,13 @@ from cosnet_index.query._scores import (
     classify_scores,
     match_probability,
 )
-from cosnet_index.query._search import _flat_view, search_class
-from cosnet_index.query._tables import classification_table, hits_table, mark_support
+from cosnet_index.query._search import _flat_view
+from cosnet_index.query._tables import classification_table, mark_support
 
 if TYPE_CHECKING:
     from cosnet_index.store import Store
 
-__all__ = ["classify_store", "discover_store", "search_store"]
+__all__ = ["classify_store", "discover_store"]
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +144,20 @@ def classify_store(
     rule: str | None = None,
     level: float = DEFAULT_LEVEL,
     neighbours: int = DEFAULT_NEIGHBOURS,
+    max_lost: float = DEFAULT_MAX_LOST,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Classify the store's subtomograms (all, or those of ``tomograms`` / ``ids``).
 
     Args:
         min_prob: the fixed rule's threshold (default ``DEFAULT_MIN_PROB``; also the collection
             rule's fallback under 50 particles).
-        rule: ``collection`` (per-class thresholds fitted on the selection, see
-            :mod:`cosnet_index.query._open_set`) or ``fixed`` (``min_prob`` for every class).
-            None: ``fixed`` when ``min_prob`` is given, else ``collection``.
+        rule: ``mixture`` (per-class thresholds at ``max_lost`` of each class's members,
+            estimated on the selection), ``collection`` (per-class thresholds between the
+            selection's bulk and each support's neighbourhood) or ``fixed`` (``min_prob`` for
+            every class); see :mod:`cosnet_index.query._open_set`. None: ``fixed`` when
+            ``min_prob`` is given, else ``mixture``.
         level, neighbours: the collection rule's parameters.
+        max_lost: the mixture rule's stated loss of named particles, in (0, 0.5).
 
     Returns:
         ``(table, metadata)``: the classification table (schema: ``docs/queries.md``) and its
@@ -173,7 +179,7 @@ def classify_store(
     _check_reachable(min_prob, bias)
     names = [c.name for c in support]
     scores = class_scores(xb, [c.vectors for c in support], bias, reduce=reduce, batch=batch)
-    fitted = fit_open_set_rule(scores, bias, rule, min_prob, level, neighbours)
+    fitted = fit_open_set_rule(scores, bias, rule, min_prob, level, neighbours, max_lost)
     result = classify_scores(scores, names, min_prob, fitted.thresholds)
     table = mark_support(
         classification_table(result, all_ids, locations), _set_support(store, set_name)
@@ -195,79 +201,6 @@ def classify_store(
     return table, meta
 
 
-def search_store(
-    store: Store,
-    name: str,
-    *,
-    k: int = 100,
-    set_name: str = DEFAULT_SET,
-    min_prob: float = 0.0,
-    reduce: Reduce = DEFAULT_REDUCE,
-    gpu: bool | None = None,
-    pass_prob: float = DEFAULT_MIN_PROB,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The ``k`` subtomograms most probably of class ``name``.
-
-    Searches the store's FAISS index (GPU when present) once per shot and merges; ``"mean"``
-    rescores growing candidate lists from the shards (exact, see
-    :func:`cosnet_index.query.search_class`). Each hit's ``passes`` says whether classify's
-    open-set rule at ``pass_prob`` gives it this class: probability at least ``pass_prob`` and
-    no class of the set more probable. The top ``k`` always come back; non-matches are marked,
-    not dropped (``min_prob`` drops them).
-
-    Raises:
-        ClassError: unknown class; StoreError: a class of another model; InputError: bad k.
-    """
-    support = get_classes(store, [name], set_name=set_name)[0]
-    bias = store.model().head_bias
-    _check_reachable(min_prob, bias)
-
-    class _Index:  # the store's search, with the GPU choice
-        @staticmethod
-        def search(xq: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-            return store.search(xq, kk, gpu=gpu)
-
-    def vectors(ids: np.ndarray) -> np.ndarray:  # "mean" rescoring reads candidates' shards
-        parts = [
-            store.load_vectors(ids[s : s + _ID_CHUNK])[1] for s in range(0, len(ids), _ID_CHUNK)
-        ]
-        return (
-            np.concatenate(parts) if parts else np.zeros((0, support.vectors.shape[1]), np.float32)
-        )
-
-    # "mean" with several shots scans the in-memory CPU index; "max" uses FAISS search (GPU)
-    scan = reduce == "mean" and support.shots > 1
-    scan = scan and _flat_view(store.cpu_index()) is not None  # compressed: the store's search
-    index = store.cpu_index() if scan else _Index()
-    hits = search_class(
-        index, support.vectors, bias, k=k, min_prob=min_prob, reduce=reduce, vectors=vectors
-    )
-    table = hits_table(hits, support.name, store.subtomogram_table(hits.ids))
-    others = _set_support(store, set_name)
-    passes = hits.probability >= pass_prob
-    if len(hits) and len(others) > 1:
-        _, xq = store.load_vectors(hits.ids)
-        scores = class_scores(xq, [c.vectors for c in others], bias, reduce=reduce)
-        own = [c.name for c in others].index(support.name)
-        passes &= scores.argmax(axis=1) == own
-    table["passes"] = np.asarray(passes, dtype=bool)
-    table = mark_support(table, others)
-    meta = _meta(
-        store,
-        "search",
-        tomogram_geometry=store.tomogram_geometry(pd.unique(table["tomogram"].astype(str))),
-        pass_prob=float(pass_prob),
-        set=set_name,
-        classes=[support.name],
-        shots={support.name: support.shots},
-        k=int(k),
-        min_prob=float(min_prob),
-        reduce=reduce,
-        head_bias=bias,
-    )
-    return table, meta
-
-
 def discover_store(
     store: Store,
     *,
@@ -281,14 +214,16 @@ def discover_store(
     seed: int = 0,
     rule: str = DEFAULT_RULE,
     known_prob: float = DEFAULT_MIN_PROB,
+    max_lost: float = DEFAULT_MAX_LOST,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Propose candidate novel classes from the store's vectors.
 
     Args:
         exclude_known: cluster only the vectors that classify's open-set rule calls ``unknown``
             against the classes of ``set_name``.
-        rule, known_prob: that rule (``collection`` or ``fixed``) and the fixed rule's threshold
-            (also the collection rule's fallback), as ``classify --rule``/``--min-prob``.
+        rule, known_prob, max_lost: that rule (``mixture``, ``collection`` or ``fixed``), the
+            fixed rule's threshold (also the collection rule's fallback) and the mixture rule's
+            stated loss, as ``classify --rule``/``--min-prob``/``--max-lost``.
         min_prob, min_size, n_clusters, max_sample, seed: see :func:`cosnet_index.query.discover`.
 
     Returns:
@@ -310,7 +245,7 @@ def discover_store(
                 f"set {set_name!r} has no class to exclude; drop --exclude-known or add classes"
             )
         scores = class_scores(xb, [c.vectors for c in support], bias, reduce=reduce)
-        fitted = fit_open_set_rule(scores, bias, rule, known_prob)
+        fitted = fit_open_set_rule(scores, bias, rule, known_prob, max_lost=max_lost)
         keep = unknown_mask(scores, fitted)
         rule_meta = fitted.metadata([c.name for c in support])
         ids, xb = ids[keep], xb[keep]

@@ -294,7 +294,7 @@ def export_star(
         out_dir: folder to write into (created).
         classes: only these classes (default: every class present).
         min_prob: only rows with at least this probability.
-        include_unknown: also write ``unknown.star``.
+        include_unknown: also write ``unknown.star`` (beside ``classes`` when they are given).
         overwrite: replace existing files (default: refuse).
         geometry: tomogram name -> ``{"convention", "pixel_size_angstrom", "optics",
             "voxel_size_angstrom", "shape_zyx"}`` (the result's metadata ``tomogram_geometry``, from
@@ -331,6 +331,8 @@ def export_star(
     names = list(classes) if classes is not None else list(pd.unique(result["class"].astype(str)))
     if not include_unknown:
         names = [c for c in names if c != UNKNOWN]
+    elif UNKNOWN not in names and (result["class"].astype(str) == UNKNOWN).any():
+        names.append(UNKNOWN)  # asked for with --classes a,b --include-unknown
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = {
