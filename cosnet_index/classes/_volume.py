@@ -179,28 +179,10 @@ def model_mass_kda(path: str | os.PathLike[str], assembly: bool = True) -> float
     Raises:
         InputError: gemmi is not installed, or the file cannot be read or has no atoms.
     """
-    try:
-        import gemmi
-    except ImportError:
-        raise InputError(
-            "reading atomic models needs gemmi: pip install 'cosnet-index[pdb]' or gemmi"
-        ) from None
+    from cosnet_index.simulate.molecules.atomic import read_atomic_model
+
     path = Path(path)
-    try:
-        structure = gemmi.read_structure(str(path))
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise InputError(
-            f"cannot read atomic model {path}: {exc}; give a PDB or mmCIF file"
-        ) from None
-    structure.setup_entities()
-    structure.remove_waters()
-    model = structure[0]
-    if assembly and len(structure.assemblies):
-        try:
-            how = gemmi.HowToNameCopiedChain.AddNumber
-            model = gemmi.make_assembly(structure.assemblies[0], model, how)
-        except (RuntimeError, ValueError):
-            pass  # keep the asymmetric unit, as map_from_atomic_model does
+    model = read_atomic_model(path, assembly, hydrogens=True)
     heavy = hydrogens = 0
     mass_da = 0.0
     for chain in model:

@@ -10,7 +10,7 @@ import numpy as np
 from cosnet_index.errors import InputError
 from cosnet_index.simulate.molecules._density import ClassMap, finish_map, splat
 
-__all__ = ["map_from_atomic_model"]
+__all__ = ["map_from_atomic_model", "read_atomic_model"]
 
 
 def _gemmi():  # type: ignore[no-untyped-def]
@@ -21,6 +21,37 @@ def _gemmi():  # type: ignore[no-untyped-def]
             "reading atomic models needs gemmi: pip install 'cosnet-index[pdb]' or gemmi"
         ) from None
     return gemmi
+
+
+def read_atomic_model(  # type: ignore[no-untyped-def]
+    path: str | os.PathLike, assembly: bool = True, hydrogens: bool = False
+):
+    """The gemmi model of a PDB / mmCIF file: waters removed (hydrogens too unless
+    ``hydrogens``), the first biological assembly built when ``assembly`` and the file defines
+    one (else the asymmetric unit).
+
+    Raises:
+        InputError: gemmi is not installed, or the file cannot be read.
+    """
+    gemmi = _gemmi()
+    try:
+        structure = gemmi.read_structure(str(path))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise InputError(
+            f"cannot read atomic model {path}: {exc}; give a PDB or mmCIF file"
+        ) from None
+    structure.setup_entities()
+    structure.remove_waters()
+    if not hydrogens:
+        structure.remove_hydrogens()
+    model = structure[0]
+    if assembly and len(structure.assemblies):
+        try:
+            how = gemmi.HowToNameCopiedChain.AddNumber
+            model = gemmi.make_assembly(structure.assemblies[0], model, how)
+        except (RuntimeError, ValueError):
+            pass  # keep the asymmetric unit
+    return model
 
 
 def map_from_atomic_model(
@@ -39,24 +70,8 @@ def map_from_atomic_model(
     Raises:
         InputError: gemmi is not installed, or the file cannot be read or has no atoms.
     """
-    gemmi = _gemmi()
     path = Path(path)
-    try:
-        structure = gemmi.read_structure(str(path))
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise InputError(
-            f"cannot read atomic model {path}: {exc}; give a PDB or mmCIF file"
-        ) from None
-    structure.setup_entities()
-    structure.remove_waters()
-    structure.remove_hydrogens()
-    model = structure[0]
-    if assembly and len(structure.assemblies):
-        try:
-            how = gemmi.HowToNameCopiedChain.AddNumber
-            model = gemmi.make_assembly(structure.assemblies[0], model, how)
-        except (RuntimeError, ValueError):
-            pass  # keep the asymmetric unit
+    model = read_atomic_model(path, assembly, hydrogens=False)
     positions, weights, masses = [], [], []
     for chain in model:
         for residue in chain:
