@@ -192,6 +192,41 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path: pathlib.Path) -> None
     assert [int(r["step"]) for r in rows] == list(range(1, 9))
 
 
+def test_the_weight_average_follows_every_step_and_survives_a_resume(
+    tmp_path: pathlib.Path,
+) -> None:
+    decay = 0.75
+    config = TrainConfig(steps=3, ways=2, episodes_per_step=1, snrs=(1.0,), snr_weights=(1.0,),
+                         clean_steps=0, checkpoint_every=1, keep_every=1, schedule="constant",
+                         warmup_steps=1, ema_decay=decay)  # fmt: skip
+
+    def stop_at_two(row: dict) -> None:
+        if row["step"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    shapes = ["ball", "cube", "rod"]
+    train(tmp_path, shapes, TINY, config, simulate=toy_simulate, progress=False,
+          on_step=stop_at_two)  # fmt: skip
+    train(tmp_path, shapes, TINY, config, simulate=toy_simulate, progress=False, resume=True)
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        model, _ = load_checkpoint(tmp_path / name)
+        return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    iterate = [weights(f"step_{k:06d}.pt") for k in (1, 2, 3)]
+    average = [weights(f"step_{k:06d}_ema.pt") for k in (1, 2, 3)]
+    expected = dict(iterate[0])  # the average starts as the first iterate
+    for k in range(3):
+        for name, value in average[k].items():
+            torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6)
+        if k < 2:  # ... and then follows decay * average + (1 - decay) * iterate, across the resume
+            expected = {n: decay * expected[n] + (1 - decay) * iterate[k + 1][n] for n in expected}
+    assert any(not torch.equal(average[2][n], iterate[2][n]) for n in iterate[2])
+    assert load_checkpoint(tmp_path / "ema.pt")[1].metadata["ema_decay"] == decay
+    with pytest.raises(InputError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
 def test_campaign_chunk_resumes_and_the_curve_is_kept(tmp_path: pathlib.Path) -> None:
     from cosnet_index import campaign
 
@@ -201,7 +236,7 @@ def test_campaign_chunk_resumes_and_the_curve_is_kept(tmp_path: pathlib.Path) ->
     run = tmp_path / "run"
     path, full = campaign.run_chunk(run, 0.02, init_from=str(start), classes="train-real,proc:0-5",
                                     progress=False)  # fmt: skip
-    assert full and path.is_file()
+    assert full and path.is_file() and path.name == "ema.pt"  # the weight average is evaluated
     first = load_checkpoint(path)[1].metadata
     assert first["data_manifest"]["imaging_mix"]["per"] == "collection"
     assert first["train_config"]["schedule"] == "constant"

@@ -2,8 +2,9 @@
 
 Outputs in ``out_dir``: ``last.pt`` (a model checkpoint, see
 :func:`~cosnet_index.model.save_checkpoint`), ``step_<k>.pt`` every ``keep_every`` steps,
-``train_state.pt`` (optimizer + step + wall time, for ``--resume``) and ``metrics.csv`` (one row
-per step). Every checkpoint records how the run was made (:func:`run_metadata`).
+``train_state.pt`` (optimizer + step + wall time, for ``--resume``), ``metrics.csv`` (one row
+per step) and, with ``TrainConfig.ema_decay``, ``ema.pt``: the exponential moving average of the
+weights (:func:`start_ema`). Every checkpoint records how the run was made (:func:`run_metadata`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cosnet_index.files import atomic_write
 from cosnet_index.model import CosNet, CosNetConfig, load_checkpoint, save_checkpoint
 from cosnet_index.train.config import TrainConfig
 
-__all__ = ["METRIC_FIELDS", "Checkpointer", "open_metrics", "run_metadata", "start"]
+__all__ = ["METRIC_FIELDS", "Checkpointer", "open_metrics", "run_metadata", "start", "start_ema"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,31 @@ def start(
     if resume:
         optimizer.load_state_dict(state["optimizer"])
     return model, optimizer, start_step, elapsed_before
+
+
+def start_ema(
+    out: pathlib.Path, model: CosNet, config: TrainConfig, resume: bool
+) -> torch.optim.swa_utils.AveragedModel | None:
+    """The moving average of ``model``'s weights and buffers (None when ``ema_decay`` is 0).
+
+    torch's own :class:`~torch.optim.swa_utils.AveragedModel` does the averaging. A resumed run
+    continues the average saved in ``out/ema.pt``; a run without one (a new run, or one started
+    before the average existed) starts it from the current weights.
+    """
+    if not config.ema_decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    ema = AveragedModel(
+        model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+    )
+    saved = out / "ema.pt"
+    if resume and saved.is_file():
+        averaged, _ = load_checkpoint(saved)
+        ema.module.load_state_dict(averaged.state_dict())
+        ema.n_averaged.fill_(1)  # continue the average, do not restart it from the iterate
+        logger.info("continuing the weight average of %s", saved)
+    return ema
 
 
 def run_metadata(
@@ -142,8 +168,10 @@ class Checkpointer:
         metadata: dict[str, Any],
         elapsed_before: float,
         metrics: IO[str],
+        ema: torch.optim.swa_utils.AveragedModel | None = None,
     ) -> None:
         self.out, self.model, self.optimizer, self.config = out, model, optimizer, config
+        self.ema = ema
         self.metadata, self.elapsed_before, self.metrics = metadata, elapsed_before, metrics
         self.last_path, self.state_path = out / "last.pt", out / "train_state.pt"
         self.t0 = time.perf_counter()
@@ -152,19 +180,27 @@ class Checkpointer:
         """Seconds of training over every resume of the run."""
         return self.elapsed_before + time.perf_counter() - self.t0
 
+    def _save_model(self, model: CosNet, name: str, step_done: int, meta: dict[str, Any]) -> None:
+        model.eval()
+        model.to(memory_format=torch.contiguous_format)  # checkpoints in the default layout
+        save_checkpoint(model, self.out / f"{name}.pt", **meta)
+        if self.config.keep_every and step_done % self.config.keep_every == 0:
+            suffix = "" if name == "last" else f"_{name}"
+            save_checkpoint(model, self.out / f"step_{step_done:06d}{suffix}.pt", **meta)
+        if self.config.channels_last:
+            model.to(memory_format=torch.channels_last_3d)
+        model.train()
+
     def save(self, step_done: int) -> None:
         """Checkpoint after ``step_done`` steps (in the default memory layout)."""
         wall = self.wall_s()
         meta = dict(self.metadata, step=step_done, wall_s=round(wall, 1))
-        model = self.model
-        model.eval()
-        model.to(memory_format=torch.contiguous_format)  # checkpoints in the default layout
-        save_checkpoint(model, self.last_path, **meta)
-        if self.config.keep_every and step_done % self.config.keep_every == 0:
-            save_checkpoint(model, self.out / f"step_{step_done:06d}.pt", **meta)
-        if self.config.channels_last:
-            model.to(memory_format=torch.channels_last_3d)
-        model.train()
+        if self.ema is not None:
+            # the average first: a run killed between the two files resumes the iterate one
+            # checkpoint back and the average is a few steps ahead, never the other way round
+            ema_meta = dict(meta, ema_decay=self.config.ema_decay)
+            self._save_model(self.ema.module, "ema", step_done, ema_meta)
+        self._save_model(self.model, "last", step_done, meta)
         state = {"step": step_done, "optimizer": self.optimizer.state_dict(), "wall_s": wall}
         _atomic_torch_save(state, self.state_path)
         self.metrics.flush()

@@ -57,12 +57,19 @@ class TrainConfig:
     chunk_minutes: float = 0.0
     # fine-tune: start from this checkpoint's weights and architecture ("" = random init)
     init_from: str = ""
+    # 0 = off; else an exponential moving average of the weights (and BatchNorm statistics) is
+    # kept with this decay per step and written as ``ema.pt`` beside ``last.pt``: the averaged
+    # weights are what a constant-learning-rate campaign evaluates and ships (``last.pt`` is the
+    # noisy iterate that training continues from)
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant"):
             raise InputError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if not 0.0 < self.decoder_fraction <= 1.0:
             raise InputError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.sim_workers < 0:
             raise InputError(f"sim_workers must be >= 0, got {self.sim_workers}")
 

@@ -4,7 +4,8 @@ Each step draws ``episodes_per_step`` episodes (``_stream.py``), takes one Adam 
 :func:`~cosnet_index.train.loss.episode_loss` at the scheduled learning rate (linear warm-up,
 then cosine decay or constant), writes a ``metrics.csv`` row and checkpoints every
 ``checkpoint_every`` steps, at the end, and when time (``max_minutes``, ``chunk_minutes``) or a
-SIGTERM / SIGINT stops it (``_checkpoints.py``).
+SIGTERM / SIGINT stops it (``_checkpoints.py``). With ``ema_decay`` it also keeps a moving
+average of the weights, updated after every step and checkpointed as ``ema.pt``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ import torch
 from cosnet_index.data.episodes import Episode, SimulateFn
 from cosnet_index.errors import InputError
 from cosnet_index.model import CosNet, CosNetConfig
-from cosnet_index.train._checkpoints import Checkpointer, open_metrics, run_metadata, start
+from cosnet_index.train._checkpoints import (
+    Checkpointer,
+    open_metrics,
+    run_metadata,
+    start,
+    start_ema,
+)
 from cosnet_index.train._stream import episode_source, episode_stream
 from cosnet_index.train.config import TrainConfig
 from cosnet_index.train.loss import episode_loss
@@ -162,9 +169,12 @@ def train(
     metadata = run_metadata(class_names, config, command, dev, simulate, simulation_config, mix)
     if config.channels_last:
         model.to(memory_format=torch.channels_last_3d)
+    ema = start_ema(out, model, config, resume)
 
     metrics_fh, writer = open_metrics(out / "metrics.csv", resume)
-    checkpoints = Checkpointer(out, model, optimizer, config, metadata, elapsed_before, metrics_fh)
+    checkpoints = Checkpointer(
+        out, model, optimizer, config, metadata, elapsed_before, metrics_fh, ema
+    )
     step = start_step
 
     bar = tqdm(total=config.steps, initial=start_step, disable=not progress, desc="train")
@@ -176,6 +186,8 @@ def train(
             for step_index, episodes in episodes_iter:
                 assert step_index == step
                 parts = _optimise(model, optimizer, episodes, config, step, checkpoints.wall_s())
+                if ema is not None:
+                    ema.update_parameters(model)
                 step += 1
                 row = {
                     "step": step,
