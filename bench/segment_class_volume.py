@@ -17,6 +17,9 @@ Methods, on the same boxes, each what ``segment`` does for a class that knows (o
   estimated contour (``classes/_volume.py``);
 - ``collection estimate``: the prior at the median, over the molecule's boxes at that SNR, of the
   decoder's ``p > 0.5`` component nearest the centre (``segment --estimate-volume``);
+- ``segment default``: what ``segment`` does by default for a class with its mass: the
+  ``class volume (mass)`` mask where the volume fits the box (``segment.prior.fits_box``: its
+  equivalent sphere at most half the box side), else the ``decoder``'s;
 - ``baseline``: classical, no learning (``segment_dice.baseline_masks``, at the mass volume).
 
 Per band and SNR: mean Dice and mean surface distance with 95% bootstrap intervals over
@@ -61,6 +64,7 @@ METHODS = (
     "class volume (mass)",
     "class volume (map)",
     "collection estimate",
+    "segment default",
     "baseline",
 )
 NO_FILL = "class volume (mass), no fill"  # in the rows, for the paired line only
@@ -83,6 +87,7 @@ def molecule_rows(
 ) -> list[dict]:
     """Per-box Dice, surface distance and volume ratio of every method, for one molecule."""
     from cosnet_index.geometry import mass_kda_to_volume_nm3
+    from cosnet_index.segment.prior import fits_box
     from cosnet_index.segment.volume import centre_component_voxels, volume_prior_masks
     from cosnet_index.simulate import SimulationConfig, simulate_subtomograms
     from cosnet_index.simulate.molecules.library import library_manifest
@@ -117,6 +122,9 @@ def molecule_rows(
         "collection estimate": volume_prior_masks(prob, np.maximum(estimate, 0)),
         "baseline": baseline_masks(batch.volumes, full * mass_voxels),
     }
+    box_nm = prob.shape[-1] * config.voxel_size_nm
+    fits = fits_box(mass_voxels * voxel_nm3, box_nm)
+    masks["segment default"] = masks["class volume (mass)"] if fits else masks["decoder"]
     rows = []
     for method, pred in masks.items():
         for i, snr in enumerate(snrs):
@@ -214,6 +222,7 @@ def main() -> None:
     print(markdown(summary, METHODS))
     print(ratio_line(frame))
     print(gain_line(frame, args.seed, "collection estimate"))
+    print(gain_line(frame, args.seed, "segment default"))
     print(gain_line(frame, args.seed, "class volume (mass)", NO_FILL))
     if args.out:
         out = Path(args.out)

@@ -170,6 +170,33 @@ def test_segment_uses_the_class_volume_by_default(three_hits, tmp_path: Path) ->
     assert list(table["voxels"]) == [100, 100, 100]
 
 
+def test_a_class_volume_too_large_for_the_box_is_kept_but_not_used(
+    three_hits, tmp_path: Path
+) -> None:
+    from cosnet_index.classes import set_class_volume
+    from cosnet_index.segment.prior import fits_box, prior_report
+    from cosnet_index.store import Store
+
+    # the equivalent sphere against half the box side: 32 nm box -> 16 nm -> 2,145 nm^3
+    assert fits_box(2100.0, 32.0) and not fits_box(2200.0, 32.0) and fits_box(2200.0, 64.0)
+    store, ids = three_hits
+    with Store.open(store) as opened:
+        box_nm = opened.model().config.box * opened.model().config.voxel_size_nm
+        big = 1.05 * (3.14159265 / 6) * (box_nm / 2) ** 3  # just over the limit
+        set_class_volume(opened, "big", volume_nm3=big)
+    hits = pd.DataFrame({"subtomogram_id": ids, "class": ["big", "blob", "none"]})
+    sphere = int(_ball(33, (16, 16, 16), RADIUS).sum())
+    table = _segment_spheres(store, hits, tmp_path / "a")
+    assert list(table["volume_from"]) == ["too-large", "threshold", "threshold"]
+    assert table["prior_volume_nm3"].iloc[0] == pytest.approx(big)  # known, recorded, not used
+    assert list(table["prior_voxels"]) == [0, 0, 0] and (table["voxels"] == sphere).all()
+    report = prior_report(table)
+    assert any("prior not used" in line and "big 1" in line for line in report), report
+    # the command line still forces it
+    table = _segment_spheres(store, hits, tmp_path / "b", masses_kda={"big": 81.0})
+    assert table["volume_from"].iloc[0] == "prior" and table["voxels"].iloc[0] == 100
+
+
 def test_segment_estimates_a_volume_from_the_class_members(three_hits, tmp_path: Path) -> None:
     store, ids = three_hits
     hits = pd.DataFrame({"subtomogram_id": ids, "class": "blob", "probability": [0.9, 0.8, 0.7]})

@@ -217,7 +217,12 @@ def segment_hits(
     volumes: dict[str, ClassVolume] = {}
     if class_prior:
         volumes = {c.name: c.volume for c in store.list_classes(set_name) if c.volume is not None}
-    priors = resolve_priors(frame["class"], class_volumes=volumes, masses_kda=masses_kda or {})
+    priors = resolve_priors(
+        frame["class"],
+        class_volumes=volumes,
+        masses_kda=masses_kda or {},
+        box_side_nm=box * float(model.config.voxel_size_nm),
+    )
     if estimate_volume:
         decode = functools.partial(
             _component_volumes_nm3, store, model, crf_params, batch_size, device
@@ -259,7 +264,7 @@ def segment_hits(
                 for s in range(0, len(rows), batch_size):
                     part = rows.iloc[s : s + batch_size]
                     boxes = read_indexed_boxes(store, part)
-                    n_inside = _prior_voxels(part["prior_volume_nm3"], voxel_angstrom)
+                    n_inside = _prior_voxels(part, voxel_angstrom)
                     masks, prob, marginal = _segment_boxes(
                         model,
                         torch.from_numpy(boxes),
@@ -340,12 +345,15 @@ def _component_volumes_nm3(
     return np.concatenate(voxels) * float(model.config.voxel_size_nm) ** 3
 
 
-def _prior_voxels(volumes_nm3: pd.Series, voxel_angstrom: float) -> np.ndarray:
-    """Voxels of each hit's prior volume at ``voxel_angstrom`` (0: no prior)."""
-    return np.array(
-        [0 if np.isnan(v) else volume_nm3_to_voxels(v, voxel_angstrom) for v in volumes_nm3],
-        dtype=np.int64,
-    )
+def _prior_voxels(hits: pd.DataFrame, voxel_angstrom: float) -> np.ndarray:
+    """Voxels of each hit's prior volume at ``voxel_angstrom`` (0: no prior, or one not used)."""
+    used = hits["volume_from"].isin(("prior", "estimate")).to_numpy()
+    volumes = hits["prior_volume_nm3"].to_numpy(np.float64)
+    voxels = [
+        volume_nm3_to_voxels(v, voxel_angstrom) if u else 0
+        for u, v in zip(used, volumes, strict=True)
+    ]
+    return np.array(voxels, dtype=np.int64)
 
 
 def _write_parquet(table: pd.DataFrame, path: Path) -> None:
