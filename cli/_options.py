@@ -39,6 +39,7 @@ __all__ = [
     "set_option",
     "store_options",
     "subtomogram_ids_option",
+    "threads_option",
     "top_k_option",
 ]
 
@@ -202,6 +203,27 @@ json_option: Decorator = click.option("--json", "as_json", is_flag=True, help="P
 
 cpu_option: Decorator = click.option(
     "--cpu", is_flag=True, help="Run on the CPU even when a GPU is present."
+)
+
+
+def _apply_threads(_ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    from cosnet_index.errors import InputError
+    from cosnet_index.threads import set_threads
+
+    try:
+        set_threads(value)
+    except InputError as exc:  # a bad COSNET_INDEX_THREADS
+        raise click.BadParameter(str(exc)) from None
+
+
+threads_option: Decorator = click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=None,
+    expose_value=False,
+    callback=_apply_threads,
+    help="CPU threads [env COSNET_INDEX_THREADS; default: the cores this process may use, "
+    "from its CPU affinity and cgroup quota (SLURM, containers), not the machine's].",
 )
 
 

@@ -16,6 +16,7 @@ from cosnet_index.cli._options import (
     set_option,
     store_options,
     subtomogram_ids_option,
+    threads_option,
 )
 
 __all__ = ["classes"]
@@ -114,6 +115,7 @@ def classes() -> None:
 
 
 @classes.command("add")
+@threads_option
 @store_options
 @click.argument("name")
 @subtomogram_ids_option(

@@ -9,6 +9,7 @@ from cosnet_index.cli._options import (
     invert_contrast_option,
     plausibility_options,
     store_options,
+    threads_option,
 )
 from cosnet_index.cli._pick import pick_options
 
@@ -47,6 +48,7 @@ def copick() -> None:
 
 
 @copick.command("index")
+@threads_option
 @store_options
 @config_option
 @click.option("--run", "runs", multiple=True, help="Run name (repeatable; default: every run).")

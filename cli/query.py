@@ -17,6 +17,7 @@ from cosnet_index.cli._options import (
     set_option,
     store_options,
     subtomogram_ids_option,
+    threads_option,
 )
 from cosnet_index.defaults import (
     DEFAULT_DISCOVER_MIN_PROB,
@@ -28,6 +29,7 @@ __all__ = ["classify", "discover", "search"]
 
 
 @click.command("classify")
+@threads_option
 @store_options
 @classes_option
 @set_option()
@@ -163,6 +165,7 @@ def classify(
 
 
 @click.command("search")
+@threads_option
 @store_options
 @click.argument("name")
 @click.option(
@@ -259,6 +262,7 @@ def search(
 
 
 @click.command("discover")
+@threads_option
 @store_options
 @click.option(
     "--exclude-known",

@@ -10,12 +10,14 @@ from cosnet_index.cli._options import (
     overwrite_option,
     set_option,
     store_options,
+    threads_option,
 )
 
 __all__ = ["segment"]
 
 
 @click.command("segment")
+@threads_option
 @store_options
 @click.option(
     "--hits",

@@ -12,6 +12,7 @@ from cosnet_index.cli._options import (
     json_option,
     plausibility_options,
     store_options,
+    threads_option,
 )
 from cosnet_index.cli._pick import pick_options
 
@@ -123,6 +124,7 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 
 
 @click.command("index")
+@threads_option
 @store_options
 @click.argument("tomograms", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(

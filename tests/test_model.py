@@ -33,6 +33,28 @@ def test_shapes_forward_embed_decode() -> None:
     assert model.training  # embed/decode restore the mode
 
 
+def test_cpu_inference_layout_gives_the_default_layouts_vectors_and_hash() -> None:
+    torch.manual_seed(0)
+    model = CosNet(TINY).eval()
+    x = _boxes(5, 2)
+    digest = model.weights_hash
+    with torch.inference_mode():  # the default (contiguous) layout, by hand
+        features = model.forward_features(normalize_boxes(x.unsqueeze(1)))
+        reference = model.forward_embedding(features) * model.head_scale
+        decoded = torch.sigmoid(model.forward_decoder(features))
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous()
+    vectors = model.embed(x)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)  # the fast layout
+    torch.testing.assert_close(vectors, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.decode(x), decoded, rtol=1e-5, atol=1e-6)
+    assert model.weights_hash == digest  # the identity of stored vectors does not change
+    model.to(memory_format=torch.contiguous_format)  # .to() resets it; embed sets it again
+    assert conv.weight.is_contiguous() and not model._channels_last
+    torch.testing.assert_close(model.embed(x), reference, rtol=1e-5, atol=1e-6)
+    assert model._channels_last
+
+
 def test_no_decoder_no_duse_switches() -> None:
     model = CosNet(CosNetConfig(widths=(4, 8, 8), use_decoder=False, use_duse=False))
     out = model(_boxes(2), _boxes(2, 1))
