@@ -37,7 +37,7 @@ from cosnet_index.store._directory import (
     create_directory,
     hash16,
 )
-from cosnet_index.store._engine import catalog_lock, make_engine
+from cosnet_index.store._engine import catalog_errors, catalog_lock, make_engine
 from cosnet_index.store._files import writer_lock
 from cosnet_index.store._vector_access import VectorAccess, _id_chunks
 from cosnet_index.store.catalog import CatalogQueries
@@ -67,6 +67,8 @@ class Store(CatalogQueries, VectorAccess):
         self._gpu_cache: dict[int, tuple[Any, Any]] = {}  # id(cpu index) -> (cpu, gpu copy)
         self._lock_depth = 0
         self._thread_lock = threading.RLock()
+        self.allow_damaged = False  # `repair` and `check` read a damaged store on purpose
+        self._damage_clear = False  # damaged_files was seen empty (refuse_if_damaged)
 
     # -- creating and opening --------------------------------------------------------------------
 
@@ -159,14 +161,23 @@ class Store(CatalogQueries, VectorAccess):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """A SQLAlchemy session; committed on normal exit, rolled back on an exception."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        """A SQLAlchemy session; committed on normal exit, rolled back on an exception.
+
+        Raises:
+            WriteError: the catalog's disk is full; CatalogConnectionError: the database
+                server went away (``store/_engine.catalog_errors``).
+        """
+        with (
+            catalog_errors(self.engine, self.path),
+            Session(self.engine, expire_on_commit=False) as session,
+        ):
             try:
                 yield session
                 if not self.readonly:
                     session.commit()
             except BaseException:
-                session.rollback()
+                with contextlib.suppress(Exception):  # a lost connection cannot roll back
+                    session.rollback()
                 raise
 
     @contextlib.contextmanager
