@@ -333,8 +333,10 @@ def reindex(
     "--quick", is_flag=True, help="Skip the checksums (reading every byte of every file)."
 )
 def check(store_path: str, db_url: str | None, quick: bool) -> None:
-    """Verify that catalog rows, Parquet shards and the FAISS index agree, and that every file
-    has the checksum recorded when it was written (exit 1 if not).
+    """Verify that catalog, shards and FAISS index agree, checksums too (exit 1 if not).
+
+    Rows, shards and index must agree id by id, and every file must have the checksum recorded
+    when it was written (--quick skips the checksums).
 
     Each damaged file is named with what to do: `reindex` rebuilds a damaged index, `repair`
     embeds a damaged shard again and restores a damaged model file. Queries refuse a store whose

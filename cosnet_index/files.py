@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write",
     "file_checksum",
     "fsync_dir",
+    "reserve_space",
     "tmp_path_for",
     "write_error",
     "write_errors",
@@ -127,6 +128,25 @@ def write_errors(path: str | os.PathLike[str], needed_bytes: int | None = None) 
         if error is None:
             raise
         raise error from exc
+
+
+def reserve_space(path: str | os.PathLike[str]) -> None:
+    """Allocate every block of an existing (sparse) file, so that writing it through a memory
+    map cannot hit a full disk (which kills the process with SIGBUS instead of raising).
+
+    Raises:
+        WriteError: there is not enough space for the whole file.
+    """
+    size = os.path.getsize(path)
+    with write_errors(path, size):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, max(size, 1))
+        except OSError as exc:
+            if exc.errno not in (errno_codes.EOPNOTSUPP, errno_codes.EINVAL):
+                raise  # a file system that cannot preallocate: written as before
+        finally:
+            os.close(fd)
 
 
 CHECKSUM_ALGORITHM = "blake2b-256"

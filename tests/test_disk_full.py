@@ -276,3 +276,19 @@ def test_index_on_a_full_tmpfs_then_free_space_and_rerun(tmp_path, tiny_model, c
             "extra": 0,
             "changed": 0,
         }
+
+
+def test_segment_label_volume_on_a_full_disk(tmp_path, monkeypatch) -> None:
+    """Writing a memory map on a full disk kills the process (SIGBUS): the label volume's blocks
+    are allocated first, so a full disk is a WriteError before anything is mapped."""
+    import os
+
+    from cosnet_index.segment.write import LabelVolume
+
+    def fallocate_fails(fd, offset, length):  # type: ignore[no-untyped-def]
+        raise _enospc()
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate_fails)
+    with pytest.raises(WriteError, match=FULL):
+        LabelVolume(tmp_path / "labels.mrc", (8, 8, 8), voxel_size_angstrom=10.0, n_labels=3)
+    assert list(tmp_path.iterdir()) == []

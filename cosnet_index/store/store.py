@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from cosnet_index.errors import StoreError
+from cosnet_index.errors import CatalogConnectionError, StoreError
 from cosnet_index.store import schema
 from cosnet_index.store._directory import (
     LOCK,
@@ -37,7 +37,7 @@ from cosnet_index.store._directory import (
     create_directory,
     hash16,
 )
-from cosnet_index.store._engine import catalog_errors, catalog_lock, make_engine
+from cosnet_index.store._engine import catalog_errors, catalog_lock, make_engine, public_url
 from cosnet_index.store._files import writer_lock
 from cosnet_index.store._vector_access import VectorAccess, _id_chunks
 from cosnet_index.store.catalog import CatalogQueries
@@ -125,10 +125,16 @@ class Store(CatalogQueries, VectorAccess):
             schema.check_schema(store.engine, store.path)
         except OperationalError as exc:
             store.close()
+            first = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+            if store.engine.dialect.name != "sqlite":  # a server that is down or unreachable
+                raise CatalogConnectionError(
+                    f"cannot reach the catalog database {public_url(str(store.engine.url))} of "
+                    f"the store at {store.path} ({first}); check that the server is running "
+                    "and reachable, then re-run the command"
+                ) from None
             raise StoreError(
-                f"cannot read the catalog of the store at {store.path} "
-                f"({str(exc.orig or exc).splitlines()[0]}); check its permissions, or open it "
-                "read-only"
+                f"cannot read the catalog of the store at {store.path} ({first}); check its "
+                "permissions, or open it read-only"
             ) from None
         except BaseException:
             store.close()
@@ -229,7 +235,9 @@ class Store(CatalogQueries, VectorAccess):
         Raises:
             CheckpointError: the stored checkpoint is damaged.
             StoreError: its hash is not the one the store recorded.
+            StoreDamagedError: the last ``check`` found damaged files (``repair`` first).
         """
+        self.refuse_if_damaged()
         if self._model is None:
             from cosnet_index.model import load_checkpoint
 
