@@ -104,6 +104,7 @@ def test_a_store_without_checksums_keeps_working(tmp_path, tiny_model, collectio
     assert check.exit_code == 0, check.output
     assert "2 shard file(s), 1 index file(s), 1 model file(s) have no checksum" in check.output
     assert "cosnet-index repair" in check.output
+    assert "shards/" in check.output and ".faiss" in check.output  # which files
     repair = invoke(["repair", "--store", store])
     assert repair.exit_code == 0 and "recorded the checksums of 4 files" in repair.output
     check = invoke(["check", "--store", store])

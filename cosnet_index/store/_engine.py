@@ -74,8 +74,8 @@ def catalog_errors(engine: Engine, store_path: Path | str) -> Iterator[None]:
             raise CatalogConnectionError(
                 f"lost the connection to the catalog database {public_url(str(engine.url))} of "
                 f"the store at {store_path} ({first or type(exc.orig).__name__}); what was "
-                "committed before is kept and the transaction in flight was not; re-run the "
-                "command once the database is reachable"
+                "committed is kept whole and nothing is half-committed; re-run the command once "
+                "the database is reachable"
             ) from exc
         raise
 

@@ -95,7 +95,7 @@ def check_store(store: Store, *, quick: bool = False) -> CheckReport:
     problems: list[str] = []
     damaged: list[Damage] = []
     counts: dict[str, dict[str, int]] = {}
-    no_checksum = {"shard": 0, "index": 0, "model": 0}
+    no_checksum: dict[str, list[str]] = {"shard": [], "index": [], "model": []}
     with store.session() as session:
         models = session.scalars(select(ModelRecord).order_by(ModelRecord.id)).all()
         shards = session.scalars(select(ShardRecord).order_by(ShardRecord.id)).all()
@@ -122,7 +122,7 @@ def check_store(store: Store, *, quick: bool = False) -> CheckReport:
                 f"{model.source_path} if that file is unchanged",
             )
         elif model.checksum is None:
-            no_checksum["model"] += 1
+            no_checksum["model"].append(model.checkpoint)
         elif not quick and file_checksum(model_file) != model.checksum:
             damage(
                 model.checkpoint,
@@ -148,7 +148,7 @@ def check_store(store: Store, *, quick: bool = False) -> CheckReport:
                 damage(shard.path, "shard", f"shard {shard.path} is missing; {whose}")
                 continue
             if shard.checksum is None:
-                no_checksum["shard"] += 1
+                no_checksum["shard"].append(shard.path)
             elif not quick and file_checksum(path) != shard.checksum:
                 damage(
                     shard.path,
@@ -180,7 +180,7 @@ def check_store(store: Store, *, quick: bool = False) -> CheckReport:
         index_ntotal = -1
         record = index_files.get(model.id)
         if path.exists() and record is None:
-            no_checksum["index"] += 1
+            no_checksum["index"].append(relative)
         elif path.exists() and not quick:
             assert record is not None
             if file_checksum(path) not in (record.checksum, record.previous_checksum):
@@ -224,9 +224,12 @@ def check_store(store: Store, *, quick: bool = False) -> CheckReport:
                 )
     notes = []
     if any(no_checksum.values()):
-        what = ", ".join(f"{n} {kind} file(s)" for kind, n in no_checksum.items() if n)
+        what = ", ".join(f"{len(p)} {kind} file(s)" for kind, p in no_checksum.items() if p)
+        names = [p for paths in no_checksum.values() for p in paths]
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         notes.append(
-            f"{what} have no checksum yet (written before schema revision 0006): damage to them "
+            f"{what} have no checksum yet ({listed}; written before schema revision 0006): "
+            "damage to them "
             f"cannot be found; record their checksums with {repair} (it trusts the files as they "
             "are now: run it when `check` shows no problem)"
         )
