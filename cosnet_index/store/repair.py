@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from cosnet_index.errors import StoreError
+from cosnet_index.errors import MrcError, StoreError
 from cosnet_index.files import atomic_write, file_checksum
 from cosnet_index.store.maintenance import (
     CheckReport,
@@ -251,7 +251,13 @@ def _reembed_shard(
     try:
         for start in range(0, len(frame), _CHUNK):
             part = frame.iloc[start : start + _CHUNK]
-            boxes = torch.from_numpy(read_indexed_boxes(store, part))  # (b, box, box, box)
+            try:
+                boxes = torch.from_numpy(read_indexed_boxes(store, part))  # (b, box, box, box)
+            except MrcError as exc:
+                raise MrcError(
+                    f"{exc}; the damaged shard {relative} is embedded again from tomogram "
+                    f"{tomogram.name}: give its file with `cosnet-index repair --tomogram PATH`"
+                ) from None
             xb = model.embed(boxes.to(device), batch_size).numpy()  # (b, dim)
             writer.write(
                 part["id"].to_numpy(np.int64),
