@@ -7,6 +7,11 @@ duration, runs the same command again, runs `check`, and compares the store with
 the same set of (tomogram, x, y, z), identical vectors, identical classes.
 
     python bench/crash.py --trials 20 --seed 0
+    python bench/crash.py --trials 20 --seed 0 --catalog-url postgresql+psycopg://postgres@127.0.0.1:55432/postgres
+
+The second runs every store's catalog on a PostgreSQL server (the URL of a database the user may
+create databases from; each store gets its own database, copied from the template store's and
+dropped at the end; ``.ci/postgres.sh`` starts a throwaway server). The first: SQLite.
 
 prints the trials, lost vectors, duplicated vectors and check failures (all must be 0), and how
 far the killed runs had got. Exit code 1 when any count is not 0.
@@ -22,7 +27,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests._crash_util import COMMANDS, crash_trial, make_world, reference_run
+from tests._crash_util import COMMANDS, World, crash_trial, make_world, reference_run
+
+
+def _trials(world: World, commands: list[str], counts: list[int], seed: int, root: Path) -> list:
+    """Run ``counts[i]`` crash trials of ``commands[i]``, printing each."""
+    results = []
+    trial = 0
+    for command, count in zip(commands, counts, strict=True):
+        if count == 0:
+            continue
+        reference = reference_run(world, command, root / f"ref-{command}")
+        print(f"reference {command}: {reference.seconds:.2f} s, {len(reference.table)} vectors")
+        for _ in range(count):
+            result = crash_trial(world, reference, root / f"trial-{trial}", seed + trial)
+            results.append(result)
+            status = "ok" if result.ok else "FAIL"
+            print(
+                f"  trial {trial:>2} {command:<11} kill at {result.delay_s:5.2f} s "
+                f"({'killed' if result.killed else 'had finished'}; "
+                f"{result.committed_at_kill} shards committed, {result.partial_at_kill} "
+                f"temporary files) -> re-run exit {result.rerun_exit}, check "
+                f"{'ok' if result.check_ok else 'FAILED'}: {status}"
+            )
+            for note in result.notes:
+                print(f"      {note}")
+            trial += 1
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tomograms", type=int, default=4, help="tomograms in the world")
     parser.add_argument("--particles", type=int, default=12, help="particles per tomogram")
     parser.add_argument("--workdir", default=None, help="folder for the stores (default: temp)")
+    parser.add_argument(
+        "--catalog-url",
+        default=None,
+        help="PostgreSQL admin URL: every store's catalog is a database on that server "
+        "(default: SQLite inside each store)",
+    )
     args = parser.parse_args(argv)
     commands = [c.strip() for c in args.commands.split(",") if c.strip()]
     # index gets half of the trials (it has the most moments to be killed at), the rest share
@@ -53,28 +90,13 @@ def main(argv: list[str] | None = None) -> int:
             n_per_tomogram=args.particles,
             n_indexed=1,
             seed=args.seed,
+            server=args.catalog_url,
         )
-        results = []
-        trial = 0
-        for command, count in zip(commands, counts, strict=True):
-            if count == 0:
-                continue
-            reference = reference_run(world, command, root / f"ref-{command}")
-            print(f"reference {command}: {reference.seconds:.2f} s, {len(reference.table)} vectors")
-            for _ in range(count):
-                result = crash_trial(world, reference, root / f"trial-{trial}", args.seed + trial)
-                results.append(result)
-                status = "ok" if result.ok else "FAIL"
-                print(
-                    f"  trial {trial:>2} {command:<11} kill at {result.delay_s:5.2f} s "
-                    f"({'killed' if result.killed else 'had finished'}; "
-                    f"{result.committed_at_kill} shards committed, {result.partial_at_kill} "
-                    f"temporary files) -> re-run exit {result.rerun_exit}, check "
-                    f"{'ok' if result.check_ok else 'FAILED'}: {status}"
-                )
-                for note in result.notes:
-                    print(f"      {note}")
-                trial += 1
+        print(f"catalog: {'PostgreSQL' if args.catalog_url else 'SQLite'}")
+        try:
+            results = _trials(world, commands, counts, args.seed, root)
+        finally:
+            world.drop_databases()
 
     def total(name: str) -> int:
         return sum(getattr(r, name) for r in results)

@@ -11,6 +11,7 @@ import click
 
 from cosnet_index import __version__
 from cosnet_index.errors import CosnetError
+from cosnet_index.files import write_error
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -26,6 +27,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("store", "index"),
     "reindex": ("store", "reindex"),
     "check": ("store", "check"),
+    "repair": ("store", "repair"),
     "stats": ("store", "stats"),
     "classes": ("classes", "classes"),
     "classify": ("query", "classify"),
@@ -69,6 +71,13 @@ class LazyGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise click.ClickException(str(exc)) from None
+        except (OSError, RuntimeError) as exc:
+            # the net under every write path that does not pass through cosnet_index.files
+            # (e.g. copick's own writers): a full disk is one line, never a traceback
+            full = write_error(exc, getattr(exc, "filename", None) or "a file")
+            if full is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            raise click.ClickException(str(full)) from None
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)

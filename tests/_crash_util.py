@@ -82,7 +82,12 @@ def write_tomogram(
 
 @dataclass(frozen=True)
 class World:
-    """Paths of a prepared world (see the module docstring)."""
+    """Paths of a prepared world (see the module docstring).
+
+    With ``server`` (a PostgreSQL admin URL), the template store's catalog is the database
+    ``template_url`` on that server, and every fresh store gets its own copy of it
+    (``CREATE DATABASE ... TEMPLATE``): :meth:`db_url` gives a store's catalog URL.
+    """
 
     root: Path
     checkpoint: Path
@@ -91,13 +96,59 @@ class World:
     coords: Path
     store: Path
     n_indexed: int
+    server: str | None = None
+    template_url: str | None = None
+    databases: list[str] = field(default_factory=list)
+
+    def db_url(self, store: Path) -> str | None:
+        """The catalog URL of a store of this world (None: SQLite inside the store)."""
+        if self.server is None:
+            return None
+        if Path(store) == self.store:
+            return self.template_url
+        from sqlalchemy.engine import make_url
+
+        name = "cosnet_crash_" + hashlib.sha1(str(Path(store).resolve()).encode()).hexdigest()[:12]
+        return make_url(self.server).set(database=name).render_as_string(hide_password=False)
 
     def fresh_store(self, folder: Path) -> Path:
-        """A private copy of the template store under ``folder``."""
+        """A private copy of the template store under ``folder`` (and of its catalog)."""
         target = folder / "store"
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(self.store, target)
+        url = self.db_url(target)
+        if url is not None:
+            from sqlalchemy.engine import make_url
+
+            assert self.server is not None and self.template_url is not None
+            name = make_url(url).database
+            template = make_url(self.template_url).database
+            _admin_sql(self.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            _admin_sql(self.server, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            self.databases.append(str(name))
         return target
+
+    def drop_databases(self) -> None:
+        """Drop every PostgreSQL database this world made (the template's too)."""
+        if self.server is None:
+            return
+        from sqlalchemy.engine import make_url
+
+        assert self.template_url is not None
+        for name in [*self.databases, make_url(self.template_url).database]:
+            _admin_sql(self.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.databases.clear()
+
+
+def _admin_sql(server: str, statement: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        admin.dispose()
 
 
 def make_world(
@@ -107,8 +158,13 @@ def make_world(
     n_per_tomogram: int = 10,
     n_indexed: int = 1,
     seed: int = 0,
+    server: str | None = None,
 ) -> World:
-    """Write checkpoints, tomograms, coordinates and an indexed template store under ``root``."""
+    """Write checkpoints, tomograms, coordinates and an indexed template store under ``root``.
+
+    ``server``: a PostgreSQL admin URL; the catalogs are then databases on it
+    (:class:`World`); None: SQLite inside each store.
+    """
     from cosnet_index.classes import add_class
     from cosnet_index.store import Store, index_tomograms
 
@@ -139,11 +195,19 @@ def make_world(
     pd.concat(frames[:n_indexed] or frames[:1], ignore_index=True).to_csv(first, index=False)
     store_path = root / "template-store"
     shutil.rmtree(store_path, ignore_errors=True)
-    with Store.create(store_path, model_path=checkpoint) as store:
+    template_url = None
+    if server is not None:
+        from tests._postgres_util import create_database
+
+        template_url = create_database(server)
+    with Store.create(store_path, model_path=checkpoint, db_url=template_url) as store:
         if n_indexed:
             index_tomograms(store, tomograms[:n_indexed], first, progress=False, batch_size=8)
             add_class(store, CLASS_NAME, subtomogram_ids=[1])
-    return World(root, checkpoint, other, tuple(tomograms), coords, store_path, n_indexed)
+    return World(
+        root, checkpoint, other, tuple(tomograms), coords, store_path, n_indexed, server,
+        template_url,
+    )  # fmt: skip
 
 
 # -- looking at a store --------------------------------------------------------------------------
@@ -165,13 +229,16 @@ def store_digest(path: Path) -> dict[str, str]:
     return out
 
 
-def store_content(path: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def store_content(
+    path: Path, db_url: str | None = None
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """``(table, classes)``: one row per stored vector (``tomogram, x, y, z, id, vector``) read
-    from the catalog + shards, and class name -> (K, dim) support vectors."""
+    from the catalog (at ``db_url`` when given) + shards, and class name -> (K, dim) support
+    vectors."""
     from cosnet_index.classes import list_classes
     from cosnet_index.store import Store
 
-    with Store.open(path, readonly=True) as store:
+    with Store.open(path, readonly=True, db_url=db_url) as store:
         table = store.subtomogram_table()
         if len(table):
             _, xb = store.load_vectors(table["id"].to_numpy())
@@ -219,7 +286,12 @@ def invoke(args: Sequence[str]):  # type: ignore[no-untyped-def]
 
 
 def command_args(world: World, command: str, store: Path, batch_size: int = 8) -> list[str]:
-    """The CLI arguments of a crash-trial command on ``store``."""
+    """The CLI arguments of a crash-trial command on ``store`` (its ``--db-url`` included)."""
+    url = world.db_url(store)
+    return _command_args(world, command, store, batch_size) + (["--db-url", url] if url else [])
+
+
+def _command_args(world: World, command: str, store: Path, batch_size: int) -> list[str]:
     if command == "index":
         return [
             "index",
@@ -331,17 +403,27 @@ def reference_run(world: World, command: str, folder: Path) -> Reference:
     out = "".join(lines) + out
     if proc.returncode != 0:
         raise RuntimeError(f"reference {command} failed ({proc.returncode}): {out}\n{err}")
-    table, classes = store_content(store)
+    table, classes = store_content(store, world.db_url(store))
     return Reference(command, seconds, table, classes, _index_digest(store))
 
 
-def _state(store: Path) -> tuple[int, int]:
+def _state(store: Path, db_url: str | None = None) -> tuple[int, int]:
     """(shard rows committed, temporary files present) of a store, read without writing."""
-    import sqlite3
+    if db_url is not None:
+        from sqlalchemy import create_engine, text
 
-    uri = f"file:{store / 'catalog.sqlite'}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
-        (shards,) = connection.execute("SELECT count(*) FROM shards").fetchone()
+        engine = create_engine(db_url)
+        try:
+            with engine.connect() as connection:
+                shards = connection.execute(text("SELECT count(*) FROM shards")).scalar()
+        finally:
+            engine.dispose()
+    else:
+        import sqlite3
+
+        uri = f"file:{store / 'catalog.sqlite'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
+            (shards,) = connection.execute("SELECT count(*) FROM shards").fetchone()
     partial = sum(1 for p in store.rglob("*") if p.is_file() and ".tmp-" in p.name)
     return int(shards), partial
 
@@ -398,7 +480,8 @@ def crash_trial(world: World, reference: Reference, folder: Path, seed: int) -> 
         proc.wait(timeout=60)
     out, _ = proc.communicate()
     killed = "done" not in out.split()  # False: the command's work was over before the kill
-    committed_at_kill, partial_at_kill = _state(store)
+    db_url = world.db_url(store)
+    committed_at_kill, partial_at_kill = _state(store, db_url)
     rerun = invoke(args)
     notes = []
     rerun_exit = rerun.exit_code
@@ -407,10 +490,10 @@ def crash_trial(world: World, reference: Reference, folder: Path, seed: int) -> 
         notes.append("class committed before the kill")
     elif rerun_exit != 0:
         notes.append(rerun.output.strip()[-500:])
-    with Store.open(store, readonly=True) as opened:
+    with Store.open(store, readonly=True, db_url=db_url) as opened:
         report = check_store(opened)
     notes += list(report.problems)
-    table, classes = store_content(store)
+    table, classes = store_content(store, db_url)
     diff = compare_content(reference.table, table)
     class_mismatch = int(set(classes) != set(reference.classes)) + sum(
         not np.array_equal(classes[n], reference.classes[n])

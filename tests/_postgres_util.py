@@ -45,3 +45,91 @@ def drop_database(server_url: str, url: str) -> None:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+# -- a private server a test may restart (issue 30) ----------------------------------------------
+
+
+def _bindir() -> str | None:
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+def private_server_unavailable() -> str | None:
+    """Why :func:`start_private_server` cannot run here (None: it can)."""
+    import pwd
+
+    if _bindir() is None:
+        return "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin)"
+    if os.geteuid() != 0:
+        return "a private PostgreSQL server runs as user postgres: needs root"
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "no user postgres to run a PostgreSQL server as"
+    return None
+
+
+def _as_postgres(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
+
+
+def start_private_server(directory: str | os.PathLike[str]) -> str:
+    """initdb + start a server of our own under ``directory`` (127.0.0.1, a free port, trust);
+    returns its admin URL (database ``postgres``). Stop it with :func:`stop_private_server`."""
+    import shutil
+    import socket
+
+    bindir = _bindir()
+    assert bindir is not None, private_server_unavailable()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    shutil.chown(directory, "postgres")
+    data = os.path.join(directory, "data")
+    _as_postgres(
+        f"{bindir}/initdb",
+        "-D",
+        data,
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-locale",
+    )
+    with open(os.path.join(directory, "port"), "w") as handle:
+        handle.write(str(port))
+    _pg_ctl(directory, "start")
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+
+def _pg_ctl(directory: str | os.PathLike[str], action: str, mode: str = "fast") -> None:
+    bindir = _bindir()
+    with open(os.path.join(directory, "port")) as handle:
+        port = handle.read().strip()
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off"
+    args = [f"{bindir}/pg_ctl", "-D", os.path.join(directory, "data"), "-w", "-m", mode]
+    if action != "stop":
+        args += ["-l", os.path.join(directory, "server.log"), "-o", options]
+    _as_postgres(*args, action)
+
+
+def restart_private_server(directory: str | os.PathLike[str], mode: str = "fast") -> None:
+    """Restart the server: every connection is dropped (``mode``: fast, or immediate = crash)."""
+    _pg_ctl(directory, "restart", mode)
+
+
+def stop_private_server(directory: str | os.PathLike[str]) -> None:
+    """Stop the server (its files stay under ``directory``)."""
+    import contextlib
+    import subprocess
+
+    with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
+        _pg_ctl(directory, "stop")

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cosnet_index.errors import InputError
-from cosnet_index.files import atomic_write
+from cosnet_index.files import atomic_write, reserve_space
 from cosnet_index.io._copick_config import add_objects_to_config
 
 __all__ = [
@@ -148,6 +148,7 @@ def materialise_tomograms(
             continue
         with atomic_write(path) as tmp:
             with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+                reserve_space(tmp)  # a full disk: WriteError now, not SIGBUS in the loop
                 for z0 in range(0, shape[0], _SLAB):
                     mrc.data[z0 : z0 + _SLAB] = np.asarray(level[z0 : z0 + _SLAB], np.float32)
                 mrc.voxel_size = float(voxel_spacing)

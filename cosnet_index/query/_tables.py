@@ -370,6 +370,7 @@ def export_star(
         block["rlnClassNumber"] = np.full(len(rows), number, dtype=np.int64)
         block["rlnAutopickFigureOfMerit"] = rows["probability"].to_numpy(np.float64)
         data = {"particles": block} if optics is None else {"optics": optics, "particles": block}
-        starfile.write(data, path, float_format="%.6f")
+        with atomic_write(path) as tmp:  # a full disk: WriteError, no half file
+            starfile.write(data, tmp, float_format="%.6f")
         paths.append(path)
     return paths

@@ -23,7 +23,13 @@ import mrcfile
 import numpy as np
 
 from cosnet_index.errors import InputError
-from cosnet_index.files import atomic_replace, atomic_write, tmp_path_for
+from cosnet_index.files import (
+    atomic_replace,
+    atomic_write,
+    reserve_space,
+    tmp_path_for,
+    write_errors,
+)
 
 __all__ = ["LabelVolume", "write_hit_mask"]
 
@@ -90,12 +96,28 @@ class LabelVolume:
         self._best_path = self.path.with_name(f".{self.path.name}.probability.tmp")
         self.shape_zyx = tuple(int(s) for s in shape_zyx)
         mode = 1 if n_labels <= np.iinfo(np.int16).max else 2
-        self._mrc = mrcfile.new_mmap(self._tmp, shape=self.shape_zyx, mrc_mode=mode, overwrite=True)
+        try:  # the label volume's blocks are allocated first: a full disk raises WriteError
+            # here, where writing a memory map would kill the process (SIGBUS)
+            with write_errors(self.path):
+                self._mrc = mrcfile.new_mmap(
+                    self._tmp, shape=self.shape_zyx, mrc_mode=mode, overwrite=True
+                )
+            reserve_space(self._tmp)
+            # the winning hit's probability per voxel (a sparse scratch file, removed on close;
+            # left sparse: it is written only inside hit boxes)
+            with write_errors(self._best_path):
+                self._best = np.memmap(
+                    self._best_path, dtype=np.float32, mode="w+", shape=self.shape_zyx
+                )
+        except BaseException:
+            if getattr(self, "_mrc", None) is not None:
+                self._mrc.close()
+            self._tmp.unlink(missing_ok=True)
+            self._best_path.unlink(missing_ok=True)
+            raise
         self._mrc.data[...] = 0
         self._mrc.voxel_size = float(voxel_size_angstrom)
         self._mrc.header.origin = tuple(float(v) for v in origin_xyz)
-        # the winning hit's probability per voxel (a sparse scratch file, removed on close)
-        self._best = np.memmap(self._best_path, dtype=np.float32, mode="w+", shape=self.shape_zyx)
 
     def place(
         self, mask: np.ndarray, probability: np.ndarray, start_zyx: Sequence[int], label: int

@@ -13,6 +13,8 @@ import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from cosnet_index.errors import CatalogConnectionError
+from cosnet_index.store._engine import catalog_errors
 from cosnet_index.store._files import TMP_MARK
 from cosnet_index.store._planning import _Job
 from cosnet_index.store.shards import ShardWriter
@@ -84,7 +86,13 @@ def _commit_part(store: Store, job: _Job, model_id: int, edge: str, invert: bool
             first=first,
             edge=edge,
             invert=invert,
+            checksum=writer.checksum,
         )
+    except CatalogConnectionError:
+        # the outcome of the commit is unknown: the next writer's remove_partial_files drops
+        # the shard if its rows are not in the catalog, and keeps it if they are
+        job.writer = None
+        raise
     except BaseException:
         writer.final.unlink(missing_ok=True)  # not committed: the shard must not stay
         job.writer = None
@@ -107,18 +115,24 @@ def _register_part(
     first: bool,
     edge: str,
     invert: bool,
+    checksum: str | None = None,
 ) -> None:
     """Commit one shard part's catalog rows in one transaction (the shard file is in place).
 
     Shared by the single-process path and the Dask committer (``store/distributed.py``):
     the tomogram row (made on its first part), the shard row, and ``ids`` ``(n,)`` at ``xyz``
     ``(n, 3)``. ``first``: the tomogram's first part of this model (its skip counts go on it).
+    ``checksum``: the shard file's :func:`~cosnet_index.files.file_checksum` (recorded with it).
     Raises whatever the database raises; the caller removes ``final`` then.
     """
     relative = final.relative_to(store.path).as_posix()
     skipped = dict(job.skipped) if first else {}
     tomogram = job.tomogram
-    with Session(store.engine) as session, session.begin():
+    with (
+        catalog_errors(store.engine, store.path),
+        Session(store.engine) as session,
+        session.begin(),
+    ):
         record = session.scalars(
             select(TomogramRecord).where(TomogramRecord.name == tomogram.name)
         ).first()
@@ -150,6 +164,7 @@ def _register_part(
             edge=edge,
             resampled_from_angstrom=job.resampled_from,
             invert_contrast=invert,
+            checksum=checksum,
         )
         session.add(shard)
         session.flush()

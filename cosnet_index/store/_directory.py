@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from cosnet_index import __version__
 from cosnet_index.errors import SchemaError, StoreError
+from cosnet_index.files import file_checksum, write_errors
 from cosnet_index.store import schema
 from cosnet_index.store._engine import make_engine, public_url
 from cosnet_index.store.tables import ModelRecord
@@ -57,10 +58,22 @@ def create_directory(path: Path, source: Path, info: Any, db_url: str | None) ->
 
     Raises:
         StoreError: the database already holds a catalog.
+        WriteError: the disk is full or the file system failed (nothing is left behind).
     """
     staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    needed = source.stat().st_size + 1024 * 1024  # the model copy and an empty catalog
+    with write_errors(path, needed):
+        staging.mkdir(parents=True)
+    try:
+        with write_errors(path, needed):
+            _fill_staging(staging, path, source, info, db_url)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fill_staging(staging: Path, path: Path, source: Path, info: Any, db_url: str | None) -> None:
+    """Make every file of the store in ``staging``, then rename it to ``path``."""
     engine = None
     try:
         (staging / "shards").mkdir()
@@ -87,6 +100,7 @@ def create_directory(path: Path, source: Path, info: Any, db_url: str | None) ->
                     checkpoint=checkpoint.as_posix(),
                     source_path=str(source),
                     active=True,
+                    checksum=file_checksum(staging / checkpoint),
                 )
             )
         engine.dispose()
@@ -104,7 +118,6 @@ def create_directory(path: Path, source: Path, info: Any, db_url: str | None) ->
     except BaseException:
         if engine is not None:
             engine.dispose()
-        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

@@ -1,4 +1,11 @@
-"""SQLAlchemy engines for catalogs: SQLite in WAL mode with a busy timeout, or any URL."""
+"""SQLAlchemy engines for catalogs: SQLite in WAL mode with a busy timeout, or any URL.
+
+:func:`catalog_errors` turns what a database reports during a transaction into the package's
+errors: a full disk (SQLite "database or disk is full", PostgreSQL SQLSTATE 53100) into
+:class:`~cosnet_index.errors.WriteError`, a lost connection (a PostgreSQL server restarted or
+the connection killed) into :class:`~cosnet_index.errors.CatalogConnectionError`. Either way the
+transaction was rolled back: nothing of it is in the catalog.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,69 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from cosnet_index.errors import StoreError, StoreLockedError
+from cosnet_index.errors import CatalogConnectionError, StoreError, StoreLockedError
+from cosnet_index.files import write_error
 
-__all__ = ["catalog_lock", "make_engine", "public_url"]
+__all__ = ["catalog_errors", "catalog_lock", "connection_lost", "make_engine", "public_url"]
+
+_LOST_TEXT = (
+    "server closed the connection",
+    "terminating connection",
+    "connection refused",
+    "connection is closed",
+    "connection already closed",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "consuming input failed",
+    "could not receive data",
+    "could not send data",
+    "ssl connection has been closed",
+    "no connection to the server",
+    "connection to server",
+)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a database error means the connection to the server was lost."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(phrase in text for phrase in _LOST_TEXT)
+
+
+@contextlib.contextmanager
+def catalog_errors(engine: Engine, store_path: Path | str) -> Iterator[None]:
+    """Turn a full disk or a lost connection during a catalog transaction into our errors.
+
+    Raises:
+        WriteError: the database's disk is full (nothing of the transaction was kept).
+        CatalogConnectionError: the connection to the database server was lost (a restart, a
+            killed connection); the transaction was not committed, or its outcome is unknown
+            (the next run of the command finds out and cleans up).
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        where = (
+            engine.url.database
+            if engine.dialect.name == "sqlite"
+            else public_url(engine.url.render_as_string(hide_password=False))
+        )
+        full = write_error(exc.orig or exc, where or str(store_path))
+        if full is not None:
+            raise full from exc
+        if engine.dialect.name != "sqlite" and connection_lost(exc):
+            first = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc) else ""
+            raise CatalogConnectionError(
+                f"lost the connection to the catalog database {public_url(str(engine.url))} of "
+                f"the store at {store_path} ({first or type(exc.orig).__name__}); what was "
+                "committed is kept whole and nothing is half-committed; re-run the command once "
+                "the database is reachable"
+            ) from exc
+        raise
+
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -107,4 +172,9 @@ def catalog_lock(engine: Engine, store_path: Path, wait_s: float = 0.0) -> Itera
         try:
             yield
         finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CATALOG_LOCK_KEY})
+            try:
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": CATALOG_LOCK_KEY}
+                )
+            except DBAPIError:  # the connection died (server restart): the lock died with it
+                pass

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cosnet_index.errors import CatalogConnectionError
 from cosnet_index.files import TMP_MARK
 from cosnet_index.geometry import position_keys
 from cosnet_index.store._committing import _free_shard_path, _register_part, remove_partial_files
@@ -130,7 +131,10 @@ class _Committer:
                 first=first,
                 edge=self.edge,
                 invert=self.invert,
+                checksum=writer.checksum,
             )
+        except CatalogConnectionError:
+            raise  # outcome unknown: the next writer's remove_partial_files settles it
         except BaseException:
             writer.final.unlink(missing_ok=True)  # not committed: the shard must not stay
             raise

@@ -3,17 +3,26 @@ index file a committed prefix of them that ``cpu_index`` brings up to date in me
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from cosnet_index.errors import StoreError
+from cosnet_index.errors import StoreDamagedError, StoreError
+from cosnet_index.files import file_checksum
 from cosnet_index.store.shards import read_shard_vectors
-from cosnet_index.store.tables import ModelRecord, ShardRecord, Subtomogram
+from cosnet_index.store.tables import (
+    DamagedFileRecord,
+    IndexFileRecord,
+    ModelRecord,
+    ShardRecord,
+    Subtomogram,
+)
 from cosnet_index.store.vectors import (
     GPU_MAX_K,
     index_ids,
@@ -54,7 +63,9 @@ class VectorAccess:
 
         Raises:
             StoreError: unknown ids, or ids embedded by another model (never mixed).
+            StoreDamagedError: the last ``check`` found damaged files (``repair`` first).
         """
+        self.refuse_if_damaged()
         model_id, model_hash = self._model_id(model_hash)
         with self.session() as session:
             if ids is None:
@@ -108,6 +119,28 @@ class VectorAccess:
         xb[:] = vectors_of_rows[out_rows]
         return ids, xb
 
+    def refuse_if_damaged(self) -> None:
+        """Refuse a store whose last full ``check`` found damaged files (until ``repair``).
+
+        Raises:
+            StoreDamagedError: ``damaged_files`` has rows; the message names them and the fix.
+        """
+        if self.allow_damaged or self._damage_clear:
+            return
+        with self.session() as session:
+            paths = session.scalars(
+                select(DamagedFileRecord.path).order_by(DamagedFileRecord.id)
+            ).all()
+        if not paths:
+            self._damage_clear = True
+            return
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        raise StoreDamagedError(
+            f"the last `cosnet-index check` of the store at {self.path} found {len(paths)} "
+            f"damaged file(s) ({', '.join(paths[:3])}{more}); it is not queried until repaired: "
+            f"run `cosnet-index repair --store {self.path}`, then `cosnet-index check`"
+        )
+
     def _model_config(self, model_hash: str) -> dict[str, Any]:
         with self.session() as session:
             record = session.scalars(
@@ -135,7 +168,11 @@ class VectorAccess:
 
         The file holds a committed prefix of the catalog (it is written after the rows); vectors
         committed since are added from the shards here (and persisted by the next writer).
+
+        Raises:
+            StoreDamagedError: the last ``check`` found damaged files (``repair`` first).
         """
+        self.refuse_if_damaged()
         model_id, model_hash = self._model_id(model_hash)
         path = self.index_path(model_hash)
         n_db = self._count_vectors(model_id)
@@ -180,12 +217,33 @@ class VectorAccess:
         return self._file_ntotal[model_hash]
 
     def persist_index(self, index: Any, model_hash: str | None = None) -> None:
-        """Replace a model's index file atomically with ``index`` (writer lock required)."""
+        """Replace a model's index file atomically with ``index`` (writer lock required), and
+        record its checksum in ``index_files``.
+
+        Raises:
+            WriteError: the disk is full (the previous file is unchanged).
+        """
         if not self._lock_depth:
             raise StoreError("internal error: the index file is written only under the writer lock")
-        _, model_hash = self._model_id(model_hash)
+        model_id, model_hash = self._model_id(model_hash)
         path = self.index_path(model_hash)
-        write_index(index, path)
+
+        def record_checksum(tmp: Path) -> None:  # committed before the rename (see the table)
+            with self.session() as session:
+                record = session.scalars(
+                    select(IndexFileRecord).where(IndexFileRecord.model_id == model_id)
+                ).first()
+                if record is None:
+                    record = IndexFileRecord(model_id=model_id)
+                    session.add(record)
+                else:
+                    record.previous_checksum = record.checksum
+                record.path = path.relative_to(self.path).as_posix()
+                record.checksum = file_checksum(tmp)
+                record.n_vectors = int(index.ntotal)
+                record.written_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+        write_index(index, path, before_replace=record_checksum)
         self._file_ntotal[model_hash] = int(index.ntotal)
         self._index_cache.pop(model_hash, None)
 

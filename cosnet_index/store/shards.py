@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cosnet_index.errors import StoreError
-from cosnet_index.files import atomic_replace, tmp_path_for
+from cosnet_index.files import atomic_replace, file_checksum, tmp_path_for, write_errors
 
 __all__ = [
     "ShardWriter",
@@ -29,6 +29,10 @@ __all__ = [
 
 class ShardWriter:
     """Stream batches into ``<final>.tmp-<pid>``; :meth:`commit` renames it to ``final``.
+
+    A full disk or a failed file system raises :class:`~cosnet_index.errors.WriteError` (the
+    temporary file is the only one touched). After :meth:`commit`, ``checksum`` is the file's
+    :func:`~cosnet_index.files.file_checksum`.
 
     Args:
         final: the shard's path.
@@ -51,9 +55,15 @@ class ShardWriter:
         if extra_schema is not None:
             fields += [f for f in extra_schema if f.name not in {g.name for g in fields}]
         self.schema = pa.schema(fields)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, self.schema)
+        self.checksum: str | None = None
         self.n_rows = 0
+        with write_errors(final, self._needed(0)):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, self.schema)
+
+    def _needed(self, more_rows: int) -> int:
+        """About the bytes of the file with ``more_rows`` more rows (uncompressed)."""
+        return (self.n_rows + more_rows) * (4 * self.dim + 40) + 4096
 
     def write(
         self,
@@ -77,14 +87,17 @@ class ShardWriter:
         if extra is not None:
             for name in self.schema.names[6:]:
                 columns[name] = extra.column(name).cast(self.schema.field(name).type)
-        self._writer.write_table(pa.table(columns, schema=self.schema))
+        with write_errors(self.final, self._needed(len(ids))):
+            self._writer.write_table(pa.table(columns, schema=self.schema))
         self.n_rows += len(ids)
 
     def commit(self) -> None:
-        """Close, fsync and rename into place."""
+        """Close, checksum, fsync and rename into place."""
         assert self._writer is not None
-        self._writer.close()
-        self._writer = None
+        writer, self._writer = self._writer, None
+        with write_errors(self.final, self._needed(0)):
+            writer.close()
+        self.checksum = file_checksum(self.tmp)
         atomic_replace(self.tmp, self.final)
 
     def abort(self) -> None:
@@ -92,6 +105,8 @@ class ShardWriter:
         if self._writer is not None:
             try:
                 self._writer.close()
+            except OSError:  # e.g. the disk filled up: the file is dropped anyway
+                pass
             finally:
                 self._writer = None
         self.tmp.unlink(missing_ok=True)

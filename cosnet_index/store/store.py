@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from cosnet_index.errors import StoreError
+from cosnet_index.errors import CatalogConnectionError, StoreError
 from cosnet_index.store import schema
 from cosnet_index.store._directory import (
     LOCK,
@@ -37,7 +37,7 @@ from cosnet_index.store._directory import (
     create_directory,
     hash16,
 )
-from cosnet_index.store._engine import catalog_lock, make_engine
+from cosnet_index.store._engine import catalog_errors, catalog_lock, make_engine, public_url
 from cosnet_index.store._files import writer_lock
 from cosnet_index.store._vector_access import VectorAccess, _id_chunks
 from cosnet_index.store.catalog import CatalogQueries
@@ -67,6 +67,8 @@ class Store(CatalogQueries, VectorAccess):
         self._gpu_cache: dict[int, tuple[Any, Any]] = {}  # id(cpu index) -> (cpu, gpu copy)
         self._lock_depth = 0
         self._thread_lock = threading.RLock()
+        self.allow_damaged = False  # `repair` and `check` read a damaged store on purpose
+        self._damage_clear = False  # damaged_files was seen empty (refuse_if_damaged)
 
     # -- creating and opening --------------------------------------------------------------------
 
@@ -123,10 +125,16 @@ class Store(CatalogQueries, VectorAccess):
             schema.check_schema(store.engine, store.path)
         except OperationalError as exc:
             store.close()
+            first = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+            if store.engine.dialect.name != "sqlite":  # a server that is down or unreachable
+                raise CatalogConnectionError(
+                    f"cannot reach the catalog database {public_url(str(store.engine.url))} of "
+                    f"the store at {store.path} ({first}); check that the server is running "
+                    "and reachable, then re-run the command"
+                ) from None
             raise StoreError(
-                f"cannot read the catalog of the store at {store.path} "
-                f"({str(exc.orig or exc).splitlines()[0]}); check its permissions, or open it "
-                "read-only"
+                f"cannot read the catalog of the store at {store.path} ({first}); check its "
+                "permissions, or open it read-only"
             ) from None
         except BaseException:
             store.close()
@@ -159,14 +167,23 @@ class Store(CatalogQueries, VectorAccess):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """A SQLAlchemy session; committed on normal exit, rolled back on an exception."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        """A SQLAlchemy session; committed on normal exit, rolled back on an exception.
+
+        Raises:
+            WriteError: the catalog's disk is full; CatalogConnectionError: the database
+                server went away (``store/_engine.catalog_errors``).
+        """
+        with (
+            catalog_errors(self.engine, self.path),
+            Session(self.engine, expire_on_commit=False) as session,
+        ):
             try:
                 yield session
                 if not self.readonly:
                     session.commit()
             except BaseException:
-                session.rollback()
+                with contextlib.suppress(Exception):  # a lost connection cannot roll back
+                    session.rollback()
                 raise
 
     @contextlib.contextmanager
@@ -218,7 +235,9 @@ class Store(CatalogQueries, VectorAccess):
         Raises:
             CheckpointError: the stored checkpoint is damaged.
             StoreError: its hash is not the one the store recorded.
+            StoreDamagedError: the last ``check`` found damaged files (``repair`` first).
         """
+        self.refuse_if_damaged()
         if self._model is None:
             from cosnet_index.model import load_checkpoint
 

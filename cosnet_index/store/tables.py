@@ -1,5 +1,6 @@
 """The catalog's tables (SQLAlchemy 2 ORM), all of them: the collection (migration ``0001``) and
-the support classes (``0002``; their molecular volume ``0005``). Migrations in
+the support classes (``0002``; their molecular volume ``0005``), and the files' checksums
+(``0006``). Migrations in
 ``migrations/versions`` create them.
 
 ``subtomograms.id`` is the FAISS id of the subtomogram's vector. A row of ``shards`` exists only
@@ -32,6 +33,8 @@ __all__ = [
     "Base",
     "ClassRecord",
     "ClassSetRecord",
+    "DamagedFileRecord",
+    "IndexFileRecord",
     "ModelRecord",
     "ShardRecord",
     "Subtomogram",
@@ -61,6 +64,8 @@ class ModelRecord(Base):
     source_path: Mapped[str] = mapped_column(Text)  # where it was copied from at `init`
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    # blake2b-256 (hex) of the checkpoint file (migration 0006; None: made before it)
+    checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class TomogramRecord(Base):
@@ -105,6 +110,8 @@ class ShardRecord(Base):
     resampled_from_angstrom: Mapped[float | None] = mapped_column(Float, nullable=True)
     invert_contrast: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    # blake2b-256 (hex) of the Parquet file (migration 0006; None: committed before it)
+    checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Subtomogram(Base):
@@ -218,3 +225,38 @@ class VectorIndexRecord(Base):
     recall_queries: Mapped[int | None] = mapped_column(Integer, nullable=True)
     build_seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+# -- checksums (migration 0006) ------------------------------------------------------------------
+
+
+class IndexFileRecord(Base):
+    """The FAISS file of a model: its checksum, and the one of the file it replaced.
+
+    Written in its own transaction just before the new file is renamed into place: a crash in
+    between leaves the previous file, whose checksum is ``previous_checksum``.
+    """
+
+    __tablename__ = "index_files"
+    __table_args__ = (UniqueConstraint("model_id", name="uq_index_files_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    path: Mapped[str] = mapped_column(Text)  # relative to the store directory
+    checksum: Mapped[str] = mapped_column(String(64))
+    previous_checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    n_vectors: Mapped[int] = mapped_column(BigInteger)
+    written_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class DamagedFileRecord(Base):
+    """A file the last full ``check`` found damaged; queries refuse the store while any exists."""
+
+    __tablename__ = "damaged_files"
+    __table_args__ = (UniqueConstraint("path", name="uq_damaged_files_path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(512))  # relative to the store directory
+    kind: Mapped[str] = mapped_column(String(16))  # shard | index | model
+    detail: Mapped[str] = mapped_column(Text)  # what check said, with the command that repairs
+    found_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)

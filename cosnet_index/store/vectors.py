@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +102,25 @@ def read_index(path: Path) -> Any:
         ) from None
 
 
-def write_index(index: Any, path: Path) -> None:
-    """Write ``index`` to ``path`` atomically (temporary file, fsync, rename)."""
+def write_index(
+    index: Any, path: Path, before_replace: Callable[[Path], None] | None = None
+) -> None:
+    """Write ``index`` to ``path`` atomically (temporary file, fsync, rename).
+
+    ``before_replace(tmp)`` runs once the temporary file is complete, before the rename (the
+    store records the new file's checksum there).
+
+    Raises:
+        WriteError: the disk is full (FAISS's "No space left on device") or the file system
+            failed; the previous file is unchanged.
+    """
     if hasattr(index, "index") and type(index).__name__.startswith("Gpu"):
         index = _faiss().index_gpu_to_cpu(index)
-    with atomic_write(path) as tmp:
+    needed = int(index.ntotal) * (4 * int(index.d) + 8) + 4096  # flat codes + ids + header
+    with atomic_write(path, needed_bytes=needed) as tmp:
         _faiss().write_index(index, str(tmp))
+        if before_replace is not None:
+            before_replace(tmp)
 
 
 GPU_MAX_K = 2048  # faiss GPU k-selection limit
