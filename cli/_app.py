@@ -27,6 +27,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "reindex": ("store", "reindex"),
     "check": ("store", "check"),
     "stats": ("store", "stats"),
+    "tomograms": ("tomograms", "tomograms"),
     "classes": ("classes", "classes"),
     "classify": ("query", "classify"),
     "search": ("query", "search"),
