@@ -144,3 +144,48 @@ def test_tomograms_commands(store, collection, tmp_path) -> None:
     assert missing.exit_code == 1 and "no tomogram named 'TS_01'" in missing.output
     checked = runner.invoke(cli, ["check", "--store", path])
     assert checked.exit_code == 0, checked.output
+
+
+def test_many_coordinates_without_a_whole_box_are_an_error(store, tmp_path) -> None:
+    """Ten picks whose boxes all cross the volume's edge: a voxel-size error, nothing stored."""
+    import pandas as pd
+
+    from cosnet_index.errors import CoordinateError
+    from tests._store_util import write_tomogram
+
+    rng = np.random.default_rng(0)
+    xyz = np.column_stack([rng.uniform(20, 50, 10), rng.uniform(20, 44, 10), np.full(10, 6.0)])
+    tomogram = write_tomogram(tmp_path / "TS_07.mrc", seed=3, centres_xyz=xyz)
+    coords = tmp_path / "edge.csv"
+    pd.DataFrame({"tomogram": "TS_07", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}).to_csv(
+        coords, index=False
+    )
+    with pytest.raises(CoordinateError, match="--replace.*nothing was stored"):
+        index_tomograms(store, [tomogram], coords, progress=False, contrast_check="off")
+    assert list_tomograms(store) == []
+
+
+def test_picking_at_a_wrong_voxel_size_is_an_error(store, collection) -> None:
+    from cosnet_index.errors import InputError
+    from cosnet_index.pick import index_picked
+
+    with pytest.raises(InputError, match="--voxel-size"):
+        index_picked(store, collection["tomograms"][:1], voxel_size_angstrom=2.5, progress=False)
+    assert list_tomograms(store) == []
+
+
+def test_verbose_index_prints_one_indexed_line(store, collection, caplog) -> None:
+    import logging
+
+    from cosnet_index.cli._app import cli
+
+    caplog.set_level(logging.INFO)
+    result = CliRunner().invoke(
+        cli,
+        ["-v", "index", "--store", str(store.path), *map(str, collection["tomograms"]),
+         "--pick", "dog", "--diameter", "60", "--no-progress", "--contrast-check", "off"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    printed = [line for line in result.output.splitlines() if line.startswith("indexed ")]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("indexed ")]
+    assert len(printed) + len(logged) == 1, (printed, logged)

@@ -214,4 +214,14 @@ def index_picked(
             index_group()
             group_started = time.perf_counter()
     index_group()
+    if not any(s.tomograms_indexed or set(s.tomograms_skipped.values()) - {"no candidates"}
+               for s in summaries):  # fmt: skip
+        raise InputError(
+            f"no candidate was found in any of the {len(infos)} tomograms ({method}, diameters "
+            f"{', '.join(f'{d:g}' for d in check_diameters(diameters_angstrom))} A, voxel size "
+            f"{', '.join(sorted({f'{i.voxel_size_angstrom:g}' for i in infos}))} A); nothing was "
+            "stored. Is the voxel size right? Index again with the right one (`cosnet-index index "
+            "--voxel-size ANGSTROM ...`, with --replace when the store holds a tomogram at "
+            "another), or lower --pick-threshold"
+        )
     return _merge(summaries, store.model_hash, time.perf_counter() - started)

@@ -26,6 +26,10 @@ from cosnet_index.store.shards import ShardWriter
 from cosnet_index.store.store import Store
 from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
 
+MIN_COORDINATES_FOR_ZERO_BOX = 8
+"""A tomogram with at least this many coordinates none of which gives a whole box is an error
+(a wrong voxel size), not an empty part."""
+
 
 @dataclass
 class _Job:
@@ -111,16 +115,20 @@ def _plan_jobs(
                 f"(x, y, z up to {tomogram.shape_zyx[::-1]} voxels); are they in voxels of this "
                 "tomogram (not angstrom, not another binning)?"
             )
-        if not plan.keep.any() and source_box > min(tomogram.shape_zyx):
-            # no coordinate could ever give a whole box: the voxel size is wrong, not the picks
-            # (a tomogram whose few picks all sit at an edge is committed empty, as before)
+        if not plan.keep.any() and (
+            source_box > min(tomogram.shape_zyx) or len(rows) >= MIN_COORDINATES_FOR_ZERO_BOX
+        ):
+            # no coordinate could ever give a whole box, or none of many did: the voxel size is
+            # wrong, not the picks (a tomogram whose few picks all sit at an edge is committed
+            # empty, as before)
             raise CoordinateError(
                 f"none of the {len(rows)} coordinates of tomogram {tomogram.name!r} leaves a whole "
                 f"box (skipped: {plan.skipped()}): at {tomogram.voxel_size_angstrom:g} A voxels a "
                 f"box of the model's {box} voxels of {model_voxel_angstrom:g} A reads "
                 f"{source_box}^3 voxels of a {tomogram.shape_zyx[::-1]} (x, y, z) tomogram. Is the "
-                "voxel size right? Give the right one with --voxel-size ANGSTROM (or --edge pad to "
-                "keep boxes that cross the edge); nothing was stored"
+                "voxel size right? Index it again with the right one: `cosnet-index index "
+                "--voxel-size ANGSTROM ...` (with --replace when the store holds it at another "
+                "voxel size), or --edge pad to keep boxes that cross the edge; nothing was stored"
             )
         with tomogram.open() as opened:
             check_finite(opened)
