@@ -61,7 +61,7 @@ def test_remove_refuses_a_class_support_unless_forced(store, collection) -> None
     add_class(store, "mixed", subtomogram_ids=[int(one[0]), int(two[0]), int(one[1])])
     add_class(store, "only01", subtomogram_ids=[int(one[2])])
     add_class(store, "ref", subtomogram_ids=[int(two[0])])
-    with pytest.raises(StoreError, match="default/mixed \\(2 shots\\).*--force"):
+    with pytest.raises(StoreError, match=r"default/mixed \(2 shots\).*--force"):
         remove_tomograms(store, ["TS_01"])
     assert len(store.subtomogram_table()) == 12 and check_store(store).ok
     summary = remove_tomograms(store, ["TS_01"], force=True)
@@ -119,7 +119,7 @@ def test_picking_a_tomogram_indexed_from_coordinates_is_refused(store, collectio
     from cosnet_index.pick import index_picked
 
     _indexed(store, collection)
-    with pytest.raises(StoreError, match="from coordinates \\(--coords\\), not with --pick dog"):
+    with pytest.raises(StoreError, match=r"from coordinates \(--coords\), not with --pick dog"):
         index_picked(
             store, collection["tomograms"][:1], diameters_angstrom=[60.0], progress=False,
             contrast_check="off",
@@ -160,7 +160,7 @@ def test_many_coordinates_without_a_whole_box_are_an_error(store, tmp_path) -> N
     pd.DataFrame({"tomogram": "TS_07", "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}).to_csv(
         coords, index=False
     )
-    with pytest.raises(CoordinateError, match="--replace.*nothing was stored"):
+    with pytest.raises(CoordinateError, match=r"--replace.*nothing was stored"):
         index_tomograms(store, [tomogram], coords, progress=False, contrast_check="off")
     assert list_tomograms(store) == []
 
@@ -189,3 +189,15 @@ def test_verbose_index_prints_one_indexed_line(store, collection, caplog) -> Non
     printed = [line for line in result.output.splitlines() if line.startswith("indexed ")]
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("indexed ")]
     assert len(printed) + len(logged) == 1, (printed, logged)
+
+
+def test_removed_ids_are_never_given_again(store, collection) -> None:
+    _indexed(store, collection)
+    last = int(store.subtomogram_table()["id"].max())
+    remove_tomograms(store, ["TS_02"])  # indexed second: it held the largest ids
+    index_tomograms(
+        store, collection["tomograms"][1:], collection["star"], progress=False, replace=True
+    )
+    assert int(store.subtomogram_table()["id"].min()) == 1
+    assert int(_ids_of(store, "TS_02").min()) == last + 1
+    assert check_store(store).ok

@@ -29,15 +29,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from cosnet_index.store._committing import _commit_part, _open_part, remove_partial_files
+from cosnet_index.store._committing import (
+    _commit_part,
+    _open_part,
+    next_subtomogram_id,
+    remove_partial_files,
+)
 from cosnet_index.store._inputs import _checked_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
 from cosnet_index.store._reading import _batches
 from cosnet_index.store.shards import iter_shard_vectors
 from cosnet_index.store.store import Store
-from cosnet_index.store.tables import Subtomogram, TomogramRecord
+from cosnet_index.store.tables import TomogramRecord
 
 __all__ = [
     "DEFAULT_COMMIT_EVERY",
@@ -330,7 +335,7 @@ def _run_jobs(
             store.persist_index(index, model_hash)
         return 0, 0
     with store.session() as session:
-        next_id = int(session.scalar(select(func.max(Subtomogram.id))) or 0) + 1
+        next_id = next_subtomogram_id(session)
     model.to(device)
     dim = int(model.config.embed_dim)
     shard_dir = store.shard_dir(model_hash)

@@ -1,6 +1,6 @@
 """The catalog's tables (SQLAlchemy 2 ORM), all of them: the collection (migration ``0001``) and
-the support classes (``0002``; their molecular volume ``0005``). Migrations in
-``migrations/versions`` create them.
+the support classes (``0002``; their molecular volume ``0005``), the largest removed id
+(``0006``). Migrations in ``migrations/versions`` create them.
 
 ``subtomograms.id`` is the FAISS id of the subtomogram's vector. A row of ``shards`` exists only
 once its Parquet file is complete and renamed into place, and is committed in the same transaction
@@ -61,6 +61,11 @@ class ModelRecord(Base):
     source_path: Mapped[str] = mapped_column(Text)  # where it was copied from at `init`
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    # the largest subtomogram id `tomograms remove` took out (migration 0006; None: none): ids
+    # are allocated after it too, so a removed id never names another particle
+    max_removed_subtomogram_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), nullable=True
+    )
 
 
 class TomogramRecord(Base):

@@ -228,6 +228,12 @@ def remove_tomograms(
                 session.execute(delete(Subtomogram).where(Subtomogram.tomogram_id == tomogram_id))
                 session.execute(delete(ShardRecord).where(ShardRecord.tomogram_id == tomogram_id))
             session.execute(delete(TomogramRecord).where(TomogramRecord.id.in_(tomogram_ids)))
+            for model_id, removed in ids.items():  # removed ids are never given again
+                model = session.get(ModelRecord, model_id)
+                if model is not None and len(removed):
+                    model.max_removed_subtomogram_id = max(
+                        int(model.max_removed_subtomogram_id or 0), int(removed.max())
+                    )
             model_hashes = {
                 int(i): h
                 for i, h in session.execute(select(ModelRecord.id, ModelRecord.weights_hash)).all()
