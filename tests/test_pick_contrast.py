@@ -2,8 +2,8 @@
 
 Tomograms of the library's molecules, small and large, simulated as they come (dark molecules)
 and negated: picking the negated one without --invert-contrast is refused with the coordinate
-check's error (which, at SNR 1, decides for the large molecules only), nothing stored; the tomogram as it comes, or the negated one with
---invert-contrast, is indexed.
+check's error (which, at SNR 1, decides for the large molecules only), nothing stored; the
+tomogram as it comes, or the negated one with --invert-contrast, is indexed.
 """
 
 from __future__ import annotations
