@@ -1,4 +1,7 @@
-"""Crash safety: SIGKILL `index` (--coords or --pick), `classes add`, `reindex`; re-run, check.
+"""Crash safety: SIGKILL `index`, `classes add`, `reindex` or `tomograms remove`; re-run, check.
+
+`index` runs with --coords and with --pick; `tomograms remove` on a world whose template
+indexed two tomograms (it removes the second, with --force).
 
 For each command a crash-free reference run is timed first. Each trial copies the same tiny
 store, starts the command in a subprocess (torch and faiss already imported, so the kill lands
@@ -59,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         for command, count in zip(commands, counts, strict=True):
             if count == 0:
                 continue
+            if command == "tomograms-remove":  # it removes the 2nd indexed tomogram
+                world = make_world(
+                    root / "world-remove",
+                    n_tomograms=args.tomograms,
+                    n_per_tomogram=args.particles,
+                    n_indexed=2,
+                    seed=args.seed,
+                )
             reference = reference_run(world, command, root / f"ref-{command}")
             print(f"reference {command}: {reference.seconds:.2f} s, {len(reference.table)} vectors")
             for _ in range(count):
