@@ -292,8 +292,9 @@ def _drop_shots(
         described = ", ".join(f"{k} ({n} shots)" for k, n in sorted(lost.items()))
         raise StoreError(
             f"classes use particles of {', '.join(names)} as supports: {described}; add other "
-            "shots to them first, or remove with --force (those shots are dropped, a class left "
-            "without any is deleted); nothing was removed"
+            "shots to them first, or remove the tomograms with `cosnet-index tomograms remove "
+            "--force` (those shots are dropped, a class left without any is deleted); nothing "
+            "was removed"
         )
     for vector, _, _ in shots:
         session.delete(vector)
