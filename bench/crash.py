@@ -1,4 +1,7 @@
-"""Crash safety: SIGKILL `index` (--coords or --pick), `classes add`, `reindex`; re-run, check.
+"""Crash safety: SIGKILL `index`, `classes add`, `reindex` or `tomograms remove`; re-run, check.
+
+`index` runs with --coords and with --pick; `tomograms remove` on a world whose template
+indexed two tomograms (it removes the second, with --force).
 
 For each command a crash-free reference run is timed first. Each trial copies the same tiny
 store, starts the command in a subprocess (torch and faiss already imported, so the kill lands
@@ -23,6 +26,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,13 +34,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests._crash_util import COMMANDS, World, crash_trial, make_world, reference_run
 
 
-def _trials(world: World, commands: list[str], counts: list[int], seed: int, root: Path) -> list:
-    """Run ``counts[i]`` crash trials of ``commands[i]``, printing each."""
+def _trials(
+    world: World,
+    commands: list[str],
+    counts: list[int],
+    seed: int,
+    root: Path,
+    remove_world: Callable[[], World],
+) -> list:
+    """Run ``counts[i]`` crash trials of ``commands[i]``, printing each (``tomograms-remove`` on
+    a world of two indexed tomograms, made by ``remove_world``)."""
     results = []
     trial = 0
     for command, count in zip(commands, counts, strict=True):
         if count == 0:
             continue
+        if command == "tomograms-remove":
+            world = remove_world()
         reference = reference_run(world, command, root / f"ref-{command}")
         print(f"reference {command}: {reference.seconds:.2f} s, {len(reference.table)} vectors")
         for _ in range(count):
@@ -93,10 +107,26 @@ def main(argv: list[str] | None = None) -> int:
             server=args.catalog_url,
         )
         print(f"catalog: {'PostgreSQL' if args.catalog_url else 'SQLite'}")
+        worlds = [world]
+
+        def remove_world() -> World:  # tomograms-remove takes out the 2nd indexed tomogram
+            worlds.append(
+                make_world(
+                    root / "world-remove",
+                    n_tomograms=args.tomograms,
+                    n_per_tomogram=args.particles,
+                    n_indexed=2,
+                    seed=args.seed,
+                    server=args.catalog_url,
+                )
+            )
+            return worlds[-1]
+
         try:
-            results = _trials(world, commands, counts, args.seed, root)
+            results = _trials(world, commands, counts, args.seed, root, remove_world)
         finally:
-            world.drop_databases()
+            for each in worlds:
+                each.drop_databases()
 
     def total(name: str) -> int:
         return sum(getattr(r, name) for r in results)

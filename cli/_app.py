@@ -29,6 +29,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("store", "check"),
     "repair": ("store", "repair"),
     "stats": ("store", "stats"),
+    "tomograms": ("tomograms", "tomograms"),
     "classes": ("classes", "classes"),
     "classify": ("query", "classify"),
     "search": ("query", "search"),
@@ -98,6 +99,9 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # faiss says which CPU build it loads at INFO; a package that configured the root logger
+    # first (copick does at import) would show it at normal verbosity: faiss follows -v instead
+    logging.getLogger("faiss").setLevel(level)
 
 
 def main() -> None:

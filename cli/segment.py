@@ -126,7 +126,7 @@ def segment(
     mean_probability (decoder, inside the mask), prior_voxels (the volume prior's voxel count,
     0 without one), volume_from (prior, estimate or threshold), prior_source (command-line, the
     class's volume source such as map-contour, or collection), prior_volume_nm3, mask_path
-    (docs/segmentation.md).
+    (relative to OUT: masks/<subtomogram_id>.mrc or labels/<tomogram>.mrc; docs/segmentation.md).
 
     Examples:
 

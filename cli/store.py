@@ -156,6 +156,13 @@ def db_downgrade(store_path: str, db_url: str | None, revision: str, yes: bool) 
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(
+    "--replace",
+    is_flag=True,
+    help="Re-index the TOMOGRAMS from scratch with this run's settings (voxel size, contrast, "
+    "edge, coordinates or picking): those the store holds are removed first, once every input "
+    "is checked (as `tomograms remove`).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -186,6 +193,7 @@ def index(
     device: str | None,
     commit_every: int,
     no_progress: bool,
+    replace: bool,
     workers: int | None,
     dask_scheduler: str | None,
 ) -> None:
@@ -202,7 +210,9 @@ def index(
 
     Before anything is written, the picks are compared with random background boxes: molecules
     brighter than the background stop the run (--invert-contrast, or --contrast-check off), and
-    an apparent molecule size that does not fit the voxel size gets a warning.
+    an apparent molecule size that does not fit the voxel size gets a warning. A stored
+    tomogram is indexed again only with the settings it was indexed with (voxel size, contrast,
+    --edge, coordinates or picking method); --replace re-indexes it from scratch with new ones.
 
     Examples:
 
@@ -213,6 +223,8 @@ def index(
         cosnet-index index --store ./store tomos/*.mrc --coords particles.star --workers 4
 
         cosnet-index index --store ./store tomos/*.mrc --pick dog --diameter 150 --diameter 250
+
+        cosnet-index index --store ./store TS_01.mrc --coords picks.csv --voxel-size 10 --replace
     """
     from cosnet_index.store import Store, index_tomograms
     from cosnet_index.store.indexer import IndexInterrupted
@@ -223,6 +235,11 @@ def index(
         raise click.UsageError(
             "--workers/--dask-scheduler need --coords: picking runs in one process (drop "
             "--workers, or pick first and index the candidates with --coords)"
+        )
+    if replace and (workers is not None or dask_scheduler is not None):
+        raise click.UsageError(
+            "--replace runs in one process: drop --workers/--dask-scheduler, or remove the "
+            "tomograms first (`cosnet-index tomograms remove`)"
         )
     common = {
         "voxel_size_angstrom": voxel_size,
@@ -255,11 +272,17 @@ def index(
                     threshold=pick_threshold,
                     max_candidates=max_candidates,
                     progress=not no_progress,
+                    replace=replace,
                     **common,
                 )
             else:
                 summary = index_tomograms(
-                    store, list(tomograms), coords, progress=not no_progress, **common
+                    store,
+                    list(tomograms),
+                    coords,
+                    progress=not no_progress,
+                    replace=replace,
+                    **common,
                 )
         except IndexInterrupted as exc:
             click.echo(str(exc), err=True)

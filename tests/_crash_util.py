@@ -50,7 +50,9 @@ __all__ = [
 SHAPE_ZYX = (40, 48, 48)
 VOXEL_ANGSTROM = 10.0
 CLASS_NAME = "blob"
-COMMANDS = ("index", "index-pick", "classes-add", "reindex")
+COMMANDS = ("index", "index-pick", "classes-add", "reindex", "tomograms-remove")
+"""``tomograms-remove`` removes the template's last indexed tomogram: a world with
+``n_indexed >= 2`` (with one, the store would be left empty)."""
 
 
 # -- building a world ----------------------------------------------------------------------------
@@ -321,13 +323,17 @@ def _command_args(world: World, command: str, store: Path, batch_size: int) -> l
         ]  # fmt: skip
     if command == "reindex":
         return ["reindex", "--store", str(store)]
+    if command == "tomograms-remove":  # the last tomogram the template indexed, and its shots
+        name = world.tomograms[world.n_indexed - 1].stem
+        return ["tomograms", "remove", "--store", str(store), name, "--force"]
     raise ValueError(f"unknown command {command!r}; one of {COMMANDS}")
 
 
 _CHILD = """
 import sys
 import faiss, torch  # noqa: F401  (imported before 'go' so the kill lands in the work)
-import cosnet_index.cli.classes, cosnet_index.cli.store  # noqa: F401
+import cosnet_index.cli.classes, cosnet_index.cli.store, cosnet_index.cli.tomograms  # noqa: F401
+import cosnet_index.store.tomograms  # noqa: F401
 import cosnet_index.store, cosnet_index.classes  # noqa: F401
 from cosnet_index.cli._app import cli
 sys.stdout.write("ready\\n"); sys.stdout.flush()
@@ -488,6 +494,13 @@ def crash_trial(world: World, reference: Reference, folder: Path, seed: int) -> 
     if rerun_exit != 0 and reference.command == "classes-add" and "already exists" in rerun.output:
         rerun_exit = 0  # the killed run had committed the class: the same class must be there
         notes.append("class committed before the kill")
+    elif (
+        rerun_exit != 0
+        and reference.command == "tomograms-remove"
+        and "no tomogram named" in rerun.output
+    ):
+        rerun_exit = 0  # the killed run had committed the removal; the re-run repaired the rest
+        notes.append("removal committed before the kill")
     elif rerun_exit != 0:
         notes.append(rerun.output.strip()[-500:])
     with Store.open(store, readonly=True, db_url=db_url) as opened:

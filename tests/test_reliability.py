@@ -46,6 +46,23 @@ def test_sigkill_then_rerun_loses_and_duplicates_nothing(world, tmp_path, comman
 
 
 @pytest.fixture(scope="module")
+def two_indexed_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory.mktemp("remove-world"), n_tomograms=2, n_indexed=2)
+
+
+def test_sigkill_during_tomogram_removal_then_rerun(two_indexed_world, tmp_path) -> None:
+    """`tomograms remove` killed at a random moment: the re-run (or the next writer) leaves the
+    store as the crash-free removal does, and `check` passes."""
+    reference = reference_run(two_indexed_world, "tomograms-remove", tmp_path / "reference")
+    assert set(reference.table["tomogram"]) == {"TS_01"}
+    result = crash_trial(two_indexed_world, reference, tmp_path / "trial", 4)
+    assert result.rerun_exit == 0, result.notes
+    assert result.check_ok, result.notes
+    assert (result.lost, result.duplicated, result.extra, result.changed) == (0, 0, 0, 0)
+    assert (result.class_mismatch, result.leftovers) == (0, 0)
+
+
+@pytest.fixture(scope="module")
 def busy_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     """Enough tomograms that an index run lasts a few seconds."""
     return make_world(tmp_path_factory.mktemp("busy-world"), n_tomograms=10, n_per_tomogram=12)

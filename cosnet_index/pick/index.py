@@ -97,6 +97,48 @@ def pick_candidates(
     return found
 
 
+def _check_contrast(
+    store: Store,
+    info: Any,
+    volume: Any,
+    found: pd.DataFrame,
+    *,
+    method: str,
+    diameters_angstrom: Sequence[float] | None,
+    threshold: float | None,
+    invert_contrast: bool,
+    contrast_check: str,
+) -> None:
+    """Pick the other polarity too (DoG) and let the molecules' polarity decide the contrast
+    (:func:`~cosnet_index.io.plausibility.check_picked_contrast`).
+
+    Raises:
+        ContrastError: the molecules are bright and ``invert_contrast`` is not set.
+    """
+    from cosnet_index.io.plausibility import check_picked_contrast
+
+    dog_threshold = threshold if method == "dog" and threshold is not None else None
+    dog_threshold = DEFAULT_DOG_THRESHOLD if dog_threshold is None else dog_threshold
+
+    def dog(invert: bool) -> pd.DataFrame:
+        return detect_blobs(
+            volume, info.voxel_size_angstrom, diameters_angstrom, threshold=dog_threshold,
+            invert_contrast=invert,
+        )  # fmt: skip
+
+    picked = found if method == "dog" else dog(invert_contrast)
+    model = store.model()
+    check_picked_contrast(
+        info,
+        picked,
+        dog(not invert_contrast),
+        box=int(model.config.box),
+        model_voxel_angstrom=float(model.config.voxel_size_nm) * 10.0,
+        invert_contrast=invert_contrast,
+        contrast_check=contrast_check,
+    )
+
+
 def _merge(summaries: list[IndexSummary], model_hash: str, seconds: float) -> IndexSummary:
     skipped: dict[str, int] = {}
     for s in summaries:
@@ -194,6 +236,13 @@ def index_picked(
                 device=device,
                 max_candidates=max_candidates,
             )
+            if not found.empty and index_options.get("contrast_check", "error") != "off":
+                _check_contrast(
+                    store, info, tomogram.data, found, method=method,
+                    diameters_angstrom=diameters_angstrom, threshold=threshold,
+                    invert_contrast=invert_contrast,
+                    contrast_check=index_options.get("contrast_check", "error"),
+                )  # fmt: skip
         logger.info(
             "%s: %d candidates (%s) in %.1f s",
             info.name,
@@ -214,4 +263,14 @@ def index_picked(
             index_group()
             group_started = time.perf_counter()
     index_group()
+    if not any(s.tomograms_indexed or set(s.tomograms_skipped.values()) - {"no candidates"}
+               for s in summaries):  # fmt: skip
+        raise InputError(
+            f"no candidate was found in any of the {len(infos)} tomograms ({method}, diameters "
+            f"{', '.join(f'{d:g}' for d in check_diameters(diameters_angstrom))} A, voxel size "
+            f"{', '.join(sorted({f'{i.voxel_size_angstrom:g}' for i in infos}))} A); nothing was "
+            "stored. Is the voxel size right? Index again with the right one (`cosnet-index index "
+            "--voxel-size ANGSTROM ...`, with --replace when the store holds a tomogram at "
+            "another), or lower --pick-threshold"
+        )
     return _merge(summaries, store.model_hash, time.perf_counter() - started)

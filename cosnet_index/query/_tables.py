@@ -243,8 +243,10 @@ def _optics_groups(
         if convention == "relion4":
             same = [r for r in recorded if r.get("rlnTomoTiltSeriesPixelSize") == pixel]
             row = same[0] if same else {"rlnTomoTiltSeriesPixelSize": float(pixel)}
-        else:
-            row = recorded[0] if recorded else {}
+        else:  # RELION 5 reads the pixel sizes from the optics block
+            row = dict(recorded[0]) if recorded else {}
+            row.setdefault("rlnTomoTiltSeriesPixelSize", float(pixel))
+            row.setdefault("rlnImagePixelSize", float(info["voxel_size_angstrom"]))
         content = {k: v for k, v in row.items() if k != "rlnOpticsGroup"}
         match = next((r for r in rows if {k: v for k, v in r.items() if k != "rlnOpticsGroup"}
                       == content), None)  # fmt: skip
@@ -283,7 +285,10 @@ def export_star(
     - ``relion4``: a ``data_optics`` block (the one the particles came with, or one with
       ``rlnTomoTiltSeriesPixelSize``) and ``rlnCoordinateX/Y/Z`` in tilt-series pixels,
       ``rlnOpticsGroup``;
-    - ``relion5``: ``rlnCenteredCoordinateX/Y/ZAngst``, angstrom from the tomogram centre;
+    - ``relion5``: ``rlnCenteredCoordinateX/Y/ZAngst``, angstrom from the tomogram centre,
+      and a ``data_optics`` block with the pixel sizes RELION 5 reads
+      (``rlnTomoTiltSeriesPixelSize``: the recorded tilt-series pixel, else the tomogram's
+      voxel; ``rlnImagePixelSize``: the tomogram's voxel), kept where the particles had them;
 
     then ``rlnClassNumber`` (1-based, in the order of ``classes`` or of first appearance) and
     ``rlnAutopickFigureOfMerit`` (the class probability). Indexing the file again gives the same

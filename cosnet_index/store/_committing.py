@@ -49,6 +49,18 @@ def remove_partial_files(store: Store) -> list[Path]:
     return removed
 
 
+def next_subtomogram_id(session: Session) -> int:
+    """The first free subtomogram (FAISS) id: after every stored id and every removed one
+    (``models.max_removed_subtomogram_id``), so that an id never names two particles."""
+    from sqlalchemy import func
+
+    from cosnet_index.store.tables import ModelRecord
+
+    stored = session.scalar(select(func.max(Subtomogram.id))) or 0
+    removed = session.scalar(select(func.max(ModelRecord.max_removed_subtomogram_id))) or 0
+    return int(max(stored, removed)) + 1
+
+
 def _open_part(job: _Job, shard_dir: Path, dim: int) -> None:
     """Open the writer of the job's next part."""
     job.part_ids = []

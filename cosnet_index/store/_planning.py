@@ -26,6 +26,10 @@ from cosnet_index.store.shards import ShardWriter
 from cosnet_index.store.store import Store
 from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
 
+MIN_COORDINATES_FOR_ZERO_BOX = 8
+"""A tomogram with at least this many coordinates none of which gives a whole box is an error
+(a wrong voxel size), not an empty part."""
+
 
 @dataclass
 class _Job:
@@ -60,9 +64,12 @@ def _extra_table(frame: pd.DataFrame) -> pa.Table | None:
 
 
 def _plan_jobs(
-    store: Store, inputs: _Inputs, *, edge: str
+    store: Store, inputs: _Inputs, *, edge: str, replace: frozenset[str] = frozenset()
 ) -> tuple[list[_Job], dict[str, str], int]:
     """Validate and plan every tomogram of the checked ``inputs`` (no writes).
+
+    ``replace``: names of stored tomograms planned as new ones (``index --replace`` removes
+    them before the jobs run); the others must be indexed with the settings they were.
 
     Returns:
         ``(jobs, skipped tomograms, coordinates of skipped tomograms already stored)``.
@@ -78,30 +85,20 @@ def _plan_jobs(
                 select(ShardRecord.tomogram_id).where(ShardRecord.model_id == model_id)
             ).all()
         )
-        contrast: dict[int, set[bool]] = {}
-        for tomogram_id, invert in session.execute(
-            select(ShardRecord.tomogram_id, ShardRecord.invert_contrast).distinct()
-        ).all():
-            contrast.setdefault(tomogram_id, set()).add(bool(invert))
     groups = coordinates.groupby("tomogram", sort=False).indices
     extra_columns = [c for c in coordinates.columns if c not in ("tomogram", "x", "y", "z")]
     jobs, skipped, stored_done = [], {}, 0
     for tomogram in tomograms:
         record = known.get(tomogram.name)
+        if record is not None and tomogram.name in replace:
+            record = None  # removed before the jobs run (index --replace)
         if record is not None and record.header_sha256 != tomogram.header_sha256:
             raise StoreError(
                 f"the store already holds a tomogram named {tomogram.name!r} from another file "
                 f"({record.path}); rename one of them (names must be unique in a store)"
             )
-        if record is not None and abs(record.voxel_size_angstrom - tomogram.voxel_size_angstrom) > (
-            1e-6 * record.voxel_size_angstrom
-        ):
-            raise StoreError(
-                f"tomogram {tomogram.name!r} was indexed at {record.voxel_size_angstrom} A voxels, "
-                f"not {tomogram.voxel_size_angstrom}; use the same --voxel-size as before"
-            )
         if record is not None:
-            _check_same_contrast(tomogram.name, contrast.get(record.id, set()), inputs)
+            _check_same_settings(store, tomogram, coordinates, inputs.invert_contrast, edge)
         rows = groups.get(tomogram.name)
         if rows is None or len(rows) == 0:
             skipped[tomogram.name] = f"no coordinates in {source}"
@@ -118,16 +115,20 @@ def _plan_jobs(
                 f"(x, y, z up to {tomogram.shape_zyx[::-1]} voxels); are they in voxels of this "
                 "tomogram (not angstrom, not another binning)?"
             )
-        if not plan.keep.any() and source_box > min(tomogram.shape_zyx):
-            # no coordinate could ever give a whole box: the voxel size is wrong, not the picks
-            # (a tomogram whose few picks all sit at an edge is committed empty, as before)
+        if not plan.keep.any() and (
+            source_box > min(tomogram.shape_zyx) or len(rows) >= MIN_COORDINATES_FOR_ZERO_BOX
+        ):
+            # no coordinate could ever give a whole box, or none of many did: the voxel size is
+            # wrong, not the picks (a tomogram whose few picks all sit at an edge is committed
+            # empty, as before)
             raise CoordinateError(
                 f"none of the {len(rows)} coordinates of tomogram {tomogram.name!r} leaves a whole "
                 f"box (skipped: {plan.skipped()}): at {tomogram.voxel_size_angstrom:g} A voxels a "
                 f"box of the model's {box} voxels of {model_voxel_angstrom:g} A reads "
                 f"{source_box}^3 voxels of a {tomogram.shape_zyx[::-1]} (x, y, z) tomogram. Is the "
-                "voxel size right? Give the right one with --voxel-size ANGSTROM (or --edge pad to "
-                "keep boxes that cross the edge); nothing was stored"
+                "voxel size right? Index it again with the right one: `cosnet-index index "
+                "--voxel-size ANGSTROM ...` (with --replace when the store holds it at another "
+                "voxel size), or --edge pad to keep boxes that cross the edge; nothing was stored"
             )
         with tomogram.open() as opened:
             check_finite(opened)
@@ -171,18 +172,50 @@ def _plan_jobs(
     return jobs, skipped, stored_done
 
 
-def _check_same_contrast(name: str, stored: set[bool], inputs: _Inputs) -> None:
-    """Refuse to add vectors of the other contrast next to a tomogram's stored ones.
+def _check_same_settings(
+    store: Store, tomogram: TomogramInfo, coordinates: pd.DataFrame, invert: bool, edge: str
+) -> None:
+    """Refuse to add vectors made with other settings next to a tomogram's stored ones.
+
+    Voxel size, contrast, box rule and picking method (or coordinates) must be the ones the
+    tomogram was indexed with: vectors of both would mix in every query.
 
     Raises:
-        StoreError: with the setting to use.
+        StoreError: naming the setting, and ``--replace`` to re-index from scratch.
     """
-    if not stored or stored == {inputs.invert_contrast}:
+    from cosnet_index.store.tomograms import tomogram_settings
+
+    stored = tomogram_settings(store, tomogram.name)
+    if stored is None:
         return
-    was = "with" if True in stored else "without"
+    rows = coordinates.loc[coordinates["tomogram"] == tomogram.name]
+    method = None
+    if "pick_method" in rows.columns and len(rows):
+        method = str(rows["pick_method"].iloc[0])
+    voxel = tomogram.voxel_size_angstrom
+    differences = []
+    if abs(stored.voxel_size_angstrom - voxel) > 1e-6 * stored.voxel_size_angstrom:
+        differences.append(
+            f"at {stored.voxel_size_angstrom:g} A voxels, not {voxel:g} (--voxel-size)"
+        )
+    if stored.invert_contrast != invert:
+        was = "with" if stored.invert_contrast else "without"
+        differences.append(f"{was} --invert-contrast")
+    if stored.edge != edge:
+        differences.append(f"with --edge {stored.edge}, not {edge}")
+    if stored.pick_method != method:
+
+        def how(m: str | None) -> str:
+            return "from coordinates (--coords)" if m is None else f"with --pick {m}"
+
+        differences.append(f"{how(stored.pick_method)}, not {how(method)}")
+    if not differences:
+        return
     raise StoreError(
-        f"tomogram {name!r} was indexed {was} --invert-contrast; vectors of both contrasts would "
-        f"mix in every query: index it again {was} --invert-contrast as before"
+        f"tomogram {tomogram.name!r} was indexed {'; '.join(differences)}; vectors made both ways "
+        "would mix in every query. Index it with the same settings as before, or re-index it "
+        f"from scratch with the new ones: `cosnet-index index --replace ... {tomogram.name}` "
+        "(nothing was written)"
     )
 
 

@@ -17,11 +17,16 @@ import numpy as np
 from cosnet_index.errors import CatalogConnectionError
 from cosnet_index.files import TMP_MARK
 from cosnet_index.geometry import position_keys
-from cosnet_index.store._committing import _free_shard_path, _register_part, remove_partial_files
+from cosnet_index.store._committing import (
+    _free_shard_path,
+    _register_part,
+    next_subtomogram_id,
+    remove_partial_files,
+)
 from cosnet_index.store._planning import _Job, _stored_positions
 from cosnet_index.store.shards import ShardWriter
 from cosnet_index.store.store import Store
-from cosnet_index.store.tables import ShardRecord, Subtomogram, TomogramRecord
+from cosnet_index.store.tables import ShardRecord, TomogramRecord
 
 logger = logging.getLogger("cosnet_index.store.distributed")
 
@@ -61,7 +66,7 @@ class _Committer:
                     )
                     or 0
                 )
-                next_id = int(session.scalar(select(func.max(Subtomogram.id))) or 0) + 1
+                next_id = next_subtomogram_id(session)
             keep = np.ones(len(job.xyz), bool)
             if has_parts:  # another writer stored some of these positions since planning
                 assert record is not None

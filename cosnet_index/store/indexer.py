@@ -29,15 +29,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from cosnet_index.store._committing import _commit_part, _open_part, remove_partial_files
+from cosnet_index.store._committing import (
+    _commit_part,
+    _open_part,
+    next_subtomogram_id,
+    remove_partial_files,
+)
 from cosnet_index.store._inputs import _checked_inputs
 from cosnet_index.store._planning import _Job, _plan_jobs
 from cosnet_index.store._reading import _batches
 from cosnet_index.store.shards import iter_shard_vectors
 from cosnet_index.store.store import Store
-from cosnet_index.store.tables import Subtomogram
+from cosnet_index.store.tables import TomogramRecord
 
 __all__ = [
     "DEFAULT_COMMIT_EVERY",
@@ -149,6 +154,7 @@ def index_tomograms(
     commit_every: int = DEFAULT_COMMIT_EVERY,
     contrast_check: str = "error",
     size_check: bool = True,
+    replace: bool = False,
 ) -> IndexSummary:
     """Embed the subtomograms of ``tomogram_paths`` listed in ``coords_path`` into ``store``.
 
@@ -173,14 +179,21 @@ def index_tomograms(
             ``invert_contrast``) stop the run before the store changes; ``"warn"``; ``"off"``
             (:func:`~cosnet_index.io.plausibility.check_plausibility`).
         size_check: warn when the apparent molecule size does not fit the voxel size.
+        replace: re-index the given tomograms from scratch: those the store holds are removed
+            (:func:`~cosnet_index.store.tomograms.remove_tomograms`, rows, shards and vectors)
+            once every input is checked, then indexed with this run's settings (voxel size,
+            contrast, box rule, coordinates). Without it, a stored tomogram must be indexed
+            with the settings it was indexed with.
 
     Returns:
         An :class:`IndexSummary`.
 
     Raises:
         InputError: bad arguments; MrcError / CoordinateError: bad files (raised before the store
-            changes); StoreError: name clashes with indexed tomograms; StoreLockedError: another
-            writer is running; ContrastError: bright molecules (``--invert-contrast``).
+            changes); StoreError: name clashes with indexed tomograms, other settings than a
+            stored tomogram's (without ``replace``), a class using a particle of a replaced
+            tomogram; StoreLockedError: another writer is running; ContrastError: bright
+            molecules (``--invert-contrast``).
         IndexInterrupted: Ctrl-C; what was committed stays and a re-run resumes.
     """
     import torch
@@ -203,7 +216,17 @@ def index_tomograms(
     )
     model, box, model_voxel_angstrom = inputs.model, inputs.box, inputs.model_voxel_angstrom
     with store.write_lock():
-        jobs, skipped_tomograms, stored_done = _plan_jobs(store, inputs, edge=edge)
+        replaced = frozenset(t.name for t in inputs.tomograms) if replace else frozenset()
+        jobs, skipped_tomograms, stored_done = _plan_jobs(
+            store, inputs, edge=edge, replace=replaced
+        )
+        if replaced:
+            from cosnet_index.store.tomograms import remove_tomograms
+
+            with store.session() as session:
+                stored = set(session.scalars(select(TomogramRecord.name)).all()) & replaced
+            if stored:
+                remove_tomograms(store, sorted(stored))
         for job in jobs:
             if job.resampled_from is not None:
                 logger.warning(
@@ -278,8 +301,8 @@ def run_summary(
         subtomograms_stored_already=sum(job.stored_already for job in jobs) + stored_already,
         parts=parts,
     )
-    for line in summary.lines():
-        logger.info(line)
+    for line in summary.lines():  # the CLI prints them: at info, -v would show them twice
+        logger.debug(line)
     return summary
 
 
@@ -312,7 +335,7 @@ def _run_jobs(
             store.persist_index(index, model_hash)
         return 0, 0
     with store.session() as session:
-        next_id = int(session.scalar(select(func.max(Subtomogram.id))) or 0) + 1
+        next_id = next_subtomogram_id(session)
     model.to(device)
     dim = int(model.config.embed_dim)
     shard_dir = store.shard_dir(model_hash)

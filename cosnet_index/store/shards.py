@@ -21,6 +21,7 @@ __all__ = [
     "ShardWriter",
     "iter_shard_positions",
     "iter_shard_vectors",
+    "read_shard_column",
     "read_shard_ids",
     "read_shard_vectors",
     "shard_num_rows",
@@ -170,3 +171,11 @@ def iter_shard_positions(
         dim = vector.type.list_size
         xb = vector.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         yield ids, xyz.astype(np.float64, copy=False), xb.reshape(-1, dim)
+
+
+def read_shard_column(path: Path, name: str) -> np.ndarray | None:
+    """A column of a shard's extra fields as a NumPy array (None: the shard has no such column)."""
+    file = _open(path)
+    if name not in file.schema_arrow.names:
+        return None
+    return file.read(columns=[name]).column(name).to_numpy(zero_copy_only=False)

@@ -1,7 +1,7 @@
 """The catalog's tables (SQLAlchemy 2 ORM), all of them: the collection (migration ``0001``) and
-the support classes (``0002``; their molecular volume ``0005``), and the files' checksums
-(``0006``). Migrations in
-``migrations/versions`` create them.
+the support classes (``0002``; their molecular volume ``0005``), the files' checksums
+(``0006``) and the largest removed id (``0007``). Migrations in ``migrations/versions`` create
+them.
 
 ``subtomograms.id`` is the FAISS id of the subtomogram's vector. A row of ``shards`` exists only
 once its Parquet file is complete and renamed into place, and is committed in the same transaction
@@ -66,6 +66,11 @@ class ModelRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
     # blake2b-256 (hex) of the checkpoint file (migration 0006; None: made before it)
     checksum: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # the largest subtomogram id `tomograms remove` took out (migration 0007; None: none): ids
+    # are allocated after it too, so a removed id never names another particle
+    max_removed_subtomogram_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), nullable=True
+    )
 
 
 class TomogramRecord(Base):
