@@ -20,7 +20,7 @@ FOLDERS = {"cosnet_index": ROOT / "cosnet_index", "cosnet_index.cli": ROOT / "cl
 
 # stage of each top-level part of the package: a module may import its own stage and earlier ones
 STAGES = [
-    {"", "errors", "geometry", "defaults", "files", "frozen", "weights"},
+    {"", "errors", "geometry", "defaults", "files", "frozen", "threads", "weights"},
     {"io"},
     {"simulate"},
     {"model"},

@@ -183,7 +183,7 @@ def _check_same_settings(
     Raises:
         StoreError: naming the setting, and ``--replace`` to re-index from scratch.
     """
-    from cosnet_index.store.tomograms import tomogram_settings
+    from cosnet_index.store._settings import tomogram_settings
 
     stored = tomogram_settings(store, tomogram.name)
     if stored is None:
