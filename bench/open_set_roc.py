@@ -46,7 +46,11 @@ def _cell(cell: tuple[float, float, float]) -> str:
 
 
 def _episodes(args: argparse.Namespace, model, config: RocConfig) -> list:  # type: ignore[no-untyped-def]
-    key = f"{config.imaging}-seed{config.seed}-e{config.episodes}-n{config.per_molecule}"
+    # the model's hash too: another checkpoint embeds the same particles into other vectors
+    key = (
+        f"{model.weights_hash[:12]}-{config.imaging}-seed{config.seed}-e{config.episodes}"
+        f"-n{config.per_molecule}"
+    )
     cache = Path(args.cache_dir) / f"{key}.pkl"
     if cache.is_file():
         with cache.open("rb") as f:
