@@ -309,8 +309,11 @@ def _command_args(world: World, command: str, store: Path, batch_size: int) -> l
             "--no-progress",
         ]
     if command == "index-pick":  # no coordinates: candidates picked by DoG, then indexed
+        # only the tomograms not indexed yet: one indexed from coordinates is refused by picking
+        # (its vectors would mix two ways of making them; `index --replace` changes them)
         return [
-            "index", "--store", str(store), *map(str, world.tomograms), "--pick", "dog",
+            "index", "--store", str(store), *map(str, world.tomograms[world.n_indexed :]),
+            "--pick", "dog",
             "--diameter", "100", "--pick-threshold", "4", "--batch-size", "2",
             "--commit-every", "2", "--no-progress",  # many parts: kills land between commits
         ]  # fmt: skip
