@@ -31,6 +31,18 @@ def _enospc(path: str = "") -> OSError:
 # -- the messages --------------------------------------------------------------------------------
 
 
+def _assert_same_rows(reference, store) -> None:  # type: ignore[no-untyped-def]
+    """The store holds exactly the undisturbed reference store's rows and vectors."""
+    expected, _ = store_content(reference)
+    final, _ = store_content(store)
+    assert compare_content(expected, final) == {
+        "lost": 0,
+        "duplicated": 0,
+        "extra": 0,
+        "changed": 0,
+    }
+
+
 @pytest.mark.parametrize(
     "exc",
     [
@@ -179,14 +191,7 @@ def test_index_on_a_full_disk_then_rerun(tmp_path, tiny_model, collection, monke
     rerun = invoke(_index_args(store, collection))
     assert rerun.exit_code == 0, rerun.output
     assert invoke(["check", "--store", store]).exit_code == 0
-    expected, _ = store_content(reference)
-    final, _ = store_content(store)
-    assert compare_content(expected, final) == {
-        "lost": 0,
-        "duplicated": 0,
-        "extra": 0,
-        "changed": 0,
-    }
+    _assert_same_rows(reference, store)
 
 
 def test_export_on_a_full_disk(tmp_path, monkeypatch) -> None:
@@ -268,14 +273,7 @@ def test_index_on_a_full_tmpfs_then_free_space_and_rerun(tmp_path, tiny_model, c
         assert rerun.exit_code == 0, rerun.output
         check = invoke(["check", "--store", store])
         assert check.exit_code == 0, check.output
-        expected, _ = store_content(reference)
-        final, _ = store_content(store)
-        assert compare_content(expected, final) == {
-            "lost": 0,
-            "duplicated": 0,
-            "extra": 0,
-            "changed": 0,
-        }
+        _assert_same_rows(reference, store)
 
 
 def test_segment_label_volume_on_a_full_disk(tmp_path, monkeypatch) -> None:
