@@ -87,3 +87,20 @@ def toy_store_on(toy: ToyCollection, tmp_path: Path, catalog_url: str | None) ->
         index_tomograms(store, [toy.tomogram_path], toy.coords_path, progress=False)
     with Store.open(path, db_url=catalog_url) as store:
         yield store
+
+
+@pytest.fixture(autouse=True)
+def _fixed_threads() -> Iterator[None]:
+    """A command run without ``--threads`` leaves an adaptive thread count behind (issue 32):
+    every test starts and ends with torch's count fixed as it was, so no test's round-off
+    depends on the one before."""
+    import torch
+
+    from cosnet_index import threads
+
+    before = torch.get_num_threads()
+    threads._ADAPTIVE = None
+    yield
+    threads._ADAPTIVE = None
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)

@@ -13,6 +13,7 @@ from cosnet_index.model.config import CosNetConfig
 from cosnet_index.model.duse import DuSE
 from cosnet_index.model.identity import compute_hash
 from cosnet_index.model.normalize import as_box_batch, normalize_boxes
+from cosnet_index.threads import timed_batch
 
 __all__ = ["CosNet"]
 
@@ -234,8 +235,9 @@ class CosNet(nn.Module):
             out = []
             for start in range(0, volumes.shape[0], batch_size):
                 x = self._prepare(volumes[start : start + batch_size])
-                f = self.forward_embedding(self.forward_features(x))
-                out.append((f * scale).float().cpu())
+                with timed_batch(len(x)):  # the default thread count is measured here
+                    f = self.forward_embedding(self.forward_features(x))
+                    out.append((f * scale).float().cpu())
             if not out:
                 return torch.zeros(0, self.config.embed_dim)
             return torch.cat(out)
@@ -260,9 +262,10 @@ class CosNet(nn.Module):
             out = []
             for start in range(0, volumes.shape[0], batch_size):
                 x = self._prepare(volumes[start : start + batch_size])
-                logits = self.forward_decoder(self.forward_features(x))
-                assert logits is not None
-                out.append(torch.sigmoid(logits).float().cpu())
+                with timed_batch(len(x)):
+                    logits = self.forward_decoder(self.forward_features(x))
+                    assert logits is not None
+                    out.append(torch.sigmoid(logits).float().cpu())
             if not out:
                 b = self.config.box
                 return torch.zeros(0, b, b, b)
