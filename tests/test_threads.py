@@ -163,3 +163,16 @@ def test_embedding_under_adaptive_threads_equals_fixed_threads() -> None:
     assert len({*tuner.choices}) >= 1  # probed, chose, probed again (reprobe_seconds 0)
     torch.testing.assert_close(adaptive, fixed, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model.decode(boxes, batch_size=2), masks, rtol=1e-5, atol=1e-5)
+
+
+def test_the_cli_makes_openmp_threads_sleep_at_barriers_unless_told_otherwise() -> None:
+    import subprocess
+    import sys
+
+    code = "import os, cosnet_index.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == "ACTIVE"
