@@ -115,6 +115,16 @@ def _dog(block: np.ndarray, sigma: float) -> np.ndarray:
     return (narrow - wide) / (_K - 1.0)
 
 
+def _wide_smooth(volume: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian of a large ``sigma`` approximated by three box filters (their variance is
+    ``sigma^2``); the cost does not grow with ``sigma``."""
+    width = max(1, round(math.sqrt(4.0 * sigma**2 + 1.0)))
+    out = volume
+    for _ in range(3):
+        out = ndi.uniform_filter(out, size=width, mode="reflect")
+    return out
+
+
 def _robust_spread(values: np.ndarray) -> float:
     median = float(np.median(values))
     return 1.4826 * float(np.median(np.abs(values - median))) or float(values.std()) or 1.0
@@ -423,7 +433,8 @@ def detect_blobs(
     fine = groups[0].factor
     peak_distance = 0.5 * diameters[0] / voxel_size_angstrom  # voxels between raw peaks
     # refinement works on a band-passed copy binned like the finest group: smoothed at 2
-    # voxels, minus the background at the largest radius (1 / fine^3 of the volume's voxels)
+    # voxels (slab by slab), minus the background at the largest radius (once, on the whole
+    # copy: 1 / fine^3 of the volume's voxels)
     band_sigmas = (2.0 / fine, 0.5 * diameters[-1] / voxel_size_angstrom / fine)
     sign = 1.0 if invert_contrast else -1.0
     plans = []
@@ -432,7 +443,7 @@ def detect_blobs(
         radius = max(1, int(peak_distance / g.factor))
         widest = _K**0.5 * max(sigmas)
         if refine and g is groups[0]:
-            widest = max(widest, band_sigmas[1])
+            widest = max(widest, band_sigmas[0])
         halo = math.ceil(_TRUNCATE * widest) + radius + 1
         binned = tuple(int(s) // g.factor for s in volume.shape)
         plans.append(_Plan(g, sigmas, radius, halo, binned))  # type: ignore[arg-type]
@@ -473,11 +484,10 @@ def detect_blobs(
                 block, plan.sigmas, plan.spreads, plan.radius, core
             )
             if band is not None and i == 0:
-                narrow, wide = (
-                    ndi.gaussian_filter(block, s, mode="reflect", truncate=_TRUNCATE)
-                    for s in band_sigmas
+                narrow = ndi.gaussian_filter(
+                    block, band_sigmas[0], mode="reflect", truncate=_TRUNCATE
                 )
-                band[zb0:zb1] = (narrow - wide)[core[0] : core[1]]
+                band[zb0:zb1] = narrow[core[0] : core[1]]
             plan.peaks.append((zyx + np.array([lo, 0, 0])) * f + (f - 1) // 2)  # tomogram z y x
             plan.values.append(value)
             plan.scales.append(scale + plan.group.first)
@@ -496,6 +506,8 @@ def detect_blobs(
                 core_j, zb0_j = cores[j]
                 sample = np.maximum(sample, _lookup(core_j, zb0_j, other.group.factor, grid))
         samples.append(sample)
+    if band is not None:  # minus the background: the whole binned copy, in memory already
+        band -= _wide_smooth(band, band_sigmas[1])
     zyx = np.concatenate([p for plan in plans for p in plan.peaks]).astype(np.float64)
     value = np.concatenate([v for plan in plans for v in plan.values])
     scale = np.concatenate([s for plan in plans for s in plan.scales])
