@@ -100,3 +100,38 @@ def test_a_crowd_of_small_spheres_is_not_merged_into_one_candidate() -> None:
     nearest = np.linalg.norm(centres[:, None] - xyz[None], axis=2).min(axis=1)
     assert (nearest <= 3.0).all()  # every ball keeps its own candidate (balls 10 apart)
     assert len(found) <= 2 * len(centres)
+
+
+def test_each_peak_keeps_its_molecule_centre_and_its_own_blob_unless_it_is_a_wall() -> None:
+    from cosnet_index.pick.blobs import _centres_kept
+
+    fit = np.array(  # (diameters, peaks): sphere fits of each peak's re-centred copies
+        [
+            [9.0, 1.0, 3.0, 0.5],  # the smallest diameter
+            [1.0, 0.0, 2.5, 0.4],
+            [3.0, 6.0, 1.0, 0.3],  # the largest
+        ]
+    )
+    # peak 0: a small molecule beside a large fitting sphere (both kept); peak 1: a wall of a
+    # large molecule (its centre only); peak 2: the middle diameter is the largest significant;
+    # peak 3: nothing significant (its own blob only)
+    np.testing.assert_array_equal(
+        _centres_kept(fit),
+        [
+            [True, False, True, True],
+            [False, False, True, False],
+            [True, True, False, False],
+        ],
+    )
+
+
+def test_sphere_fit_prefers_the_sphere_that_holds_a_shell() -> None:
+    from cosnet_index.pick import sphere_fit
+
+    z, y, x = np.indices((48, 48, 48))
+    r = np.sqrt((x - 24) ** 2 + (y - 24) ** 2 + (z - 24) ** 2)
+    band = (np.abs(r - 8.0) <= 1.5).astype(np.float32)  # a shell of radius 8, no noise
+    band += np.random.default_rng(0).normal(0.0, 0.05, band.shape).astype(np.float32)
+    centre, wall = np.array([[24.0, 24.0, 24.0]]), np.array([[32.0, 24.0, 24.0]])
+    fit = sphere_fit(band, [wall, centre], [6.0, 19.0])  # a small sphere on the wall, a large one
+    assert fit[1, 0] > fit[0, 0] > 0
