@@ -20,8 +20,9 @@ every SNR. Per SNR:
   point); wall time per tomogram and class.
 
 Then (``--timing``): one 512 x 512 x 200 tomogram (fast ``paper`` simulator path), indexed
-without coordinates (detect + embed + store) in a fresh store, beside template matching of one
-class on it, both timed on this machine's CPU threads.
+without coordinates (detect + embed + store, the contrast check included) in a fresh store,
+DoG detection alone and on the other polarity (the contrast check's extra cost), beside
+template matching of one class on it, all timed on this machine's CPU threads.
 
     python bench/pick.py --seed 0                      # the tables of docs/picking.md
     python bench/pick.py --quick                       # one small tomogram, SNR 0.5
@@ -238,7 +239,7 @@ def score_tm(tomos, truths, support, args) -> dict:  # type: ignore[no-untyped-d
 def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
     import mrcfile
 
-    from cosnet_index.pick import index_picked
+    from cosnet_index.pick import detect_blobs, index_picked
     from cosnet_index.simulate.tomogram import simulate_tomogram
     from cosnet_index.store import Store
 
@@ -258,8 +259,23 @@ def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
         summary = index_picked(store, [sim.path], progress=False)
         index_s = time.perf_counter() - t0
-    row = sim.particles.iloc[0]
+    with mrcfile.open(sim.path, header_only=True) as mrc:
+        voxel = float(mrc.voxel_size.x)
     volume = mrcfile.mmap(sim.path, mode="r").data
+    # detection alone, and both polarities as index's contrast check picks them (pick/index.py)
+    t0 = time.perf_counter()
+    detect_blobs(volume, voxel)
+    detect_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    detect_blobs(volume, voxel, invert_contrast=True)
+    other_s = time.perf_counter() - t0
+    # diameters an octave apart cost about the sum of each alone (scale groups, pick/blobs.py)
+    diameters_s = {}
+    for diameters in ([100.0], [290.0], [100.0, 290.0]):
+        t0 = time.perf_counter()
+        detect_blobs(volume, voxel, diameters)
+        diameters_s["+".join(f"{d:g}" for d in diameters)] = time.perf_counter() - t0
+    row = sim.particles.iloc[0]
     zyx = np.round([row["z"], row["y"], row["x"]]).astype(int)
     ref = np.array(
         volume[zyx[0] - 16 : zyx[0] + 16, zyx[1] - 16 : zyx[1] + 16, zyx[2] - 16 : zyx[2] + 16]
@@ -270,6 +286,9 @@ def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
     return {
         "simulate_s": sim_s,
         "index_without_coords_s": index_s,
+        "detect_s": detect_s,
+        "contrast_check_other_polarity_s": other_s,
+        "detect_by_diameters_s": diameters_s,
         "candidates": summary.subtomograms_indexed,
         "molecules": len(sim.particles),
         "template_matching_one_class_s": tm_s,

@@ -28,7 +28,7 @@ def pick_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=float,
             multiple=True,
             help="Molecule diameter in angstrom to pick (repeat for several; default 120, 170, "
-            "240).",
+            "240, 350: molecules up to about 35 nm).",
         ),
         click.option(
             "--min-distance",

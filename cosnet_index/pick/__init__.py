@@ -12,9 +12,12 @@ from cosnet_index.pick.blobs import (
     DEFAULT_DIAMETERS_ANGSTROM,
     DEFAULT_DOG_THRESHOLD,
     DEFAULT_MIN_DISTANCE_FRACTION,
+    ScaleGroup,
     check_diameters,
     detect_blobs,
     refine_centres,
+    scale_groups,
+    sphere_fit,
 )
 from cosnet_index.pick.duplicates import suppress_duplicates
 from cosnet_index.pick.index import PICK_METHODS, index_picked, pick_candidates
@@ -30,6 +33,7 @@ __all__ = [
     "DEFAULT_MIN_DISTANCE_FRACTION",
     "DEFAULT_OBJECTNESS_THRESHOLD",
     "PICK_METHODS",
+    "ScaleGroup",
     "check_diameters",
     "decoder_objectness",
     "detect_blobs",
@@ -37,5 +41,7 @@ __all__ = [
     "objectness_candidates",
     "pick_candidates",
     "refine_centres",
+    "scale_groups",
+    "sphere_fit",
     "suppress_duplicates",
 ]

@@ -3,13 +3,34 @@
 For molecules of diameter ``d`` the Laplacian of Gaussian of a 3D ball of radius ``r = d / 2``
 peaks at ``sigma = r / sqrt(3)``; the difference of Gaussians ``G(sigma) - G(1.6 sigma)``,
 divided by ``0.6``, approximates the scale-normalised ``-sigma^2 LoG`` and so compares across
-scales. The response is the maximum over the given diameters. The volume is read in slabs of z
-(with a halo wide enough for the filters), block-averaged first when the molecules are many
-voxels wide (``bin``: the smallest sigma stays at least 1.5 binned voxels), so memory stays at
-the memory map plus one slab. A candidate is a local maximum of the response (cube of the
-minimum distance); candidates of the whole volume then go through greedy non-maximum suppression
-at ``min_distance``. Its score is a robust z-score of the response (median and MAD of a regular
-subsample of the whole volume's response), so a threshold means the same in any tomogram.
+scales; each scale is measured in units of its own robust noise spread.
+
+**Scale groups** (:func:`scale_groups`). The diameters are grouped by octave and each group is
+computed on the volume block-averaged by ``floor(sigma_min / 1.5)`` of its own smallest sigma, so
+large molecules cost ``1 / bin^3`` and searching diameters an octave apart costs about the sum of
+each alone. The volume is read in slabs of z (a multiple of every group's bin, with a halo wide
+enough for the filters), so memory stays at the memory map plus one slab per group and a
+band-passed copy binned like the finest group.
+
+**Peaks.** A peak is a local maximum of one scale's DoG (cube of half the smallest diameter), in
+tomogram voxels whatever its group. Each scale keeps its own maxima (a crowd of small molecules
+is one large blob to the large scales, so a maximum over scales would lose them); greedy
+non-maximum suppression at half the smallest diameter keeps the best of close peaks. A peak's
+score is a robust z-score of the response (the maximum over every scale; median and MAD of a
+regular grid of the whole volume), so a threshold means the same in any tomogram.
+
+**Re-centring** (``refine``). Every peak is moved to the centre of mass of the band-passed
+density in a sphere of each diameter (:func:`refine_centres`), and each centre is scored by
+:func:`sphere_fit`: the density's mean in the sphere minus its mean in the shell out to 1.5 radii
+(a filled-sphere template), as a robust z-score against the same at ~512 grid points of the
+tomogram. A peak keeps the centre of the largest diameter whose fit is at least 2 (the molecule
+it is part of: a hollow shell's or a ring's wall peaks converge on its centre, a large
+complex's lobes on its centre of mass), and the smallest diameter's centre (the blob it sits
+on) unless that larger sphere fits better (the peak is then a wall or a lobe of the larger
+molecule). A crowd of small molecules keeps one candidate per molecule: each small molecule is
+explained best by its own small sphere, and a big sphere over a crowd has a dense shell, so it
+fits worse. Greedy non-maximum suppression at ``min_distance`` then keeps the best-scoring of
+close candidates.
 
 What is true and what is derived: the positions are in voxels of the tomogram read (x, y, z,
 0-based voxel centres, as coordinate files give them); the score depends on the tomogram's own
@@ -21,6 +42,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,15 +55,19 @@ __all__ = [
     "DEFAULT_DIAMETERS_ANGSTROM",
     "DEFAULT_DOG_THRESHOLD",
     "DEFAULT_MIN_DISTANCE_FRACTION",
+    "ScaleGroup",
     "check_diameters",
     "detect_blobs",
     "refine_centres",
+    "scale_groups",
+    "sphere_fit",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DIAMETERS_ANGSTROM: tuple[float, ...] = (120.0, 170.0, 240.0)
-"""Molecule diameters searched when none are given: about 150 kDa to 2 MDa complexes."""
+DEFAULT_DIAMETERS_ANGSTROM: tuple[float, ...] = (120.0, 170.0, 240.0, 350.0)
+"""Molecule diameters searched when none are given: about 100 kDa complexes to 35 nm capsids
+(two scale groups, binned 2 and 4 at 10 A voxels)."""
 
 DEFAULT_DOG_THRESHOLD = 4.0
 """Robust z-score a DoG candidate needs (docs/picking.md measures the choice)."""
@@ -51,6 +77,10 @@ DEFAULT_MIN_DISTANCE_FRACTION = 0.35
 
 _K = 1.6  # ratio of the two Gaussians of a DoG
 _TRUNCATE = 3.0  # Gaussian kernels cut at 3 sigma
+_OCTAVE = 2.0  # a scale group spans diameters below this ratio to its smallest
+_MIN_SIGMA_BINNED = 1.5  # a group's smallest sigma in binned voxels, at least
+_SHELL = 1.5  # the sphere-contrast shell's outer radius over the sphere's
+_FIT_SIGNIFICANT = 2.0  # sphere fit (robust z) of a large re-centred copy kept beside the best
 
 
 def check_diameters(diameters_angstrom: Sequence[float] | None) -> tuple[float, ...]:
@@ -85,23 +115,45 @@ def _dog(block: np.ndarray, sigma: float) -> np.ndarray:
     return (narrow - wide) / (_K - 1.0)
 
 
+def _wide_smooth(volume: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian of a large ``sigma`` approximated by three box filters (their variance is
+    ``sigma^2``); the cost does not grow with ``sigma``."""
+    width = max(1, round(math.sqrt(4.0 * sigma**2 + 1.0)))
+    out = volume
+    for _ in range(3):
+        out = ndi.uniform_filter(out, size=width, mode="reflect")
+    return out
+
+
 def _robust_spread(values: np.ndarray) -> float:
     median = float(np.median(values))
     return 1.4826 * float(np.median(np.abs(values - median))) or float(values.std()) or 1.0
 
 
-def _response(
-    block: np.ndarray, sigmas: Sequence[float], spreads: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """DoG in units of each scale's noise spread, max over scales, and the winning scale."""
-    best = np.full(block.shape, -np.inf, dtype=np.float32)
-    which = np.zeros(block.shape, dtype=np.int8)
+def _scale_peaks(
+    block: np.ndarray,
+    sigmas: Sequence[float],
+    spreads: Sequence[float],
+    radius: int,
+    core: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Local maxima of each scale's DoG (in units of its noise spread) in the slab's core, and
+    the maximum over the scales (the response).
+
+    Returns:
+        ``(zyx, values, scale, response)``: ``(n, 3)`` indices, their values, the index of the
+        scale each is a maximum of, and the ``(z, y, x)`` response.
+    """  # fmt: skip
+    response = np.full(block.shape, -np.inf, dtype=np.float32)
+    zyx, values, scales = [], [], []
     for s, (sigma, spread) in enumerate(zip(sigmas, spreads, strict=True)):
         dog = _dog(block, sigma) / spread
-        better = dog > best
-        best[better] = dog[better]
-        which[better] = s
-    return best, which
+        np.maximum(response, dog, out=response)
+        where, value = local_maxima(dog, radius, core)
+        zyx.append(where)
+        values.append(value)
+        scales.append(np.full(len(where), s, dtype=np.int64))
+    return np.concatenate(zyx), np.concatenate(values), np.concatenate(scales), response
 
 
 def refine_centres(
@@ -164,8 +216,163 @@ def refine_centres(
     return out
 
 
+@dataclass(frozen=True)
+class ScaleGroup:
+    """Diameters computed together at one binning (:func:`scale_groups`)."""
+
+    factor: int
+    """Block-averaging factor of the volume for these scales."""
+    diameters_angstrom: tuple[float, ...]
+    """The group's diameters, ascending."""
+    first: int
+    """Index of the group's first diameter among all the diameters searched."""
+
+
+def scale_groups(
+    diameters_angstrom: Sequence[float],
+    voxel_size_angstrom: float,
+    shape_zyx: Sequence[int] | None = None,
+) -> tuple[ScaleGroup, ...]:
+    """Diameters grouped by octave, each group binned for its own smallest sigma.
+
+    A group starts at the smallest diameter not yet grouped, ``d0``, and takes every diameter
+    below ``2 d0``; it is block-averaged by ``floor(sigma(d0) / 1.5)`` (at least 1), so its
+    smallest sigma stays at least 1.5 binned voxels and a group of large molecules costs
+    ``1 / factor^3`` of the volume. Searching diameters an octave apart thus costs about the sum
+    of searching each alone. With ``shape_zyx``, the factor is capped so that the binned volume
+    keeps at least 3 voxels on every side.
+
+    Args:
+        diameters_angstrom: molecule diameters, as :func:`check_diameters` returns them
+            (ascending, unique).
+        voxel_size_angstrom: the volume's voxel size.
+        shape_zyx: the volume's shape, to cap the binning of small volumes.
+
+    Returns:
+        The groups, finest first.
+    """
+    diameters = sorted(float(d) for d in diameters_angstrom)
+    cap = max(1, min(int(s) for s in shape_zyx) // 3) if shape_zyx is not None else None
+    groups: list[ScaleGroup] = []
+    start = 0
+    while start < len(diameters):
+        d0 = diameters[start]
+        stop = start + 1
+        while stop < len(diameters) and diameters[stop] < _OCTAVE * d0:
+            stop += 1
+        factor = max(1, int(_sigma_voxels(d0, voxel_size_angstrom) / _MIN_SIGMA_BINNED))
+        if cap is not None:
+            factor = min(factor, cap)
+        groups.append(ScaleGroup(factor, tuple(diameters[start:stop]), start))
+        start = stop
+    return tuple(groups)
+
+
+def _sigma_voxels(diameter_angstrom: float, voxel_size_angstrom: float) -> float:
+    """The LoG-optimal sigma of a ball of this diameter, in voxels."""
+    return diameter_angstrom / 2.0 / math.sqrt(3.0) / voxel_size_angstrom
+
+
+def _sphere_contrast(band: np.ndarray, xyz: np.ndarray, diameter_voxels: float) -> np.ndarray:
+    """Mean of ``band`` in a sphere of ``diameter_voxels`` around each ``(x, y, z)`` minus its
+    mean in the shell out to 1.5 times that radius: how well one ball of that diameter there
+    explains the density (a filled-sphere template, normalised per voxel)."""
+    radius = max(1.0, diameter_voxels / 2.0)
+    outer = _SHELL * radius
+    pad = math.ceil(outer)
+    shape = np.asarray(band.shape)
+    out = np.zeros(len(xyz))
+    for k, (cx, cy, cz) in enumerate(np.asarray(xyz, dtype=np.float64).reshape(-1, 3)):
+        centre = np.round([cz, cy, cx]).astype(np.int64)
+        lo, hi = np.maximum(centre - pad, 0), np.minimum(centre + pad + 1, shape)
+        cube = band[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        z, y, x = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
+        inside, shell = r2 <= radius**2, (r2 > radius**2) & (r2 <= outer**2)
+        if inside.any() and shell.any():
+            out[k] = float(cube[inside].mean()) - float(cube[shell].mean())
+    return out
+
+
+def sphere_fit(
+    band: np.ndarray, centres: Sequence[np.ndarray], diameters_voxels: Sequence[float]
+) -> np.ndarray:
+    """How well one filled sphere explains the density around centres, per diameter.
+
+    The sphere contrast (:func:`_sphere_contrast`) of ``centres[i]`` at ``diameters_voxels[i]``,
+    as a robust z-score against the same contrast on a regular grid of about 512 points of
+    ``band`` (the tomogram's own background, clutter and crowding at that diameter).
+
+    Args:
+        band: ``(z, y, x)`` band-passed density, molecules positive.
+        centres: per diameter, ``(n, 3)`` positions ``(x, y, z)`` in voxels of ``band``.
+        diameters_voxels: the sphere diameters, in voxels of ``band``.
+
+    Returns:
+        ``(len(diameters_voxels), n)`` z-scores.
+    """
+    grid = _sample_grid(band.shape)
+    out = []
+    for xyz, diameter in zip(centres, diameters_voxels, strict=True):
+        reference = _sphere_contrast(band, grid, diameter)
+        spread = _robust_spread(reference)
+        out.append((_sphere_contrast(band, xyz, diameter) - np.median(reference)) / spread)
+    return np.stack(out).reshape(len(diameters_voxels), -1)
+
+
+def _centres_kept(fit: np.ndarray) -> np.ndarray:
+    """``(diameters, peaks)`` mask of the re-centred copies kept (module docstring).
+
+    Per peak: the centre of the largest diameter whose sphere fit is at least
+    ``_FIT_SIGNIFICANT`` (the molecule the peak is part of; the smallest diameter's when none
+    is), and the smallest diameter's centre (the blob the peak sits on) unless that larger
+    sphere explains the density better (the peak is then on a wall or a lobe of one molecule,
+    not a small molecule of its own).
+    """
+    n_diameters, n = fit.shape
+    columns = np.arange(n)
+    significant = fit >= _FIT_SIGNIFICANT
+    significant[0] = True
+    largest = n_diameters - 1 - np.argmax(significant[::-1], axis=0)
+    keep = np.zeros(fit.shape, dtype=bool)
+    keep[largest, columns] = True
+    keep[0] |= fit[0] >= fit[largest, columns]
+    return keep
+
+
+def _sample_grid(shape_zyx: Sequence[int], n: int = 512) -> np.ndarray:
+    """About ``n`` points of a regular grid over a volume, ``(n, 3)`` x, y, z."""
+    step = max(1.0, (float(np.prod(shape_zyx)) / n) ** (1.0 / 3.0))
+    axes = [np.arange(step / 2.0, s, step) for s in shape_zyx]
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+
+
 def _probe_centres(n: int) -> list[int]:
     return sorted({n // 4, n // 2, (3 * n) // 4})
+
+
+def _lookup(core: np.ndarray, z0: int, factor: int, zyx: np.ndarray) -> np.ndarray:
+    """Values of one group's slab ``core`` (binned by ``factor``, first binned slice ``z0``)
+    at ``(n, 3)`` integer tomogram voxels ``zyx``: the binned voxel holding each, clipped."""
+    index = zyx // factor - np.array([z0, 0, 0])
+    index = np.clip(index, 0, np.asarray(core.shape) - 1)
+    return core[tuple(index.T)]
+
+
+@dataclass
+class _Plan:
+    """One scale group's filters and the peaks it found so far."""
+
+    group: ScaleGroup
+    sigmas: list[float]  # binned voxels
+    radius: int  # local-maximum cube half side, binned voxels
+    halo: int  # binned slices read beyond a slab's own
+    shape: tuple[int, int, int]  # binned (z, y, x)
+    spreads: list[float] = field(default_factory=list)
+    peaks: list[np.ndarray] = field(default_factory=list)  # (n, 3) tomogram voxels, z y x
+    values: list[np.ndarray] = field(default_factory=list)
+    scales: list[np.ndarray] = field(default_factory=list)
 
 
 def detect_blobs(
@@ -191,9 +398,10 @@ def detect_blobs(
             ``DEFAULT_MIN_DISTANCE_FRACTION`` of the smallest diameter).
         threshold: robust z-score a candidate needs (``-inf`` keeps every local maximum).
         invert_contrast: molecules are bright (default: dark on bright ice).
-        slab: binned z-slices processed at a time (plus the filters' halo).
+        slab: z-slices of the finest scale group (binned) processed at a time (plus the
+            filters' halo).
         max_candidates: keep at most this many, best first (None: no cap).
-        refine: re-centre every peak once per diameter (:func:`refine_centres`) before the
+        refine: re-centre the peaks (:func:`refine_centres`, module docstring) before the
             suppression; ``pick_diameter_angstrom`` is then the diameter that centred it.
 
     Returns:
@@ -215,60 +423,101 @@ def detect_blobs(
     )
     if not (math.isfinite(min_distance) and min_distance >= 0):
         raise InputError(f"--min-distance must be >= 0 angstrom, got {min_distance}")
-    sigmas = [d / 2.0 / math.sqrt(3.0) / voxel_size_angstrom for d in diameters]  # voxels
-    factor = max(1, int(min(sigmas) / 1.5))
-    shape = tuple(int(s) // factor for s in volume.shape)
-    if min(shape) < 3:
+    uncapped = scale_groups(diameters, voxel_size_angstrom)[0].factor
+    if min(int(s) // uncapped for s in volume.shape) < 3:
         raise InputError(
             f"the volume {volume.shape} is too small for molecules of {diameters[0]} A at "
             f"{voxel_size_angstrom} A voxels; give smaller --diameter values"
         )
-    sigmas_b = [s / factor for s in sigmas]
+    groups = scale_groups(diameters, voxel_size_angstrom, volume.shape)
+    fine = groups[0].factor
     peak_distance = 0.5 * diameters[0] / voxel_size_angstrom  # voxels between raw peaks
-    radius = max(1, int(peak_distance / factor))
-    # refinement works on a band-passed copy binned like the response: smoothed at 2 voxels,
-    # minus the background at the largest radius (1 / bin^3 of the volume's voxels)
-    band_sigmas = (2.0 / factor, 0.5 * diameters[-1] / voxel_size_angstrom / factor)
-    widest = max(_K**0.5 * max(sigmas_b), band_sigmas[1] if refine else 0.0)
-    halo = math.ceil(_TRUNCATE * widest) + radius + 1
+    # refinement works on a band-passed copy binned like the finest group: smoothed at 2
+    # voxels (slab by slab), minus the background at the largest radius (once, on the whole
+    # copy: 1 / fine^3 of the volume's voxels)
+    band_sigmas = (2.0 / fine, 0.5 * diameters[-1] / voxel_size_angstrom / fine)
     sign = 1.0 if invert_contrast else -1.0
-    nzb, nyb, nxb = shape
+    plans = []
+    for g in groups:
+        sigmas = [_sigma_voxels(d, voxel_size_angstrom) / g.factor for d in g.diameters_angstrom]
+        radius = max(1, int(peak_distance / g.factor))
+        widest = _K**0.5 * max(sigmas)
+        if refine and g is groups[0]:
+            widest = max(widest, band_sigmas[0])
+        halo = math.ceil(_TRUNCATE * widest) + radius + 1
+        binned = tuple(int(s) // g.factor for s in volume.shape)
+        plans.append(_Plan(g, sigmas, radius, halo, binned))  # type: ignore[arg-type]
 
-    def read(lo: int, hi: int) -> np.ndarray:
-        raw = volume[lo * factor : hi * factor, : nyb * factor, : nxb * factor]
-        return _bin(sign * np.asarray(raw, dtype=np.float32), factor)  # (hi - lo, nyb, nxb)
+    def read(plan: _Plan, lo: int, hi: int) -> np.ndarray:
+        f, (_, ny, nx) = plan.group.factor, plan.shape
+        raw = volume[lo * f : hi * f, : ny * f, : nx * f]
+        return _bin(sign * np.asarray(raw, dtype=np.float32), f)  # (hi - lo, ny, nx)
 
-    # each scale's noise spread, from three fixed slabs (independent of ``slab``): small scales
-    # respond more to noise, so scales compete in units of their own spread
-    width = 8 + 2 * halo
-    spreads = []
-    probes = [read(max(0, c - width // 2), min(nzb, c + width // 2)) for c in _probe_centres(nzb)]
-    for sigma in sigmas_b:
-        spreads.append(_robust_spread(np.concatenate([_dog(p, sigma).ravel() for p in probes])))
-    peaks, values, scales, samples = [], [], [], []
-    band = np.zeros(shape, dtype=np.float32) if refine else None
-    for z0 in range(0, nzb, slab):
-        lo, hi = max(0, z0 - halo), min(nzb, z0 + slab + halo)
-        block = read(lo, hi)
-        response, which = _response(block, sigmas_b, spreads)
-        core = (z0 - lo, min(z0 + slab, nzb) - lo)
-        if band is not None:
-            fine, coarse = (
-                ndi.gaussian_filter(block, s, mode="reflect", truncate=_TRUNCATE)
-                for s in band_sigmas
+    # each scale's noise spread, from three fixed slabs of its group (independent of ``slab``):
+    # small scales respond more to noise, so scales compete in units of their own spread
+    for plan in plans:
+        width = 8 + 2 * plan.halo
+        nzb = plan.shape[0]
+        probes = [read(plan, max(0, c - width // 2), min(nzb, c + width // 2))
+                  for c in _probe_centres(nzb)]  # fmt: skip
+        for sigma in plan.sigmas:
+            values = np.concatenate([_dog(p, sigma).ravel() for p in probes])
+            plan.spreads.append(_robust_spread(values))
+    # slabs of tomogram slices, a multiple of every group's factor: the groups' cores align
+    step = math.lcm(*(g.factor for g in groups))
+    slab_voxels = step * math.ceil(slab * fine / step)
+    band = np.zeros(plans[0].shape, dtype=np.float32) if refine else None
+    samples = []
+    # each group's latest slab core: a coarse group whose binned slices end before the volume's
+    # last ones is looked up in its last slice there
+    cores: list[tuple[np.ndarray, int] | None] = [None] * len(plans)
+    for z0 in range(0, plans[0].shape[0] * fine, slab_voxels):
+        for i, plan in enumerate(plans):
+            f, nzb = plan.group.factor, plan.shape[0]
+            zb0, zb1 = z0 // f, min((z0 + slab_voxels) // f, nzb)
+            if zb0 >= zb1:
+                continue
+            lo, hi = max(0, zb0 - plan.halo), min(nzb, zb1 + plan.halo)
+            block = read(plan, lo, hi)
+            core = (zb0 - lo, zb1 - lo)
+            zyx, value, scale, response = _scale_peaks(
+                block, plan.sigmas, plan.spreads, plan.radius, core
             )
-            band[z0 : z0 + core[1] - core[0]] = (fine - coarse)[core[0] : core[1]]
-        zyx, value = local_maxima(response, radius, core)
-        peaks.append(zyx + np.array([lo, 0, 0]))
-        values.append(value)
-        scales.append(which[tuple(zyx.T)])
-        samples.append(response[core[0] + z0 % 2 : core[1] : 2, ::3, ::3].ravel())  # even z
-    zyx = np.concatenate(peaks)
-    value = np.concatenate(values)
-    scale = np.concatenate(scales).astype(np.int64)
+            if band is not None and i == 0:
+                narrow = ndi.gaussian_filter(
+                    block, band_sigmas[0], mode="reflect", truncate=_TRUNCATE
+                )
+                band[zb0:zb1] = narrow[core[0] : core[1]]
+            plan.peaks.append((zyx + np.array([lo, 0, 0])) * f + (f - 1) // 2)  # tomogram z y x
+            plan.values.append(value)
+            plan.scales.append(scale + plan.group.first)
+            cores[i] = (response[core[0] : core[1]], zb0)
+        # the response's distribution: a regular grid of the finest group (even binned z),
+        # each point the maximum over every group
+        core_0, zb0_0 = cores[0]  # type: ignore[misc]
+        zs = np.arange(zb0_0 + zb0_0 % 2, zb0_0 + len(core_0), 2)
+        grid = np.stack(
+            np.meshgrid(zs, np.arange(0, core_0.shape[1], 3), np.arange(0, core_0.shape[2], 3),
+                        indexing="ij"), axis=-1,
+        ).reshape(-1, 3) * fine + (fine - 1) // 2  # fmt: skip
+        sample = _lookup(core_0, zb0_0, fine, grid)
+        for j, other in enumerate(plans[1:], start=1):
+            if cores[j] is not None:
+                core_j, zb0_j = cores[j]
+                sample = np.maximum(sample, _lookup(core_j, zb0_j, other.group.factor, grid))
+        samples.append(sample)
+    if band is not None:  # minus the background: the whole binned copy, in memory already
+        band -= _wide_smooth(band, band_sigmas[1])
+    zyx = np.concatenate([p for plan in plans for p in plan.peaks]).astype(np.float64)
+    value = np.concatenate([v for plan in plans for v in plan.values])
+    scale = np.concatenate([s for plan in plans for s in plan.scales])
     sample = np.concatenate(samples).astype(np.float64)
     score = (value - float(np.median(sample))) / _robust_spread(sample)
-    xyz = zyx[:, ::-1] * factor + (factor - 1) / 2.0  # binned index -> tomogram voxel centre
+    # binned voxel centre: i * f + (f - 1) / 2; the integer voxel above is its floor
+    factors = np.concatenate(
+        [np.full(len(p), plan.group.factor) for plan in plans for p in plan.peaks]
+    )
+    xyz = zyx[:, ::-1] + ((factors - 1) % 2 / 2.0)[:, None]
     # the filters reflect at the faces: maxima within a radius of a face are artefacts there
     border = 0.5 * diameters[0] / voxel_size_angstrom
     upper = np.asarray(volume.shape[::-1], dtype=np.float64) - 1.0 - border
@@ -277,23 +526,27 @@ def detect_blobs(
     if refine:
         first = non_maximum_suppression(xyz, score, peak_distance)
         xyz, score, scale = xyz[first], score[first], scale[first]
-        # every peak is re-centred once per diameter: a hollow or ring-shaped molecule peaks on
-        # its wall at small scales and is centred by the largest diameter's sphere
+        # every peak is re-centred once per diameter (a hollow or ring-shaped molecule peaks on
+        # its wall at small scales and is centred by a sphere that holds all of it), each centre
+        # is scored by how well one filled sphere of that diameter explains the density there,
+        # and the peak keeps two (module docstring)
         assert band is not None
-        binned = (xyz - (factor - 1) / 2.0) / factor
-        d_binned = [d / voxel_size_angstrom / factor for d in diameters]
+        binned = (xyz - (fine - 1) / 2.0) / fine
+        d_binned = [d / voxel_size_angstrom / fine for d in diameters]
         moved = [refine_centres(band, binned, d, 1.0, sigma=0, background=False) for d in d_binned]
-        xyz = np.concatenate(moved) * factor + (factor - 1) / 2.0
-        score = np.tile(score, len(diameters))
-        scale = np.repeat(np.arange(len(diameters)), len(first))
+        fit = sphere_fit(band, moved, d_binned)  # (diameters, peaks)
+        keep = _centres_kept(fit)
+        xyz = np.concatenate(moved)[keep.ravel()] * fine + (fine - 1) / 2.0
+        score = np.tile(score, len(diameters))[keep.ravel()]
+        scale = np.repeat(np.arange(len(diameters)), len(first))[keep.ravel()]
     order = non_maximum_suppression(xyz, score, min_distance / voxel_size_angstrom)
     if max_candidates is not None:
         order = order[: int(max_candidates)]
     logger.info(
-        "DoG: %d candidates (bin %d, diameters %s A, threshold %.2f)",
+        "DoG: %d candidates (diameters %s A at bin %s, threshold %.2f)",
         len(order),
-        factor,
         ", ".join(f"{d:g}" for d in diameters),
+        ", ".join(str(g.factor) for g in groups for _ in g.diameters_angstrom),
         threshold,
     )
     return pd.DataFrame(

@@ -1,0 +1,137 @@
+"""Picking molecules of every shape and size (issue 27): scale groups, hollow shells, crowds.
+
+Tiny seeded volumes at 10 A voxels: a hollow shell is centred, a crowd of small spheres keeps one
+candidate per sphere (it is not merged into one large molecule), and diameters an octave apart
+are computed at their own binning (so searching both costs about the sum of each alone).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _shell(radius: float, seed: int, centre=(33.0, 30.0, 31.0), shape=(64, 64, 64)) -> np.ndarray:
+    """A dark hollow shell (wall 3 voxels) of ``radius`` voxels in white noise, (z, y, x)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape)
+    cx, cy, cz = centre
+    r = np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+    data = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    data -= (1.0 * (np.abs(r - radius) <= 1.5)).astype(np.float32)
+    return data
+
+
+def test_scale_groups_bin_each_octave_for_its_own_smallest_sigma() -> None:
+    from cosnet_index.pick import scale_groups
+
+    both = scale_groups([100.0, 290.0], 10.0)
+    assert [(g.factor, g.diameters_angstrom, g.first) for g in both] == [
+        (1, (100.0,), 0),
+        (5, (290.0,), 1),
+    ]
+    # the groups of both are those of each alone: the cost is the sum of the two
+    assert [g.factor for g in both] == [
+        scale_groups([100.0], 10.0)[0].factor,
+        scale_groups([290.0], 10.0)[0].factor,
+    ]
+    # within an octave the diameters share the binning of the smallest
+    default = scale_groups([120.0, 170.0, 240.0, 350.0], 10.0)
+    assert [(g.factor, g.diameters_angstrom) for g in default] == [
+        (2, (120.0, 170.0)),
+        (4, (240.0, 350.0)),
+    ]
+    for g in default:  # every group's smallest sigma is at least 1.5 binned voxels
+        assert g.diameters_angstrom[0] / 2 / np.sqrt(3) / 10.0 / g.factor >= 1.5
+    # a small volume caps the binning (3 binned voxels a side at least)
+    assert scale_groups([2000.0], 10.0, (12, 64, 64))[0].factor == 4
+
+
+def test_scale_groups_find_the_same_blobs_as_each_diameter_alone() -> None:
+    from cosnet_index.pick import detect_blobs
+
+    rng = np.random.default_rng(2)
+    z, y, x = np.indices((48, 96, 96))
+    data = rng.normal(0.0, 1.0, (48, 96, 96)).astype(np.float32)
+    small, large = np.array([20.0, 24.0, 24.0]), np.array([62.0, 60.0, 24.0])  # x, y, z
+    for (cx, cy, cz), sigma in ((small, 3.0), (large, 8.0)):
+        r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
+        data -= (2.0 * np.exp(-r2 / (2 * sigma**2))).astype(np.float32)
+    found = detect_blobs(data, 10.0, [100.0, 280.0], threshold=6.0)
+    xyz = found[["x", "y", "z"]].to_numpy()
+    for centre, tolerance in ((small, 1.5), (large, 3.5)):  # a quarter of a ball's radius
+        assert np.linalg.norm(xyz - centre, axis=1).min() <= tolerance
+    near = found[np.linalg.norm(xyz - large, axis=1) <= 3.5]
+    assert 280.0 in set(near["pick_diameter_angstrom"])  # the large blob is centred by its scale
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_hollow_shell_is_centred_within_a_quarter_of_its_radius(seed: int) -> None:
+    from cosnet_index.pick import detect_blobs
+
+    radius = 14.0  # a 28 nm shell: the default diameters, no hint of its size
+    centre = np.array([33.0, 30.0, 31.0])
+    found = detect_blobs(_shell(radius, seed), 10.0, threshold=4.0)
+    xyz = found[["x", "y", "z"]].to_numpy()
+    assert np.linalg.norm(xyz - centre, axis=1).min() <= radius / 4
+    # the refinement's copies of the wall peaks collapse onto the centre, not a cloud
+    near = np.linalg.norm(xyz - centre, axis=1) <= 1.5 * radius
+    assert near.sum() <= 4
+
+
+def test_a_crowd_of_small_spheres_is_not_merged_into_one_candidate() -> None:
+    from cosnet_index.pick import detect_blobs
+
+    rng = np.random.default_rng(5)
+    shape = (48, 80, 80)
+    z, y, x = np.indices(shape)
+    data = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    # seven touching balls of radius 5 (d = 100 A), a hexagon around one: 26 voxels across,
+    # about the size of the largest default diameter
+    angles = np.arange(6) * np.pi / 3
+    centres = np.array(
+        [[40.0, 40.0, 24.0]] + [[40 + 10 * np.cos(a), 40 + 10 * np.sin(a), 24.0] for a in angles]
+    )
+    for cx, cy, cz in centres:
+        ball = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= 5.0**2
+        data -= 1.5 * ball.astype(np.float32)
+    found = detect_blobs(data, 10.0, [100.0, 170.0, 240.0, 350.0], threshold=4.0)
+    xyz = found[["x", "y", "z"]].to_numpy()
+    nearest = np.linalg.norm(centres[:, None] - xyz[None], axis=2).min(axis=1)
+    assert (nearest <= 3.0).all()  # every ball keeps its own candidate (balls 10 apart)
+    assert len(found) <= 2 * len(centres)
+
+
+def test_each_peak_keeps_its_molecule_centre_and_its_own_blob_unless_it_is_a_wall() -> None:
+    from cosnet_index.pick.blobs import _centres_kept
+
+    fit = np.array(  # (diameters, peaks): sphere fits of each peak's re-centred copies
+        [
+            [9.0, 1.0, 3.0, 0.5],  # the smallest diameter
+            [1.0, 0.0, 2.5, 0.4],
+            [3.0, 6.0, 1.0, 0.3],  # the largest
+        ]
+    )
+    # peak 0: a small molecule beside a large fitting sphere (both kept); peak 1: a wall of a
+    # large molecule (its centre only); peak 2: the middle diameter is the largest significant;
+    # peak 3: nothing significant (its own blob only)
+    np.testing.assert_array_equal(
+        _centres_kept(fit),
+        [
+            [True, False, True, True],
+            [False, False, True, False],
+            [True, True, False, False],
+        ],
+    )
+
+
+def test_sphere_fit_prefers_the_sphere_that_holds_a_shell() -> None:
+    from cosnet_index.pick import sphere_fit
+
+    z, y, x = np.indices((48, 48, 48))
+    r = np.sqrt((x - 24) ** 2 + (y - 24) ** 2 + (z - 24) ** 2)
+    band = (np.abs(r - 8.0) <= 1.5).astype(np.float32)  # a shell of radius 8, no noise
+    band += np.random.default_rng(0).normal(0.0, 0.05, band.shape).astype(np.float32)
+    centre, wall = np.array([[24.0, 24.0, 24.0]]), np.array([[32.0, 24.0, 24.0]])
+    fit = sphere_fit(band, [wall, centre], [6.0, 19.0])  # a small sphere on the wall, a large one
+    assert fit[1, 0] > fit[0, 0] > 0
