@@ -536,3 +536,14 @@ def crash_trial(world: World, reference: Reference, folder: Path, seed: int) -> 
         notes=notes,
         **diff,
     )
+
+
+def assert_holds_exactly(expected, store) -> None:  # type: ignore[no-untyped-def]
+    """``store`` holds exactly the rows and vectors of ``expected`` (:func:`store_content`)."""
+    final, _ = store_content(store)
+    assert compare_content(expected, final) == {
+        "lost": 0,
+        "duplicated": 0,
+        "extra": 0,
+        "changed": 0,
+    }
