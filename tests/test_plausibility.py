@@ -140,3 +140,23 @@ def test_the_distributed_path_checks_too(tmp_path, tiny_model) -> None:
         assert store.subtomogram_table().empty
         summary = index_distributed(store, [mrc], csv, contrast_check="warn")
         assert summary.subtomograms_indexed == 20
+
+
+def test_nearest_distances_match_a_kd_tree() -> None:
+    # the check's hand-written nearest neighbours (no scipy.spatial import in `index`), blocked
+    from scipy.spatial import cKDTree
+
+    from cosnet_index.io import plausibility
+
+    rng = np.random.default_rng(3)
+    picks = rng.uniform(0, 200, (400, 3))  # 3000 queries: two blocks of distances
+    picks[7] = picks[8]  # a duplicated pick is at distance 0 of its twin, as in the tree
+    queries = rng.uniform(0, 200, (3000, 3))
+    expected = cKDTree(picks).query(queries, k=1)[0]
+    np.testing.assert_allclose(
+        plausibility._nearest_distance(queries, picks), expected, rtol=1e-9, atol=1e-6
+    )
+    spacing = plausibility._nearest_distance(picks, picks, exclude_self=True)
+    expected = cKDTree(picks).query(picks, k=2)[0][:, 1]
+    np.testing.assert_allclose(spacing, expected, rtol=1e-9, atol=1e-6)
+    assert spacing[7] < 1e-6

@@ -151,8 +151,6 @@ def _background_positions(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Up to ``n`` random x, y, z positions in the picks' z range, ``min_distance`` from picks."""
-    from scipy.spatial import cKDTree
-
     nz, ny, nx = shape_zyx
     z_lo, z_hi = float(np.min(xyz[:, 2])), float(np.max(xyz[:, 2]))
     z_lo, z_hi = max(z_lo, 0.0), min(z_hi, nz - 1.0)
@@ -163,14 +161,38 @@ def _background_positions(
             rng.uniform(z_lo, z_hi, 20 * n) if z_hi > z_lo else np.full(20 * n, z_lo),
         ]
     )
-    far = cKDTree(xyz).query(candidates, k=1)[0] >= min_distance
+    far = _nearest_distance(candidates, xyz) >= min_distance
     return candidates[far][:n]
 
 
+def _nearest_distance(queries: np.ndarray, points: np.ndarray, exclude_self: bool = False):
+    """Distance from each of ``queries`` to its nearest of ``points`` (both ``(n, 3)``).
+
+    Brute force in blocks of numpy, by hand rather than ``scipy.spatial.cKDTree``: the check sees
+    at most a few thousand against a few hundred points (milliseconds), and importing
+    ``scipy.spatial`` costs about a second of CPU in every ``index`` process.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    centre = points.mean(axis=0)  # |q - p|^2 = |q|^2 + |p|^2 - 2 q.p, about the centre (round-off)
+    points = points - centre
+    p2 = (points**2).sum(axis=1)
+    out = np.empty(len(queries))
+    block = max(1, 2**20 // max(1, len(points)))  # ~8 MiB of distances at a time
+    for start in range(0, len(queries), block):
+        q = np.asarray(queries[start : start + block], dtype=np.float64) - centre
+        d2 = (q**2).sum(axis=1)[:, None] + p2[None, :] - 2.0 * (q @ points.T)
+        if exclude_self:  # queries are the points themselves: skip each one's own distance
+            d2[np.arange(len(q)), np.arange(start, start + len(q))] = np.inf
+        out[start : start + len(q)] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return out
+
+
 def _boxes(volume: np.ndarray, xyz: np.ndarray, box: int, source_box: int) -> Iterable[np.ndarray]:
-    for start in range(0, len(xyz), _CHUNK):
+    # resampled boxes a few at a time (a 128^3 source box is 8 MiB); unresampled ones 8 MiB' worth
+    chunk = _CHUNK if source_box != box else max(_CHUNK, 2**21 // box**3)
+    for start in range(0, len(xyz), chunk):
         yield extract_boxes(
-            volume, xyz[start : start + _CHUNK], box, source_box=source_box, edge="pad"
+            volume, xyz[start : start + chunk], box, source_box=source_box, edge="pad"
         )[0]
 
 
@@ -195,8 +217,6 @@ def estimate_plausibility(
     Returns:
         A :class:`Plausibility`.
     """
-    from scipy.spatial import cKDTree
-
     rng = np.random.default_rng(seed)
     xyz = np.asarray(xyz_voxels, dtype=np.float64).reshape(-1, 3)
     inside = np.all((xyz >= -0.5) & (xyz < np.asarray(tomogram.shape_zyx[::-1]) - 0.5), axis=1)
@@ -210,7 +230,7 @@ def estimate_plausibility(
         xyz = xyz[rng.choice(len(xyz), n_particles, replace=False)]
     source_box = source_box_side(box, voxel, model_voxel_angstrom)
     # background boxes keep half the median pick spacing from every pick: no scale assumed
-    spacing = float(np.median(cKDTree(xyz).query(xyz, k=2)[0][:, 1]))
+    spacing = float(np.median(_nearest_distance(xyz, xyz, exclude_self=True)))
     background = _background_positions(
         tomogram.shape_zyx, xyz, len(xyz), min_distance=spacing / 2, rng=rng
     )
@@ -225,7 +245,12 @@ def estimate_plausibility(
         t_model, profile_model = _measure(
             tomo.data, xyz, background, box, source_box, centre_voxels
         )
-        t_native, profile_native = _measure(tomo.data, xyz, background, box, box, centre_voxels)
+        if source_box == box:  # no resampling: the two scales read the very same boxes
+            t_native, profile_native = t_model, profile_model
+        else:
+            t_native, profile_native = _measure(
+                tomo.data, xyz, background, box, box, centre_voxels
+            )
     t = t_model if abs(t_model) >= abs(t_native) else t_native
     contrast = "dark" if t < -T_THRESHOLD else "bright" if t > T_THRESHOLD else "unclear"
     diameter = nan
