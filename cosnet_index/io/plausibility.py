@@ -248,9 +248,7 @@ def estimate_plausibility(
         if source_box == box:  # no resampling: the two scales read the very same boxes
             t_native, profile_native = t_model, profile_model
         else:
-            t_native, profile_native = _measure(
-                tomo.data, xyz, background, box, box, centre_voxels
-            )
+            t_native, profile_native = _measure(tomo.data, xyz, background, box, box, centre_voxels)
     t = t_model if abs(t_model) >= abs(t_native) else t_native
     contrast = "dark" if t < -T_THRESHOLD else "bright" if t > T_THRESHOLD else "unclear"
     diameter = nan
