@@ -206,8 +206,13 @@ def run_hard(
     lines = [
         f"model: {checkpoint or 'shipped weights'} (hash {info.hash[:12]})",
         f"command: cosnet-index {shlex.join(sys.argv[1:])}",
-        f"imaging: {imaging}, microscope per {collection} collection"
-        f"{', crowded' if crowding else ''}; K-shot rule: {config.reduce}; "
+        f"imaging: {imaging}, "
+        + (
+            "supports made from the classes' maps, imaged like each episode's collection"
+            if collection == "map"
+            else f"microscope per {collection} collection"
+        )
+        + f"{', crowded' if crowding else ''}; K-shot rule: {config.reduce}; "
         f"template matching: {baseline_rotations} rotations, first {baseline_episodes} episodes",
         f"molecules: {', '.join(sorted(set(rows['source'])))}",
         *(

@@ -66,12 +66,13 @@ import click
 )
 @click.option(
     "--collection",
-    type=click.Choice(["same", "cross", "box"]),
+    type=click.Choice(["same", "cross", "box", "map"]),
     default="same",
     show_default=True,
     help="Hard: same = an episode is one collection (supports and query share a microscope); "
     "cross = supports from one collection, query from another; box = a microscope per box "
-    "(the benchmark before the campaign).",
+    "(the benchmark before the campaign); map = the queries of same, each class one prototype "
+    "made from its map imaged like the collection (classes add --map; --shots 1).",
 )
 @click.option("--crowding", is_flag=True, help="Hard: neighbour molecules touch the particles.")
 @click.option(

@@ -180,3 +180,46 @@ def test_benchmark_molecules_are_held_out_and_not_reserved() -> None:
     assert not RESERVED & _ids(rows["pdb_id"])
     for tier in hard_tiers(rows):
         assert set(tier.classes) <= set(rows["name"])
+
+
+def test_map_supports_share_the_same_collection_queries() -> None:
+    # collection="map": the queries of "same" (same seeds), each class one prototype from its map
+    from cosnet_index.benchmark._hard_simulation import imaging_simulate
+
+    torch.manual_seed(0)
+    model = CosNet(CosNetConfig(widths=(4, 8, 8), convs_per_level=1, use_decoder=False))
+    tier = Tier("real", ("enolase_3enl", "glua3_3o21", "casx_6ny1"), (90, 95, 100), 1.5, (80, 200))
+    simulate = imaging_simulate("shifted")
+    common = {"ways": (3,), "shots": (1,), "snrs": (0.5,), "episodes": 2, "baseline_episodes": 1}
+    same = hard_cell_episodes(model, tier, 3, HardConfig(**common), simulate)
+    maps = hard_cell_episodes(model, tier, 3, HardConfig(**common, collection="map"), simulate)
+    assert set(maps["method"]) == {"cosnet"}  # no template-matching baseline from a map
+    cos = same[same["method"] == "cosnet"].reset_index(drop=True)
+    pd.testing.assert_series_equal(cos["classes"], maps["classes"])
+    pd.testing.assert_series_equal(cos["target"], maps["target"])
+    assert not np.allclose(cos["score_target"], maps["score_target"])  # other supports
+    with pytest.raises(InputError, match="--shots 1"):
+        HardConfig(collection="map", shots=(1, 5))
+
+
+def test_map_prototypes_follow_the_collection_imaging() -> None:
+    from types import SimpleNamespace
+
+    from cosnet_index.benchmark._hard_maps import collection_imaging, map_prototypes
+    from cosnet_index.simulate.microscope.imaging import Imaging
+
+    drawn = [Imaging(defocus_um=d, tilt_min_deg=-t, tilt_max_deg=t, resolution_nm=r)
+             for d, t, r in [(-2.0, 40, 5.0), (-3.0, 45, 6.0), (-9.0, 60, 7.0)]]  # fmt: skip
+    setting = collection_imaging(SimpleNamespace(imaging=drawn), [0, 1, 2], seed=4)
+    assert (setting.defocus_um, setting.tilt_max_deg, setting.resolution_nm) == (-3.0, 45.0, 6.0)
+    assert collection_imaging(SimpleNamespace(imaging=()), [0], seed=4).tilt_max_deg == 60.0
+    torch.manual_seed(0)
+    model = CosNet(CosNetConfig(widths=(4, 8, 8), convs_per_level=1, use_decoder=False))
+    wide = collection_imaging(SimpleNamespace(imaging=drawn), [2], seed=4)  # -9 um, +-60
+    names = [["enolase_3enl", "casx_6ny1"], ["enolase_3enl", "casx_6ny1"]]
+    protos = map_prototypes(model, names, [setting, wide])
+    assert protos.shape == (2, 2, 1, model.config.embed_dim)
+    assert not torch.allclose(protos[0, 0], protos[0, 1])  # another class, another prototype
+    assert not torch.allclose(protos[0, 0], protos[1, 0])  # another microscope, another image
+    again = map_prototypes(model, names[:1], [setting])
+    torch.testing.assert_close(again[0], protos[0])  # seeded

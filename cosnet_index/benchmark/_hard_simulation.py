@@ -25,7 +25,10 @@ logger = logging.getLogger(__name__)
 
 def episode_collections(mode: str, count: int, n_support: int) -> list[int] | None:
     """Collection id of every box of ``count`` episodes laid out as the benchmark simulates them
-    (all ``count * n_support`` supports, episode-major, then the ``count`` queries)."""
+    (all ``count * n_support`` supports, episode-major, then the ``count`` queries).
+
+    ``same`` and ``map`` (whose supports are then replaced by maps): an episode is a collection;
+    ``cross``: its supports from one, its query from another; ``box``: None (one per box)."""
     if mode == "box":
         return None
     support = np.repeat(np.arange(count), n_support)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cosnet_index.benchmark._hard_maps import collection_imaging, map_prototypes
 from cosnet_index.benchmark._hard_simulation import (
     episode_collections,
     imaging_simulate,
@@ -47,7 +48,7 @@ __all__ = ["COLLECTION_MODES", "HardConfig", "hard_cell_episodes", "run_hard_ben
 
 logger = logging.getLogger(__name__)
 
-COLLECTION_MODES = ("same", "cross", "box")
+COLLECTION_MODES = ("same", "cross", "box", "map")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ class HardConfig:
     # "same": an episode is one collection (its supports and query share a microscope, per-
     # particle defocus and position vary); "cross": the supports come from one collection and the
     # query from another (classes reused across microscopes); "box": a microscope per box (the
-    # benchmark before the campaign issue)
+    # benchmark before the campaign issue); "map": the same queries as "same", each class one
+    # prototype made from its map imaged like the collection (``classes add --map``; 1-shot,
+    # no template-matching baseline; benchmark/_hard_maps.py)
     collection: str = "same"
     crowding: bool = False
     reduce: Reduce = DEFAULT_REDUCE
@@ -86,6 +89,11 @@ class HardConfig:
         if self.collection not in COLLECTION_MODES:
             raise InputError(
                 f"collection must be one of {COLLECTION_MODES}, got {self.collection!r}"
+            )
+        if self.collection == "map" and max(self.shots) > 1:
+            raise InputError(
+                "supports made from maps are one prototype per class: use --shots 1 with "
+                f"--collection map (got shots {self.shots})"
             )
 
 
@@ -137,16 +145,30 @@ def hard_cell_episodes(
         labels = [";".join(tier.classes[i] for i in p) for p in picks]
         collections = episode_collections(config.collection, count, ways * k_max)
         imaged = simulate_snrs(simulate, names, config.snrs, sim_seed, config.crowding, collections)
+        n_support = count * ways * k_max
+        from_maps = None
+        if config.collection == "map":  # the supports' boxes are replaced by the classes' maps
+            batch = imaged[config.snrs[0]][0]
+            members = [range(j * ways * k_max, (j + 1) * ways * k_max) for j in range(count)]
+            settings = [
+                collection_imaging(batch, [*m, n_support + j], sim_seed + j)
+                for j, m in enumerate(members)
+            ]
+            classes = [[tier.classes[i] for i in p] for p in picks]
+            from_maps = map_prototypes(model, classes, settings)
         for snr in config.snrs:
             batch, volumes = imaged[snr]
             vols = torch.as_tensor(volumes)
             box = vols.shape[-1]
             t0 = time.perf_counter()
-            vectors = model.embed(vols)
-            per_box = (time.perf_counter() - t0) / len(vols)
-            n_support = count * ways * k_max
-            support_v = vectors[:n_support].reshape(count, ways, k_max, -1)
-            query_v = vectors[n_support:]
+            if from_maps is None:
+                vectors = model.embed(vols)
+                support_v = vectors[:n_support].reshape(count, ways, k_max, -1)
+                query_v = vectors[n_support:]
+            else:
+                query_v = vectors = model.embed(vols[n_support:])
+                support_v = from_maps
+            per_box = (time.perf_counter() - t0) / len(vectors)
             for shots in config.shots:
                 scores, pred = _cosnet_predictions(support_v, query_v, shots, bias, config.reduce)
                 rows += _rows(
@@ -155,6 +177,8 @@ def hard_cell_episodes(
             support = vols[:n_support].reshape(count, ways * k_max, box, box, box)
             query = vols[n_support:]
             n_base = min(count, max(0, config.baseline_episodes - start))
+            if from_maps is not None:
+                n_base = 0  # template matching from a map: not implemented here
             for j in range(n_base):
                 t0 = time.perf_counter()
                 # one query rotated once, compared with all N x K supports, under the episode's
