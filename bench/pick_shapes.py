@@ -22,6 +22,7 @@ every shape class (compact, membrane-like, hollow, ring, elongated) and every si
 
     python bench/pick_shapes.py --seed 0          # the tables of docs/picking.md
     python bench/pick_shapes.py --quick           # one small tomogram per preset
+    python bench/pick_shapes.py --seed 0 --diameters 120,170,240,400 --tm-tomograms 0
 """
 
 from __future__ import annotations
@@ -123,11 +124,21 @@ def run_preset(preset_index: int, root: Path, args) -> dict:  # type: ignore[no-
         invert = bool(json.loads(truth["imaging"].iloc[0])["invert_contrast"])
         with open_tomogram(path) as tomo:
             t0 = time.perf_counter()
-            found = pick_candidates(tomo.data, tomo.voxel_size_angstrom, invert_contrast=invert)
+            found = pick_candidates(
+                tomo.data,
+                tomo.voxel_size_angstrom,
+                diameters_angstrom=args.diameters,
+                invert_contrast=invert,
+            )
             seconds += time.perf_counter() - t0
             # the contrast check of index (pick/index.py) picks the other polarity as well
             t0 = time.perf_counter()
-            pick_candidates(tomo.data, tomo.voxel_size_angstrom, invert_contrast=not invert)
+            pick_candidates(
+                tomo.data,
+                tomo.voxel_size_angstrom,
+                diameters_angstrom=args.diameters,
+                invert_contrast=not invert,
+            )
             both_seconds += time.perf_counter() - t0
         n_candidates += len(found)
         rows.append(score(found, truth, "pick_score").assign(tomogram=path.stem))
@@ -242,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rotations", type=int, default=100, help="template matching rotations")
     parser.add_argument("--out", default=None, help="also write the results as JSON")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--diameters", default=None, help="DoG diameters, A, comma-separated [picking's default]"
+    )
     args = parser.parse_args(argv)
+    if args.diameters:
+        args.diameters = tuple(float(d) for d in args.diameters.split(","))
     if args.quick:
         args.tomograms, args.particles, args.shape = 1, 30, "64,128,128"
     args.shape = tuple(int(s) for s in args.shape.split(","))
