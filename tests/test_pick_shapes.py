@@ -103,7 +103,7 @@ def test_a_crowd_of_small_spheres_is_not_merged_into_one_candidate() -> None:
 
 
 def test_each_peak_keeps_its_molecule_centre_and_its_own_blob_unless_it_is_a_wall() -> None:
-    from cosnet_index.pick.blobs import _centres_kept
+    from cosnet_index.pick._recentre import centres_kept as _centres_kept
 
     fit = np.array(  # (diameters, peaks): sphere fits of each peak's re-centred copies
         [

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.ndimage as ndi
 from scipy.spatial import cKDTree
 
-__all__ = ["local_maxima", "non_maximum_suppression"]
+__all__ = ["local_maxima", "non_maximum_suppression", "robust_spread"]
 
 
 def local_maxima(
@@ -57,3 +57,8 @@ def non_maximum_suppression(xyz: np.ndarray, scores: np.ndarray, min_distance: f
         kept.append(i)
         removed[tree.query_ball_point(xyz[i], r=min_distance * (1 - 1e-9))] = True
     return np.asarray(kept, dtype=np.int64)
+
+
+def robust_spread(values: np.ndarray) -> float:
+    median = float(np.median(values))
+    return 1.4826 * float(np.median(np.abs(values - median))) or float(values.std()) or 1.0

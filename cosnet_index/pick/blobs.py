@@ -49,7 +49,12 @@ import pandas as pd
 import scipy.ndimage as ndi
 
 from cosnet_index.errors import InputError
-from cosnet_index.pick._peaks import local_maxima, non_maximum_suppression
+from cosnet_index.pick._peaks import local_maxima, non_maximum_suppression, robust_spread
+from cosnet_index.pick._recentre import (
+    centres_kept,
+    refine_centres,
+    sphere_fit,
+)
 
 __all__ = [
     "DEFAULT_DIAMETERS_ANGSTROM",
@@ -79,8 +84,6 @@ _K = 1.6  # ratio of the two Gaussians of a DoG
 _TRUNCATE = 3.0  # Gaussian kernels cut at 3 sigma
 _OCTAVE = 2.0  # a scale group spans diameters below this ratio to its smallest
 _MIN_SIGMA_BINNED = 1.5  # a group's smallest sigma in binned voxels, at least
-_SHELL = 1.5  # the sphere-contrast shell's outer radius over the sphere's
-_FIT_SIGNIFICANT = 2.0  # sphere fit (robust z) of a large re-centred copy kept beside the best
 
 
 def check_diameters(diameters_angstrom: Sequence[float] | None) -> tuple[float, ...]:
@@ -125,11 +128,6 @@ def _wide_smooth(volume: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def _robust_spread(values: np.ndarray) -> float:
-    median = float(np.median(values))
-    return 1.4826 * float(np.median(np.abs(values - median))) or float(values.std()) or 1.0
-
-
 def _scale_peaks(
     block: np.ndarray,
     sigmas: Sequence[float],
@@ -154,66 +152,6 @@ def _scale_peaks(
         values.append(value)
         scales.append(np.full(len(where), s, dtype=np.int64))
     return np.concatenate(zyx), np.concatenate(values), np.concatenate(scales), response
-
-
-def refine_centres(
-    volume: np.ndarray,
-    xyz: np.ndarray,
-    diameter_voxels: float,
-    sign: float = -1.0,
-    *,
-    sigma: float = 2.0,
-    background: bool = True,
-    iterations: int = 5,
-) -> np.ndarray:
-    """Move each ``(x, y, z)`` to the centre of mass of the molecule density in a sphere around it.
-
-    The density is ``sign * volume`` (molecules dark: ``sign=-1``), smoothed by a Gaussian of
-    ``sigma`` voxels (0: not smoothed), minus its median in the region read (``background``;
-    leave it out for a band-passed volume), clipped at 0, inside a sphere of
-    ``diameter_voxels / 2`` around the current centre; repeated until it moves less than
-    0.25 voxel (at most ``iterations`` times). Only a small cube around each point is read.
-
-    Returns:
-        ``(n, 3)`` refined positions (unchanged where the sphere holds no density).
-    """
-    out = np.asarray(xyz, dtype=np.float64).reshape(-1, 3).copy()
-    shape = np.asarray(volume.shape)
-    radius = max(1.0, diameter_voxels / 2.0)
-    pad = math.ceil(radius + 2 * sigma)
-    for k in range(len(out)):
-        for _ in range(iterations):
-            centre = np.round(out[k][::-1]).astype(np.int64)  # z, y, x
-            lo, hi = np.maximum(centre - pad, 0), np.minimum(centre + pad + 1, shape)
-            cube = sign * np.asarray(
-                volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32
-            )
-            if sigma > 0:
-                cube = ndi.gaussian_filter(cube, sigma, mode="nearest")
-            if background:
-                cube = cube - np.median(cube)
-            z, y, x = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-            cx, cy, cz = out[k]
-            inside = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= radius**2
-            weight = np.where(inside, np.clip(cube, 0.0, None), 0.0)
-            total = float(weight.sum())
-            if total <= 0:
-                break
-            new = (
-                np.array(
-                    [
-                        (weight.sum(axis=(0, 1)) * x[0, 0]).sum(),
-                        (weight.sum(axis=(0, 2)) * y[0, :, 0]).sum(),
-                        (weight.sum(axis=(1, 2)) * z[:, 0, 0]).sum(),
-                    ]
-                )
-                / total
-            )
-            moved = float(np.abs(new - out[k]).max())
-            out[k] = new
-            if moved < 0.25:
-                break
-    return out
 
 
 @dataclass(frozen=True)
@@ -271,81 +209,6 @@ def scale_groups(
 def _sigma_voxels(diameter_angstrom: float, voxel_size_angstrom: float) -> float:
     """The LoG-optimal sigma of a ball of this diameter, in voxels."""
     return diameter_angstrom / 2.0 / math.sqrt(3.0) / voxel_size_angstrom
-
-
-def _sphere_contrast(band: np.ndarray, xyz: np.ndarray, diameter_voxels: float) -> np.ndarray:
-    """Mean of ``band`` in a sphere of ``diameter_voxels`` around each ``(x, y, z)`` minus its
-    mean in the shell out to 1.5 times that radius: how well one ball of that diameter there
-    explains the density (a filled-sphere template, normalised per voxel)."""
-    radius = max(1.0, diameter_voxels / 2.0)
-    outer = _SHELL * radius
-    pad = math.ceil(outer)
-    shape = np.asarray(band.shape)
-    out = np.zeros(len(xyz))
-    for k, (cx, cy, cz) in enumerate(np.asarray(xyz, dtype=np.float64).reshape(-1, 3)):
-        centre = np.round([cz, cy, cx]).astype(np.int64)
-        lo, hi = np.maximum(centre - pad, 0), np.minimum(centre + pad + 1, shape)
-        cube = band[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        z, y, x = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
-        inside, shell = r2 <= radius**2, (r2 > radius**2) & (r2 <= outer**2)
-        if inside.any() and shell.any():
-            out[k] = float(cube[inside].mean()) - float(cube[shell].mean())
-    return out
-
-
-def sphere_fit(
-    band: np.ndarray, centres: Sequence[np.ndarray], diameters_voxels: Sequence[float]
-) -> np.ndarray:
-    """How well one filled sphere explains the density around centres, per diameter.
-
-    The sphere contrast (:func:`_sphere_contrast`) of ``centres[i]`` at ``diameters_voxels[i]``,
-    as a robust z-score against the same contrast on a regular grid of about 512 points of
-    ``band`` (the tomogram's own background, clutter and crowding at that diameter).
-
-    Args:
-        band: ``(z, y, x)`` band-passed density, molecules positive.
-        centres: per diameter, ``(n, 3)`` positions ``(x, y, z)`` in voxels of ``band``.
-        diameters_voxels: the sphere diameters, in voxels of ``band``.
-
-    Returns:
-        ``(len(diameters_voxels), n)`` z-scores.
-    """
-    grid = _sample_grid(band.shape)
-    out = []
-    for xyz, diameter in zip(centres, diameters_voxels, strict=True):
-        reference = _sphere_contrast(band, grid, diameter)
-        spread = _robust_spread(reference)
-        out.append((_sphere_contrast(band, xyz, diameter) - np.median(reference)) / spread)
-    return np.stack(out).reshape(len(diameters_voxels), -1)
-
-
-def _centres_kept(fit: np.ndarray) -> np.ndarray:
-    """``(diameters, peaks)`` mask of the re-centred copies kept (module docstring).
-
-    Per peak: the centre of the largest diameter whose sphere fit is at least
-    ``_FIT_SIGNIFICANT`` (the molecule the peak is part of; the smallest diameter's when none
-    is), and the smallest diameter's centre (the blob the peak sits on) unless that larger
-    sphere explains the density better (the peak is then on a wall or a lobe of one molecule,
-    not a small molecule of its own).
-    """
-    n_diameters, n = fit.shape
-    columns = np.arange(n)
-    significant = fit >= _FIT_SIGNIFICANT
-    significant[0] = True
-    largest = n_diameters - 1 - np.argmax(significant[::-1], axis=0)
-    keep = np.zeros(fit.shape, dtype=bool)
-    keep[largest, columns] = True
-    keep[0] |= fit[0] >= fit[largest, columns]
-    return keep
-
-
-def _sample_grid(shape_zyx: Sequence[int], n: int = 512) -> np.ndarray:
-    """About ``n`` points of a regular grid over a volume, ``(n, 3)`` x, y, z."""
-    step = max(1.0, (float(np.prod(shape_zyx)) / n) ** (1.0 / 3.0))
-    axes = [np.arange(step / 2.0, s, step) for s in shape_zyx]
-    z, y, x = np.meshgrid(*axes, indexing="ij")
-    return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
 
 
 def _probe_centres(n: int) -> list[int]:
@@ -462,7 +325,7 @@ def detect_blobs(
                   for c in _probe_centres(nzb)]  # fmt: skip
         for sigma in plan.sigmas:
             values = np.concatenate([_dog(p, sigma).ravel() for p in probes])
-            plan.spreads.append(_robust_spread(values))
+            plan.spreads.append(robust_spread(values))
     # slabs of tomogram slices, a multiple of every group's factor: the groups' cores align
     step = math.lcm(*(g.factor for g in groups))
     slab_voxels = step * math.ceil(slab * fine / step)
@@ -512,7 +375,7 @@ def detect_blobs(
     value = np.concatenate([v for plan in plans for v in plan.values])
     scale = np.concatenate([s for plan in plans for s in plan.scales])
     sample = np.concatenate(samples).astype(np.float64)
-    score = (value - float(np.median(sample))) / _robust_spread(sample)
+    score = (value - float(np.median(sample))) / robust_spread(sample)
     # binned voxel centre: i * f + (f - 1) / 2; the integer voxel above is its floor
     factors = np.concatenate(
         [np.full(len(p), plan.group.factor) for plan in plans for p in plan.peaks]
@@ -535,7 +398,7 @@ def detect_blobs(
         d_binned = [d / voxel_size_angstrom / fine for d in diameters]
         moved = [refine_centres(band, binned, d, 1.0, sigma=0, background=False) for d in d_binned]
         fit = sphere_fit(band, moved, d_binned)  # (diameters, peaks)
-        keep = _centres_kept(fit)
+        keep = centres_kept(fit)
         xyz = np.concatenate(moved)[keep.ravel()] * fine + (fine - 1) / 2.0
         score = np.tile(score, len(diameters))[keep.ravel()]
         scale = np.repeat(np.arange(len(diameters)), len(first))[keep.ravel()]

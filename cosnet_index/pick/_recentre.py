@@ -1,0 +1,153 @@
+"""Re-centring of DoG peaks (``detect_blobs(refine=True)``, module docstring of
+:mod:`cosnet_index.pick.blobs`): centre of mass in a sphere of each diameter, how well one filled
+sphere explains the density there, and which centres a peak keeps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.ndimage as ndi
+
+from cosnet_index.pick._peaks import robust_spread
+
+__all__ = ["centres_kept", "refine_centres", "sample_grid", "sphere_fit"]
+
+_SHELL = 1.5  # the sphere-contrast shell's outer radius over the sphere's
+_FIT_SIGNIFICANT = 2.0  # sphere fit (robust z) of a large re-centred copy kept beside the best
+
+
+def refine_centres(
+    volume: np.ndarray,
+    xyz: np.ndarray,
+    diameter_voxels: float,
+    sign: float = -1.0,
+    *,
+    sigma: float = 2.0,
+    background: bool = True,
+    iterations: int = 5,
+) -> np.ndarray:
+    """Move each ``(x, y, z)`` to the centre of mass of the molecule density in a sphere around it.
+
+    The density is ``sign * volume`` (molecules dark: ``sign=-1``), smoothed by a Gaussian of
+    ``sigma`` voxels (0: not smoothed), minus its median in the region read (``background``;
+    leave it out for a band-passed volume), clipped at 0, inside a sphere of
+    ``diameter_voxels / 2`` around the current centre; repeated until it moves less than
+    0.25 voxel (at most ``iterations`` times). Only a small cube around each point is read.
+
+    Returns:
+        ``(n, 3)`` refined positions (unchanged where the sphere holds no density).
+    """
+    out = np.asarray(xyz, dtype=np.float64).reshape(-1, 3).copy()
+    shape = np.asarray(volume.shape)
+    radius = max(1.0, diameter_voxels / 2.0)
+    pad = math.ceil(radius + 2 * sigma)
+    for k in range(len(out)):
+        for _ in range(iterations):
+            centre = np.round(out[k][::-1]).astype(np.int64)  # z, y, x
+            lo, hi = np.maximum(centre - pad, 0), np.minimum(centre + pad + 1, shape)
+            cube = sign * np.asarray(
+                volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32
+            )
+            if sigma > 0:
+                cube = ndi.gaussian_filter(cube, sigma, mode="nearest")
+            if background:
+                cube = cube - np.median(cube)
+            z, y, x = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+            cx, cy, cz = out[k]
+            inside = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= radius**2
+            weight = np.where(inside, np.clip(cube, 0.0, None), 0.0)
+            total = float(weight.sum())
+            if total <= 0:
+                break
+            new = (
+                np.array(
+                    [
+                        (weight.sum(axis=(0, 1)) * x[0, 0]).sum(),
+                        (weight.sum(axis=(0, 2)) * y[0, :, 0]).sum(),
+                        (weight.sum(axis=(1, 2)) * z[:, 0, 0]).sum(),
+                    ]
+                )
+                / total
+            )
+            moved = float(np.abs(new - out[k]).max())
+            out[k] = new
+            if moved < 0.25:
+                break
+    return out
+
+
+def _sphere_contrast(band: np.ndarray, xyz: np.ndarray, diameter_voxels: float) -> np.ndarray:
+    """Mean of ``band`` in a sphere of ``diameter_voxels`` around each ``(x, y, z)`` minus its
+    mean in the shell out to 1.5 times that radius: how well one ball of that diameter there
+    explains the density (a filled-sphere template, normalised per voxel)."""
+    radius = max(1.0, diameter_voxels / 2.0)
+    outer = _SHELL * radius
+    pad = math.ceil(outer)
+    shape = np.asarray(band.shape)
+    out = np.zeros(len(xyz))
+    for k, (cx, cy, cz) in enumerate(np.asarray(xyz, dtype=np.float64).reshape(-1, 3)):
+        centre = np.round([cz, cy, cx]).astype(np.int64)
+        lo, hi = np.maximum(centre - pad, 0), np.minimum(centre + pad + 1, shape)
+        cube = band[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        z, y, x = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
+        inside, shell = r2 <= radius**2, (r2 > radius**2) & (r2 <= outer**2)
+        if inside.any() and shell.any():
+            out[k] = float(cube[inside].mean()) - float(cube[shell].mean())
+    return out
+
+
+def sphere_fit(
+    band: np.ndarray, centres: Sequence[np.ndarray], diameters_voxels: Sequence[float]
+) -> np.ndarray:
+    """How well one filled sphere explains the density around centres, per diameter.
+
+    The sphere contrast (:func:`_sphere_contrast`) of ``centres[i]`` at ``diameters_voxels[i]``,
+    as a robust z-score against the same contrast on a regular grid of about 512 points of
+    ``band`` (the tomogram's own background, clutter and crowding at that diameter).
+
+    Args:
+        band: ``(z, y, x)`` band-passed density, molecules positive.
+        centres: per diameter, ``(n, 3)`` positions ``(x, y, z)`` in voxels of ``band``.
+        diameters_voxels: the sphere diameters, in voxels of ``band``.
+
+    Returns:
+        ``(len(diameters_voxels), n)`` z-scores.
+    """
+    grid = sample_grid(band.shape)
+    out = []
+    for xyz, diameter in zip(centres, diameters_voxels, strict=True):
+        reference = _sphere_contrast(band, grid, diameter)
+        spread = robust_spread(reference)
+        out.append((_sphere_contrast(band, xyz, diameter) - np.median(reference)) / spread)
+    return np.stack(out).reshape(len(diameters_voxels), -1)
+
+
+def centres_kept(fit: np.ndarray) -> np.ndarray:
+    """``(diameters, peaks)`` mask of the re-centred copies kept (module docstring).
+
+    Per peak: the centre of the largest diameter whose sphere fit is at least
+    ``_FIT_SIGNIFICANT`` (the molecule the peak is part of; the smallest diameter's when none
+    is), and the smallest diameter's centre (the blob the peak sits on) unless that larger
+    sphere explains the density better (the peak is then on a wall or a lobe of one molecule,
+    not a small molecule of its own).
+    """
+    n_diameters, n = fit.shape
+    columns = np.arange(n)
+    significant = fit >= _FIT_SIGNIFICANT
+    significant[0] = True
+    largest = n_diameters - 1 - np.argmax(significant[::-1], axis=0)
+    keep = np.zeros(fit.shape, dtype=bool)
+    keep[largest, columns] = True
+    keep[0] |= fit[0] >= fit[largest, columns]
+    return keep
+
+
+def sample_grid(shape_zyx: Sequence[int], n: int = 512) -> np.ndarray:
+    """About ``n`` points of a regular grid over a volume, ``(n, 3)`` x, y, z."""
+    step = max(1.0, (float(np.prod(shape_zyx)) / n) ** (1.0 / 3.0))
+    axes = [np.arange(step / 2.0, s, step) for s in shape_zyx]
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
