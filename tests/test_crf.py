@@ -91,6 +91,25 @@ def test_banded_numba_filter_equals_the_torch_quadrature(
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-4 * float(expected.abs().max()))
 
 
+def test_numba_kernels_follow_the_torch_thread_count() -> None:
+    # --threads / the adaptive count reach the CRF's numba kernels, not every core of the node
+    from cosnet_index.segment import _bilateral_numba
+
+    if not _bilateral_numba.available():
+        pytest.skip("numba is not installed")
+    import numba
+
+    before = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            want = min(count, numba.config.NUMBA_NUM_THREADS)
+            assert _bilateral_numba.match_torch_threads() == want
+            assert numba.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_early_stopping_keeps_the_masks_of_the_full_iteration_count() -> None:
     params = CRFParams(n_iter=10)
     _, volume, prob = noisy_spheres(4, 1.0, seed=12)

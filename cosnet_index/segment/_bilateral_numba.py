@@ -125,14 +125,27 @@ class BandedLevels:
         self.n_levels = int(n_levels)
 
 
+def match_torch_threads() -> int:
+    """Run numba's parallel kernels on as many threads as torch uses now (``--threads``,
+    ``COSNET_INDEX_THREADS`` or the count ``AdaptiveThreads`` measured), at most numba's pool
+    (``NUMBA_NUM_THREADS``, fixed when numba loads); returns the count. Without it they take
+    every core the machine reports, beside torch's threads and other jobs on a shared node."""
+    want = max(1, min(torch.get_num_threads(), int(numba.config.NUMBA_NUM_THREADS)))
+    if numba.get_num_threads() != want:
+        numba.set_num_threads(want)
+    return want
+
+
 def banded_bilateral_filter(
     x: torch.Tensor, levels: BandedLevels, factors: Sequence[tuple[torch.Tensor, torch.Tensor]]
 ) -> torch.Tensor:
     """``sum_l phi_l * G(phi_l * x)`` like ``bilateral_filter``, over each voxel's ``K`` levels.
 
     ``x`` is ``(b, d, h, w)`` float32 on the CPU; ``factors`` the spatial ``(down, up)`` pairs of
-    axes d, h, w (:func:`~cosnet_index.segment._filters.axis_factors`).
+    axes d, h, w (:func:`~cosnet_index.segment._filters.axis_factors`). The kernels run on
+    torch's current thread count (:func:`match_torch_threads`).
     """
+    match_torch_threads()
     (down_d, up_d), (down_h, up_h), (down_w, up_w) = factors
     n = x.shape[-1]
     if up_w.numel() == 0:  # full-rank w factor: the slice reads column v for voxel v
