@@ -144,7 +144,6 @@ def run_hard(
     imaging: str,
     collection: str,
     crowding: bool,
-    support_rotations: bool,
     baseline_episodes: int,
     baseline_rotations: int,
     seed: int,
@@ -184,7 +183,6 @@ def run_hard(
         imaging=imaging,
         collection=collection,
         crowding=crowding,
-        support_rotations=support_rotations,
         seed=seed,
     )
     rows = benchmark_molecules(molecules)

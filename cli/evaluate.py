@@ -105,7 +105,7 @@ import click
     "--support-rotations",
     is_flag=True,
     help="Also score COS-Net with test-time rotation of the support (4 wedge-"
-    "preserving 180-degree rotations; paper: best match kept, hard: as 4 shots of the class).",
+    "preserving 180-degree rotations, best match kept).",
 )
 @click.option(
     "--refine",
@@ -190,8 +190,10 @@ def evaluate(
     from cosnet_index.cli._evaluate import run_hard, run_paper
 
     if benchmark == "hard":
-        if refine_specs or baseline_only or merge_paths:
-            raise click.UsageError("--refine, --baseline-only and --merge are paper-only")
+        if refine_specs or support_rotations or baseline_only or merge_paths:
+            raise click.UsageError(
+                "--refine, --support-rotations, --baseline-only and --merge are paper-only"
+            )
         run_hard(
             checkpoint,
             out_dir,
@@ -205,7 +207,6 @@ def evaluate(
             imaging=imaging,
             collection=collection,
             crowding=crowding,
-            support_rotations=support_rotations,
             baseline_episodes=40 if baseline_episodes is None else baseline_episodes,
             baseline_rotations=baseline_rotations,
             seed=seed,

@@ -223,22 +223,3 @@ def test_map_prototypes_follow_the_collection_imaging() -> None:
     assert not torch.allclose(protos[0, 0], protos[1, 0])  # another microscope, another image
     again = map_prototypes(model, names[:1], [setting])
     torch.testing.assert_close(again[0], protos[0])  # seeded
-
-
-def test_support_rotations_add_the_four_wedge_preserving_shots() -> None:
-    torch.manual_seed(0)
-    model = CosNet(CosNetConfig(widths=(4, 8, 8), convs_per_level=1, use_decoder=False))
-    tier = Tier("size-matched", ("ball", "cube", "rod", "ring"), (90, 95, 100, 105), 1.5, (80, 200))
-    config = HardConfig(
-        ways=(3,), shots=(1, 2), snrs=(0.5,), episodes=3, baseline_episodes=0,
-        support_rotations=True, reduce="max",
-    )  # fmt: skip
-    episodes = hard_cell_episodes(model, tier, 3, config, toy_simulate)
-    plain = episodes[episodes["method"] == "cosnet"].reset_index(drop=True)
-    rotated = episodes[episodes["method"] == "cosnet+flip4"].reset_index(drop=True)
-    assert len(plain) == len(rotated) == 6
-    pd.testing.assert_series_equal(plain["classes"], rotated["classes"])
-    # "max" over a class's shots: the unrotated support is one of the four, so never lower
-    assert (rotated["score_target"] >= plain["score_target"] - 1e-6).all()
-    assert (rotated["score_target"] > plain["score_target"] + 1e-6).any()  # the others count
-    assert "COS-Net, supports x 4 rotations" in hard_markdown(hard_accuracy_table(episodes))

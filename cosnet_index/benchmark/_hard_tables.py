@@ -25,11 +25,7 @@ def _label(snr: float) -> str:
     return "inf" if not math.isfinite(snr) else f"{snr:g}"
 
 
-METHOD_LABELS = {
-    "cosnet": "COS-Net",
-    "cosnet+flip4": "COS-Net, supports x 4 rotations",
-    "template_matching": "template matching",
-}
+METHOD_LABELS = {"cosnet": "COS-Net", "template_matching": "template matching"}
 
 
 def hard_markdown(table: pd.DataFrame) -> str:
@@ -43,7 +39,7 @@ def hard_markdown(table: pd.DataFrame) -> str:
     for (tier, ways, shots), group in sorted(
         table.groupby(["tier", "ways", "shots"]), key=lambda g: (order.get(g[0][0], 99), *g[0][1:])
     ):
-        for method in METHOD_LABELS:
+        for method in ("cosnet", "template_matching"):
             rows = group[group["method"] == method]
             if rows.empty:
                 continue

@@ -40,7 +40,7 @@ from cosnet_index.benchmark._hard_tables import KEYS
 from cosnet_index.benchmark.tiers import TIER_NAMES, Tier, draw_classes
 from cosnet_index.data.episodes import SimulateFn
 from cosnet_index.errors import InputError
-from cosnet_index.evaluate import _WEDGE_PRESERVING_FLIPS, episode_rows
+from cosnet_index.evaluate import episode_rows
 from cosnet_index.model import CosNet
 from cosnet_index.query._scores import DEFAULT_REDUCE, Reduce, class_scores
 
@@ -71,9 +71,6 @@ class HardConfig:
     # no template-matching baseline; benchmark/_hard_maps.py)
     collection: str = "same"
     crowding: bool = False
-    # also score "cosnet+flip4": each support embedded under the 4 rotations by 180 degrees about
-    # x, y, z that map the missing wedge onto itself, as 4 shots of its class (the K-shot rule)
-    support_rotations: bool = False
     reduce: Reduce = DEFAULT_REDUCE
     seed: int = 0
     chunk: int = 25  # episodes simulated and embedded at once
@@ -177,22 +174,6 @@ def hard_cell_episodes(
                 rows += _rows(
                     "cosnet", tier, ways, shots, snr, start, labels, target, scores, pred, per_box
                 )
-            if config.support_rotations and from_maps is None:
-                flat = vols[:n_support]
-                rotated = [support_v] + [
-                    model.embed(flat.flip(dims)).reshape(count, ways, k_max, -1)
-                    for dims in _WEDGE_PRESERVING_FLIPS[1:]
-                ]
-                flipped = torch.stack(rotated, dim=3)  # (e, N, K, 4, d)
-                for shots in config.shots:
-                    shots_v = flipped[:, :, :shots].reshape(count, ways, 4 * shots, -1)
-                    scores, pred = _cosnet_predictions(
-                        shots_v, query_v, 4 * shots, bias, config.reduce
-                    )
-                    rows += _rows(
-                        "cosnet+flip4", tier, ways, shots, snr, start, labels, target, scores,
-                        pred, per_box,
-                    )  # fmt: skip
             support = vols[:n_support].reshape(count, ways * k_max, box, box, box)
             query = vols[n_support:]
             n_base = min(count, max(0, config.baseline_episodes - start))
