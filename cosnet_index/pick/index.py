@@ -110,12 +110,12 @@ def _check_contrast(
     contrast_check: str,
 ) -> None:
     """Pick the other polarity too (DoG) and let the molecules' polarity decide the contrast
-    (:func:`~cosnet_index.io.plausibility.check_picked_contrast`).
+    (:func:`~cosnet_index.pick._contrast.check_picked_contrast`).
 
     Raises:
         ContrastError: the molecules are bright and ``invert_contrast`` is not set.
     """
-    from cosnet_index.io.plausibility import check_picked_contrast
+    from cosnet_index.pick._contrast import check_picked_contrast
 
     dog_threshold = threshold if method == "dog" and threshold is not None else None
     dog_threshold = DEFAULT_DOG_THRESHOLD if dog_threshold is None else dog_threshold
