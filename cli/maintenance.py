@@ -42,7 +42,7 @@ def check(store_path: str, db_url: str | None, quick: bool) -> None:
         cosnet-index check --store ./store --quick
     """
     from cosnet_index.store import Store, check_store
-    from cosnet_index.store.maintenance import record_damage, recorded_damage
+    from cosnet_index.store.checking import record_damage, recorded_damage
 
     with Store.open(store_path, db_url=db_url, readonly=True) as store:
         store.allow_damaged = True

@@ -6,8 +6,9 @@ See ``docs/store.md`` for the directory layout, the schema and the atomicity pro
 from __future__ import annotations
 
 from cosnet_index.store._inputs import read_tomogram_headers
+from cosnet_index.store.checking import CheckReport, check_store
 from cosnet_index.store.indexer import IndexSummary, index_tomograms, remove_partial_files
-from cosnet_index.store.maintenance import CheckReport, check_store, reindex, store_stats
+from cosnet_index.store.maintenance import reindex, store_stats
 from cosnet_index.store.store import Store
 from cosnet_index.store.vectors import INDEX_TYPES
 

@@ -34,15 +34,14 @@ from sqlalchemy import select
 
 from cosnet_index.errors import MrcError, StoreError
 from cosnet_index.files import atomic_write, file_checksum
-from cosnet_index.store.maintenance import (
+from cosnet_index.store.checking import (
     CheckReport,
     _damage_allowed,
     _forget_damage,
     check_store,
     record_damage,
-    reindex,
-    vector_index_record,
 )
+from cosnet_index.store.maintenance import reindex, vector_index_record
 from cosnet_index.store.store import Store
 from cosnet_index.store.tables import (
     IndexFileRecord,
