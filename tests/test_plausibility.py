@@ -160,3 +160,22 @@ def test_nearest_distances_match_a_kd_tree() -> None:
     expected = cKDTree(picks).query(picks, k=2)[0][:, 1]
     np.testing.assert_allclose(spacing, expected, rtol=1e-9, atol=1e-6)
     assert spacing[7] < 1e-6
+
+
+def test_boxes_are_read_once_when_no_resampling_is_needed(tmp_path, monkeypatch) -> None:
+    # at the model's voxel size the two scales are the same boxes: one pass, the same verdict
+    from cosnet_index.io import plausibility
+
+    calls = []
+    measure = plausibility._measure
+
+    def counting(volume, particles, background, box, source_box, centre):  # type: ignore[no-untyped-def]
+        calls.append(source_box)
+        return measure(volume, particles, background, box, source_box, centre)
+
+    monkeypatch.setattr(plausibility, "_measure", counting)
+    at_model = _estimate(_tomogram(tmp_path / "ten.mrc")[0])
+    assert calls == [32] and at_model.contrast == "dark"
+    calls.clear()
+    finer = _estimate(_tomogram(tmp_path / "five.mrc", voxel=5.0, sigma=6.0)[0])
+    assert calls == [64, 32] and finer.contrast == "dark"  # 64 voxels of 5 A resampled, native
