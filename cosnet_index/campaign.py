@@ -73,7 +73,9 @@ def campaign_config(
       0.14 on the paper table), ``broad`` in 2; one microscope per episode (support and queries
       share it), 1 episode in 5 across two collections;
     - a constant learning rate after 50 warm-up steps (an open-ended run; the schedule does not
-      depend on how many chunks there will be), and an exponential moving average of the
+      depend on how many chunks there will be): 3e-4 to step 36,553 (chunks 1-5), then 1e-4
+      (the headline was flat over chunk 5's 2 hours while the training accuracy still rose;
+      docs/training.md), and an exponential moving average of the
       weights (decay 0.999, a horizon of ~1,000 steps): the average is what is evaluated and
       shipped, the noisy iterate is what training continues from (chunk 2 on);
     - the decoder trains on a quarter of the boxes, masks of the molecular volume; the
@@ -84,7 +86,7 @@ def campaign_config(
         steps=10**9,
         ways=8,
         episodes_per_step=2,
-        lr=3e-4,
+        lr=1e-4,  # 3e-4 in chunks 1-5 (to step 36,553)
         warmup_steps=50,
         schedule="constant",
         clean_steps=0,
