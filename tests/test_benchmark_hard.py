@@ -223,3 +223,47 @@ def test_map_prototypes_follow_the_collection_imaging() -> None:
     assert not torch.allclose(protos[0, 0], protos[1, 0])  # another microscope, another image
     again = map_prototypes(model, names[:1], [setting])
     torch.testing.assert_close(again[0], protos[0])  # seeded
+
+
+def test_episodes_record_the_query_microscope_and_split_by_it() -> None:
+    # the query's imaging per episode (bench/hard_by_imaging.py splits accuracy by it)
+    import importlib.util
+
+    from cosnet_index.benchmark._hard_simulation import imaging_simulate
+
+    torch.manual_seed(0)
+    model = CosNet(CosNetConfig(widths=(4, 8, 8), convs_per_level=1, use_decoder=False))
+    tier = Tier("real", ("enolase_3enl", "glua3_3o21", "casx_6ny1"), (90, 95, 100), 1.5, (80, 200))
+    config = HardConfig(
+        ways=(3,), shots=(1,), snrs=(1000.0, 0.5), episodes=3, baseline_episodes=1, chunk=2
+    )
+    episodes = hard_cell_episodes(model, tier, 3, config, imaging_simulate("shifted"))
+    fields = [c for c in episodes if c.startswith("query_")]
+    assert len(fields) == 6 and not episodes[fields].isna().any().any()
+    per = episodes.groupby("episode")[fields].nunique()
+    assert (per == 1).all().all()  # one query, one microscope, at every SNR and for both methods
+    assert episodes.groupby("snr")["query_defocus_um"].nunique().min() == 3  # per episode
+    assert episodes["query_tilt_max_deg"].between(40.0, 48.0).all()  # the shifted preset's
+    res = episodes["query_resolution_nm"]
+    assert (res.between(2.0, 2.3) | res.between(4.8, 6.0)).all()
+    assert set(episodes["query_noise_colour"]) == {"white"}
+
+    root = Path(__file__).resolve().parent.parent / "bench"
+    spec = importlib.util.spec_from_file_location("hard_by_imaging", root / "hard_by_imaging.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.path.insert(0, str(root))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(root))
+    cos = episodes[episodes["method"] == "cosnet"]
+    table = module.by_imaging(cos)
+    overall = table[table["field"] == "all"].set_index("snr")["accuracy"]
+    expected = cos.groupby("snr")["correct"].mean()
+    pd.testing.assert_series_equal(overall.sort_index(), expected.sort_index(), check_names=False)
+    sides = table[table["field"] == "query_resolution_nm"].groupby("snr")["episodes"].sum()
+    assert (sides == 3).all()  # the two sides partition the episodes
+    assert "| all |" in module.markdown(table)

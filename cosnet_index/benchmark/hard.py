@@ -121,7 +121,8 @@ def hard_cell_episodes(
 
     Columns: method, tier, ways, shots, snr, episode, classes, target, pred, correct,
     score_target, score_pred, seconds (COS-Net: per embedded subtomogram; template matching:
-    per comparison).
+    per comparison), and the query's microscope ``query_<field>`` for each field of
+    :data:`IMAGING_COLUMNS` when the simulator records it.
 
     Raises:
         InputError: the tier cannot make a ``ways``-way episode.
@@ -134,6 +135,7 @@ def hard_cell_episodes(
     tier_code = TIER_NAMES.index(tier.name) if tier.name in TIER_NAMES else 99
     bias = model.head_bias
     rows: list[dict] = []
+    first_row = 0
     for start in range(0, config.episodes, config.chunk):
         count = min(config.chunk, config.episodes - start)
         rng = np.random.default_rng([config.seed, tier_code, ways, start])
@@ -203,8 +205,39 @@ def hard_cell_episodes(
                         best.argmax(axis=1),
                         per_comparison,
                     )
+        imaging = _query_imaging(imaged[config.snrs[0]][0], n_support, count)
+        for row in rows[first_row:]:
+            row.update(imaging[row["episode"] - start])
+        first_row = len(rows)
         logger.info("%s N=%d: %d/%d episodes", tier.name, ways, start + count, config.episodes)
     return pd.DataFrame(rows)
+
+
+# the query's microscope, per episode (the fields the ``shifted`` preset moves), for tables of
+# accuracy by imaging (bench/hard_by_imaging.py)
+IMAGING_COLUMNS = (
+    "defocus_um",
+    "resolution_nm",
+    "tilt_max_deg",
+    "voxel_mismatch",
+    "ice_thickness_nm",
+    "noise_colour",
+)
+
+
+def _query_imaging(batch: object, n_support: int, count: int) -> list[dict]:
+    """Per episode, ``query_<field>`` of :data:`IMAGING_COLUMNS` for its query box (the
+    half tilt range as ``tilt_max_deg``); empty dicts when the simulator records no imaging."""
+    imaging = getattr(batch, "imaging", ())
+    if not imaging:
+        return [{} for _ in range(count)]
+    out = []
+    for j in range(count):
+        im = imaging[n_support + j]
+        values = {f: getattr(im, f) for f in IMAGING_COLUMNS}
+        values["tilt_max_deg"] = (im.tilt_max_deg - im.tilt_min_deg) / 2
+        out.append({f"query_{f}": v for f, v in values.items()})
+    return out
 
 
 def _tilt_max_deg(batch: object, members: Sequence[int]) -> float:
