@@ -72,6 +72,12 @@ def reference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--phase-plate", is_flag=True, help="Reference: Volta phase plate data."),
         click.option(
+            "--phase-flipped",
+            is_flag=True,
+            help="Reference: the tomograms were reconstructed from phase-flipped (CTF-corrected) "
+            "tilts.",
+        ),
+        click.option(
             "--resolution",
             type=float,
             default=4.0,
@@ -169,6 +175,7 @@ def add(
     tilt_range: tuple[float, float],
     voltage: float,
     phase_plate: bool,
+    phase_flipped: bool,
     resolution: float,
     orientations: int,
     snr: float,
@@ -229,6 +236,7 @@ def add(
                 tilt_max_deg=tilt_range[1],
                 voltage_kv=voltage,
                 phase_plate=phase_plate,
+                phase_flip=phase_flipped,
                 resolution_nm=resolution,
                 orientations=orientations,
                 snr=snr,

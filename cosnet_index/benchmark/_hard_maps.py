@@ -32,8 +32,8 @@ MAP_ORIENTATIONS = 16
 def collection_imaging(batch: object, members: Sequence[int], seed: int):  # -> ReferenceImaging
     """The :class:`~cosnet_index.classes._reference.ReferenceImaging` a user of this collection
     gives ``classes add --map``: the median defocus, tilt range and resolution of the
-    ``members`` of ``batch``, their most common voltage and phase plate; noise-free (defaults of
-    ``ReferenceImaging`` when the simulator records no imaging, as for ``paper``)."""
+    ``members`` of ``batch``, their most common voltage, phase plate and phase flip; noise-free
+    (defaults of ``ReferenceImaging`` when the simulator records no imaging, as for ``paper``)."""
     from cosnet_index.classes._reference import ReferenceImaging
 
     imaging = getattr(batch, "imaging", ())
@@ -54,6 +54,7 @@ def collection_imaging(batch: object, members: Sequence[int], seed: int):  # -> 
         tilt_max_deg=max(0.0, median("tilt_max_deg")),
         voltage_kv=float(most_common("voltage_kv")),
         phase_plate=bool(most_common("phase_plate")),
+        phase_flip=bool(most_common("phase_flip")),
         resolution_nm=median("resolution_nm"),
         orientations=MAP_ORIENTATIONS,
         seed=seed,

@@ -55,6 +55,8 @@ class ReferenceImaging:
         tilt_min_deg, tilt_max_deg: the tilt range (missing wedge).
         voltage_kv: acceleration voltage.
         phase_plate: Volta phase plate data.
+        phase_flip: the tomograms were reconstructed from phase-flipped (CTF-corrected) tilt
+            images: the reference's CTF becomes ``-|CTF|`` as theirs did.
         resolution_nm: the map is low-passed to this (the tomograms' resolution).
         snr: noise added to each imaged box (``inf``: none); averaging the orientations' vectors
             averages the noise out too.
@@ -67,6 +69,7 @@ class ReferenceImaging:
     tilt_max_deg: float = 60.0
     voltage_kv: float = 300.0
     phase_plate: bool = False
+    phase_flip: bool = False
     resolution_nm: float = 4.0
     snr: float = math.inf
     orientations: int = 16
@@ -151,6 +154,7 @@ def image_reference(
             voltage_kv=imaging.voltage_kv,
             defocus_um=imaging.defocus_um,
             phase_plate=imaging.phase_plate,
+            phase_flip=imaging.phase_flip,
             tilt_min_deg=imaging.tilt_min_deg,
             tilt_max_deg=imaging.tilt_max_deg,
             resolution_nm=imaging.resolution_nm,
