@@ -54,6 +54,21 @@ def by_imaging(episodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def by_query_class(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy per SNR and query class (``class``, ``snr``, ``accuracy``, ``episodes``), the
+    hardest classes first (the mean over SNRs)."""
+    names = episodes["classes"].str.split(";")
+    true = [n[t] for n, t in zip(names, episodes["target"], strict=True)]
+    frame = episodes.assign(query_class=true)
+    table = (
+        frame.groupby(["query_class", "snr"], sort=False)["correct"]
+        .agg(accuracy="mean", episodes="size")
+        .reset_index()
+    )
+    order = table.groupby("query_class")["accuracy"].mean().sort_values().index
+    return table.set_index("query_class").loc[order].reset_index()
+
+
 def markdown(table: pd.DataFrame) -> str:
     snrs = list(dict.fromkeys(table["snr"]))
     lines = [
@@ -99,6 +114,16 @@ def main() -> None:
     print(f"model {info.hash[:8]}, {config.episodes} episodes per SNR, seed {args.seed}, "
           f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
     print(markdown(table))
+    from cosnet_index.benchmark import confused_pairs
+
+    classes = by_query_class(episodes)
+    wide = classes.pivot(index="query_class", columns="snr", values="accuracy")
+    wide = wide.loc[list(dict.fromkeys(classes["query_class"]))]
+    print("\naccuracy by the query's class (episodes per class and SNR: "
+          f"{classes['episodes'].min()}-{classes['episodes'].max()})")  # fmt: skip
+    print(wide.round(2).to_string())
+    print("\nmost frequent mistakes (every SNR):")
+    print(confused_pairs(episodes, top=10).to_string(index=False))
     if args.out:
         records = table.to_dict(orient="records")
         write_json(args.out, {"model_hash": info.hash, "seed": args.seed, "table": records})

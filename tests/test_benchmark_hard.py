@@ -267,3 +267,7 @@ def test_episodes_record_the_query_microscope_and_split_by_it() -> None:
     sides = table[table["field"] == "query_resolution_nm"].groupby("snr")["episodes"].sum()
     assert (sides == 3).all()  # the two sides partition the episodes
     assert "| all |" in module.markdown(table)
+    classes = module.by_query_class(cos)
+    assert classes.groupby("snr")["episodes"].sum().to_dict() == {1000.0: 3, 0.5: 3}
+    means = classes.groupby("query_class", sort=False)["accuracy"].mean().to_numpy()
+    assert (np.diff(means) >= 0).all()  # the hardest first
