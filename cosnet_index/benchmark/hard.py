@@ -43,6 +43,7 @@ from cosnet_index.errors import InputError
 from cosnet_index.evaluate import episode_rows
 from cosnet_index.model import CosNet
 from cosnet_index.query._scores import DEFAULT_REDUCE, Reduce, class_scores
+from cosnet_index.simulate.microscope.presets import SHIFTED_FIELDS
 
 __all__ = ["COLLECTION_MODES", "HardConfig", "hard_cell_episodes", "run_hard_benchmark"]
 
@@ -122,7 +123,8 @@ def hard_cell_episodes(
     Columns: method, tier, ways, shots, snr, episode, classes, target, pred, correct,
     score_target, score_pred, seconds (COS-Net: per embedded subtomogram; template matching:
     per comparison), and the query's microscope ``query_<field>`` for each field of
-    :data:`IMAGING_COLUMNS` when the simulator records it.
+    :data:`~cosnet_index.simulate.microscope.presets.SHIFTED_FIELDS` (the fields the
+    ``shifted`` preset moves) when the simulator records it.
 
     Raises:
         InputError: the tier cannot make a ``ways``-way episode.
@@ -213,20 +215,8 @@ def hard_cell_episodes(
     return pd.DataFrame(rows)
 
 
-# the query's microscope, per episode (the fields the ``shifted`` preset moves), for tables of
-# accuracy by imaging (bench/hard_by_imaging.py)
-IMAGING_COLUMNS = (
-    "defocus_um",
-    "resolution_nm",
-    "tilt_max_deg",
-    "voxel_mismatch",
-    "ice_thickness_nm",
-    "noise_colour",
-)
-
-
 def _query_imaging(batch: object, n_support: int, count: int) -> list[dict]:
-    """Per episode, ``query_<field>`` of :data:`IMAGING_COLUMNS` for its query box (the
+    """Per episode, ``query_<field>`` of ``SHIFTED_FIELDS`` for its query box (the
     half tilt range as ``tilt_max_deg``); empty dicts when the simulator records no imaging."""
     imaging = getattr(batch, "imaging", ())
     if not imaging:
@@ -234,7 +224,7 @@ def _query_imaging(batch: object, n_support: int, count: int) -> list[dict]:
     out = []
     for j in range(count):
         im = imaging[n_support + j]
-        values = {f: getattr(im, f) for f in IMAGING_COLUMNS}
+        values = {f: getattr(im, f) for f in SHIFTED_FIELDS}
         values["tilt_max_deg"] = (im.tilt_max_deg - im.tilt_min_deg) / 2
         out.append({f"query_{f}": v for f, v in values.items()})
     return out
