@@ -1,8 +1,9 @@
 """Picking molecules of every shape and size (issue 27): scale groups, hollow shells, crowds.
 
 Tiny seeded volumes at 10 A voxels: a hollow shell is centred, a crowd of small spheres keeps one
-candidate per sphere (it is not merged into one large molecule), and diameters an octave apart
-are computed at their own binning (so searching both costs about the sum of each alone).
+candidate per sphere (it is not merged into one large molecule), two touching spheres (a dimer)
+are centred as one molecule, and diameters an octave apart are computed at their own binning (so
+searching both costs about the sum of each alone).
 """
 
 from __future__ import annotations
@@ -79,50 +80,72 @@ def test_a_hollow_shell_is_centred_within_a_quarter_of_its_radius(seed: int) -> 
     assert near.sum() <= 4
 
 
+def _balls(centres: np.ndarray, radius: float, seed: int, shape=(48, 80, 80)) -> np.ndarray:
+    """Dark balls of ``radius`` voxels at ``centres`` (x, y, z) in white noise, (z, y, x)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape)
+    data = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    for cx, cy, cz in centres:
+        ball = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= radius**2
+        data -= 1.5 * ball.astype(np.float32)
+    return data
+
+
 def test_a_crowd_of_small_spheres_is_not_merged_into_one_candidate() -> None:
     from cosnet_index.pick import detect_blobs
 
-    rng = np.random.default_rng(5)
-    shape = (48, 80, 80)
-    z, y, x = np.indices(shape)
-    data = rng.normal(0.0, 1.0, shape).astype(np.float32)
-    # seven touching balls of radius 5 (d = 100 A), a hexagon around one: 26 voxels across,
-    # about the size of the largest default diameter
+    # seven balls of radius 5 (d = 100 A) 2 voxels apart, a hexagon around one: 34 voxels
+    # across, about the size of the largest default diameter, which fits them as one worse
+    # than each ball's own sphere does
     angles = np.arange(6) * np.pi / 3
     centres = np.array(
-        [[40.0, 40.0, 24.0]] + [[40 + 10 * np.cos(a), 40 + 10 * np.sin(a), 24.0] for a in angles]
+        [[40.0, 40.0, 24.0]] + [[40 + 12 * np.cos(a), 40 + 12 * np.sin(a), 24.0] for a in angles]
     )
-    for cx, cy, cz in centres:
-        ball = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= 5.0**2
-        data -= 1.5 * ball.astype(np.float32)
-    found = detect_blobs(data, 10.0, [100.0, 170.0, 240.0, 350.0], threshold=4.0)
+    found = detect_blobs(_balls(centres, 5.0, 5), 10.0, [100.0, 170.0, 240.0, 350.0])
     xyz = found[["x", "y", "z"]].to_numpy()
     nearest = np.linalg.norm(centres[:, None] - xyz[None], axis=2).min(axis=1)
-    assert (nearest <= 3.0).all()  # every ball keeps its own candidate (balls 10 apart)
+    assert (nearest <= 3.0).all()  # every ball keeps its own candidate
     assert len(found) <= 2 * len(centres)
 
 
-def test_each_peak_keeps_its_molecule_centre_and_its_own_blob_unless_it_is_a_wall() -> None:
+def test_two_touching_balls_are_centred_as_one_molecule() -> None:
+    from cosnet_index.pick import detect_blobs
+
+    # a dimer: two touching balls of radius 4.5 (9 nm), the molecule 18 voxels long; its centre
+    # lies between them, where no blob peaks (docs/picking.md: two-lobed and elongated molecules)
+    centre = np.array([40.0, 40.0, 24.0])
+    lobes = centre + np.array([[-4.5, 0.0, 0.0], [4.5, 0.0, 0.0]])
+    found = detect_blobs(_balls(lobes, 4.5, 3), 10.0)
+    xyz = found[["x", "y", "z"]].to_numpy()
+    assert np.linalg.norm(xyz - centre, axis=1).min() <= 9.0 / 4  # a quarter of its radius
+    assert len(found) <= 3
+
+
+def test_each_peak_keeps_its_blob_centred_by_the_second_sphere_and_its_molecule() -> None:
     from cosnet_index.pick._recentre import centres_kept as _centres_kept
 
     fit = np.array(  # (diameters, peaks): sphere fits of each peak's re-centred copies
         [
             [9.0, 1.0, 3.0, 0.5],  # the smallest diameter
-            [1.0, 0.0, 2.5, 0.4],
-            [3.0, 6.0, 1.0, 0.3],  # the largest
+            [1.0, 0.0, 2.5, 0.4],  # the blob's centring sphere
+            [3.0, 1.0, 1.0, 0.3],
+            [1.0, 6.0, 1.0, 0.3],  # the largest
         ]
     )
-    # peak 0: a small molecule beside a large fitting sphere (both kept); peak 1: a wall of a
-    # large molecule (its centre only); peak 2: the middle diameter is the largest significant;
-    # peak 3: nothing significant (its own blob only)
+    # every peak keeps its blob (second row); peak 0 and 1 the largest significant sphere above
+    # it (a molecule they are part of), peak 2 and 3 none; peak 3's second sphere strayed off
+    # its blob, so its smallest centre stands in
+    strayed = np.array([False, False, False, True])
     np.testing.assert_array_equal(
-        _centres_kept(fit),
+        _centres_kept(fit, strayed),
         [
-            [True, False, True, True],
-            [False, False, True, False],
-            [True, True, False, False],
+            [False, False, False, True],
+            [True, True, True, False],
+            [True, False, False, False],
+            [False, True, False, False],
         ],
     )
+    np.testing.assert_array_equal(_centres_kept(fit[:1]), [[True] * 4])  # one diameter: itself
 
 
 def test_sphere_fit_prefers_the_sphere_that_holds_a_shell() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.ndimage as ndi
 from scipy.spatial import cKDTree
 
-__all__ = ["local_maxima", "non_maximum_suppression", "robust_spread"]
+__all__ = ["local_maxima", "non_maximum_suppression", "robust_spread", "size_aware_suppression"]
 
 
 def local_maxima(
@@ -56,6 +56,62 @@ def non_maximum_suppression(xyz: np.ndarray, scores: np.ndarray, min_distance: f
             continue
         kept.append(i)
         removed[tree.query_ball_point(xyz[i], r=min_distance * (1 - 1e-9))] = True
+    return np.asarray(kept, dtype=np.int64)
+
+
+def size_aware_suppression(
+    xyz: np.ndarray,
+    scores: np.ndarray,
+    sizes: np.ndarray,
+    fit: np.ndarray,
+    min_distance: float,
+    fraction: float,
+) -> np.ndarray:
+    """Greedy NMS of centres found by spheres of several sizes.
+
+    Best score first (ties: the better ``fit``, then the earlier point). A kept centre drops
+    every centre closer than ``min_distance``; every centre of its own size closer than
+    ``fraction * size`` (two centres of one molecule, merged at its scale); and every smaller
+    centre inside its sphere (closer than ``size / 2``) that fits worse (a lobe, or a blob on
+    the wall of a ring or a shell, of the molecule the larger sphere explains better). A larger
+    sphere never hides a smaller molecule that fits better than it (one of a crowd), and a
+    small centre never hides the centre of a larger molecule.
+
+    Args:
+        xyz: ``(n, 3)`` positions.
+        scores: ``(n,)``.
+        sizes: ``(n,)`` each centre's sphere diameter, in the units of ``xyz``.
+        fit: ``(n,)`` how well that sphere explains the density there (larger: better).
+        min_distance: every two kept centres are at least this far apart.
+        fraction: of a centre's own size, its merging radius for centres of that size.
+
+    Returns:
+        ``(k,)`` int64 indices of the kept centres, best first.
+    """
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    scores = np.asarray(scores, dtype=np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    fit = np.asarray(fit, dtype=np.float64)
+    order = np.lexsort((-fit, -scores))  # stable: full ties keep the earlier point
+    if len(order) == 0:
+        return order.astype(np.int64)
+    tree = cKDTree(xyz)
+    removed = np.zeros(len(xyz), dtype=bool)
+    kept = []
+    for i in order:
+        if removed[i]:
+            continue
+        kept.append(i)
+        reach = max(min_distance, fraction * sizes[i], 0.5 * sizes[i])
+        near = np.asarray(tree.query_ball_point(xyz[i], r=reach * (1 - 1e-9)), dtype=np.int64)
+        if len(near):
+            d = np.linalg.norm(xyz[near] - xyz[i], axis=1)
+            drop = (
+                (d < min_distance)
+                | ((sizes[near] == sizes[i]) & (d < fraction * sizes[i]))
+                | ((sizes[near] < sizes[i]) & (fit[near] < fit[i]) & (d < 0.5 * sizes[i]))
+            )
+            removed[near[drop]] = True
     return np.asarray(kept, dtype=np.int64)
 
 

@@ -12,7 +12,7 @@ import scipy.ndimage as ndi
 
 from cosnet_index.pick._peaks import robust_spread
 
-__all__ = ["centres_kept", "refine_centres", "sample_grid", "sphere_fit"]
+__all__ = ["centres_kept", "recentre_peaks", "refine_centres", "sample_grid", "sphere_fit"]
 
 _SHELL = 1.5  # the sphere-contrast shell's outer radius over the sphere's
 _FIT_SIGNIFICANT = 2.0  # sphere fit (robust z) of a large re-centred copy kept beside the best
@@ -125,24 +125,70 @@ def sphere_fit(
     return np.stack(out).reshape(len(diameters_voxels), -1)
 
 
-def centres_kept(fit: np.ndarray) -> np.ndarray:
+def centres_kept(fit: np.ndarray, strayed: np.ndarray | None = None) -> np.ndarray:
     """``(diameters, peaks)`` mask of the re-centred copies kept (module docstring).
 
-    Per peak: the centre of the largest diameter whose sphere fit is at least
-    ``_FIT_SIGNIFICANT`` (the molecule the peak is part of; the smallest diameter's when none
-    is), and the smallest diameter's centre (the blob the peak sits on) unless that larger
-    sphere explains the density better (the peak is then on a wall or a lobe of one molecule,
-    not a small molecule of its own).
+    Per peak: the centre of the second-smallest diameter (the smallest when it is the only
+    one): the blob the peak sits on, centred by a sphere one step larger than the smallest
+    molecule so that the lobes of a two-lobed or elongated small molecule converge on its
+    centre, where the smallest sphere stays on the lobe it started on (docs/picking.md measures
+    both); the smallest diameter's centre instead where that larger sphere ``strayed`` off the
+    peak's blob (pulled into a crowd of neighbours); and the centre of the largest diameter above
+    it whose sphere fit is at least ``_FIT_SIGNIFICANT`` (the molecule the peak is part of: a
+    hollow shell, a ring, a large complex), where there is one.
+
+    Args:
+        fit: ``(diameters, peaks)`` sphere fits (:func:`sphere_fit`).
+        strayed: ``(peaks,)`` the second-smallest diameter's centre moved further from the peak
+            than the smallest diameter's radius (None: nowhere).
     """
     n_diameters, n = fit.shape
     columns = np.arange(n)
-    significant = fit >= _FIT_SIGNIFICANT
-    significant[0] = True
-    largest = n_diameters - 1 - np.argmax(significant[::-1], axis=0)
+    centring = min(1, n_diameters - 1)
     keep = np.zeros(fit.shape, dtype=bool)
-    keep[largest, columns] = True
-    keep[0] |= fit[0] >= fit[largest, columns]
+    keep[centring] = True
+    if strayed is not None and centring > 0:
+        keep[centring] &= ~strayed
+        keep[0] = strayed
+    significant = fit >= _FIT_SIGNIFICANT
+    significant[: centring + 1] = False
+    has = significant.any(axis=0)
+    largest = n_diameters - 1 - np.argmax(significant[::-1], axis=0)
+    keep[largest[has], columns[has]] = True
     return keep
+
+
+def recentre_peaks(
+    band: np.ndarray, peaks: np.ndarray, diameters_voxels: Sequence[float]
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Re-centre each peak once per diameter and choose the centres it keeps.
+
+    A hollow or ring-shaped molecule peaks on its wall at small scales and is centred by a
+    sphere that holds all of it; each centre is scored by how well one filled sphere of that
+    diameter explains the density there (:func:`sphere_fit`), and the peak keeps two
+    (:func:`centres_kept`).
+
+    Args:
+        band: ``(z, y, x)`` band-passed density, molecules positive.
+        peaks: ``(n, 3)`` positions ``(x, y, z)`` in voxels of ``band``.
+        diameters_voxels: ascending sphere diameters, in voxels of ``band``.
+
+    Returns:
+        ``(centres, keep, fit)``: per diameter the ``(n, 3)`` centres; the ``(diameters, n)``
+        mask of those kept; ``(diameters, n)`` sphere fits for the suppression, where a blob's
+        own centre is judged by the better of the two smallest spheres.
+    """
+    moved = [
+        refine_centres(band, peaks, d, 1.0, sigma=0, background=False) for d in diameters_voxels
+    ]
+    fit = sphere_fit(band, moved, diameters_voxels)  # (diameters, peaks)
+    strayed = None
+    if len(diameters_voxels) > 1:
+        strayed = np.linalg.norm(moved[1] - peaks, axis=1) > 0.5 * diameters_voxels[0]
+    keep = centres_kept(fit, strayed)
+    blob_fit = fit.copy()
+    blob_fit[min(1, len(diameters_voxels) - 1)] = fit[:2].max(axis=0)
+    return moved, keep, blob_fit
 
 
 def sample_grid(shape_zyx: Sequence[int], n: int = 512) -> np.ndarray:

@@ -23,14 +23,19 @@ regular grid of the whole volume), so a threshold means the same in any tomogram
 density in a sphere of each diameter (:func:`refine_centres`), and each centre is scored by
 :func:`sphere_fit`: the density's mean in the sphere minus its mean in the shell out to 1.5 radii
 (a filled-sphere template), as a robust z-score against the same at ~512 grid points of the
-tomogram. A peak keeps the centre of the largest diameter whose fit is at least 2 (the molecule
-it is part of: a hollow shell's or a ring's wall peaks converge on its centre, a large
-complex's lobes on its centre of mass), and the smallest diameter's centre (the blob it sits
-on) unless that larger sphere fits better (the peak is then a wall or a lobe of the larger
-molecule). A crowd of small molecules keeps one candidate per molecule: each small molecule is
-explained best by its own small sphere, and a big sphere over a crowd has a dense shell, so it
-fits worse. Greedy non-maximum suppression at ``min_distance`` then keeps the best-scoring of
-close candidates.
+tomogram. A peak keeps two centres (:func:`centres_kept`): its blob centred by the
+second-smallest sphere (one step larger than the smallest molecule, so that the lobes of a
+two-lobed or elongated small molecule converge on its centre; the smallest sphere's centre where
+that one strayed off the blob, pulled into a crowd), and the centre of the largest diameter
+above it whose fit is at least 2 (the molecule it is part of: a hollow shell's or a ring's wall
+peaks converge on its centre, a large complex's lobes on its centre of mass). Suppression then
+knows the spheres' sizes (:func:`~cosnet_index.pick._peaks.size_aware_suppression`): best score
+first (a peak's copies: the better fit first), a centre merges the centres of its own diameter
+within the fraction of it that ``min_distance`` is of the smallest, and the smaller centres
+inside its sphere that fit worse (a lobe or a wall blob of the molecule it explains better; a
+blob is judged by the better of the two small spheres). A crowd of small molecules keeps one
+candidate per molecule: each is explained better by its own sphere than a large sphere over the
+crowd explains the crowd; two touching ones are one molecule (a dimer), centred between them.
 
 What is true and what is derived: the positions are in voxels of the tomogram read (x, y, z,
 0-based voxel centres, as coordinate files give them); the score depends on the tomogram's own
@@ -49,9 +54,14 @@ import pandas as pd
 import scipy.ndimage as ndi
 
 from cosnet_index.errors import InputError
-from cosnet_index.pick._peaks import local_maxima, non_maximum_suppression, robust_spread
+from cosnet_index.pick._peaks import (
+    local_maxima,
+    non_maximum_suppression,
+    robust_spread,
+    size_aware_suppression,
+)
 from cosnet_index.pick._recentre import (
-    centres_kept,
+    recentre_peaks,
     refine_centres,
     sphere_fit,
 )
@@ -389,20 +399,26 @@ def detect_blobs(
     if refine:
         first = non_maximum_suppression(xyz, score, peak_distance)
         xyz, score, scale = xyz[first], score[first], scale[first]
-        # every peak is re-centred once per diameter (a hollow or ring-shaped molecule peaks on
-        # its wall at small scales and is centred by a sphere that holds all of it), each centre
-        # is scored by how well one filled sphere of that diameter explains the density there,
-        # and the peak keeps two (module docstring)
         assert band is not None
         binned = (xyz - (fine - 1) / 2.0) / fine
         d_binned = [d / voxel_size_angstrom / fine for d in diameters]
-        moved = [refine_centres(band, binned, d, 1.0, sigma=0, background=False) for d in d_binned]
-        fit = sphere_fit(band, moved, d_binned)  # (diameters, peaks)
-        keep = centres_kept(fit)
+        moved, keep, fit = recentre_peaks(band, binned, d_binned)
         xyz = np.concatenate(moved)[keep.ravel()] * fine + (fine - 1) / 2.0
         score = np.tile(score, len(diameters))[keep.ravel()]
         scale = np.repeat(np.arange(len(diameters)), len(first))[keep.ravel()]
-    order = non_maximum_suppression(xyz, score, min_distance / voxel_size_angstrom)
+        # a centre merges the centres of its own diameter within the same fraction of it as
+        # --min-distance is of the smallest (two centres of one molecule), and the smaller ones
+        # inside its sphere that fit worse (parts of it)
+        order = size_aware_suppression(
+            xyz,
+            score,
+            np.asarray(diameters)[scale] / voxel_size_angstrom,
+            fit.ravel()[keep.ravel()],
+            min_distance / voxel_size_angstrom,
+            min_distance / diameters[0],
+        )
+    else:
+        order = non_maximum_suppression(xyz, score, min_distance / voxel_size_angstrom)
     if max_candidates is not None:
         order = order[: int(max_candidates)]
     logger.info(
