@@ -158,3 +158,16 @@ def test_sphere_fit_prefers_the_sphere_that_holds_a_shell() -> None:
     centre, wall = np.array([[24.0, 24.0, 24.0]]), np.array([[32.0, 24.0, 24.0]])
     fit = sphere_fit(band, [wall, centre], [6.0, 19.0])  # a small sphere on the wall, a large one
     assert fit[1, 0] > fit[0, 0] > 0
+
+
+def test_the_blob_is_centred_by_the_next_diameter_only_when_it_is_a_small_step() -> None:
+    from cosnet_index.pick._recentre import recentre_peaks
+
+    centre = np.array([[40.0, 40.0, 24.0]])
+    band = -_balls(centre, 5.0, 7)  # molecules positive, as the band-passed copy
+    # 100 A then 140 A: the 140 A sphere centres the blob, the smallest's centre is dropped
+    _, keep, _ = recentre_peaks(band, centre + 1.0, [10.0, 14.0])
+    assert keep[:, 0].tolist() == [False, True]
+    # 100 A then 290 A: far larger, it would reach across a crowd; the blob keeps its own
+    _, keep, _ = recentre_peaks(band, centre + 1.0, [10.0, 29.0])
+    assert keep[0, 0]

@@ -16,6 +16,7 @@ __all__ = ["centres_kept", "recentre_peaks", "refine_centres", "sample_grid", "s
 
 _SHELL = 1.5  # the sphere-contrast shell's outer radius over the sphere's
 _FIT_SIGNIFICANT = 2.0  # sphere fit (robust z) of a large re-centred copy kept beside the best
+_CENTRING_STEP = 1.5  # the second diameter centres a blob when at most this times the first
 
 
 def refine_centres(
@@ -125,7 +126,9 @@ def sphere_fit(
     return np.stack(out).reshape(len(diameters_voxels), -1)
 
 
-def centres_kept(fit: np.ndarray, strayed: np.ndarray | None = None) -> np.ndarray:
+def centres_kept(
+    fit: np.ndarray, strayed: np.ndarray | None = None, centring: int | None = None
+) -> np.ndarray:
     """``(diameters, peaks)`` mask of the re-centred copies kept (module docstring).
 
     Per peak: the centre of the second-smallest diameter (the smallest when it is the only
@@ -141,10 +144,13 @@ def centres_kept(fit: np.ndarray, strayed: np.ndarray | None = None) -> np.ndarr
         fit: ``(diameters, peaks)`` sphere fits (:func:`sphere_fit`).
         strayed: ``(peaks,)`` the second-smallest diameter's centre moved further from the peak
             than the smallest diameter's radius (None: nowhere).
+        centring: the diameter (index) that centres the blob (None: the second-smallest, or
+            the only one); 0 keeps the smallest sphere's centre.
     """
     n_diameters, n = fit.shape
     columns = np.arange(n)
-    centring = min(1, n_diameters - 1)
+    if centring is None:
+        centring = min(1, n_diameters - 1)
     keep = np.zeros(fit.shape, dtype=bool)
     keep[centring] = True
     if strayed is not None and centring > 0:
@@ -182,12 +188,17 @@ def recentre_peaks(
         refine_centres(band, peaks, d, 1.0, sigma=0, background=False) for d in diameters_voxels
     ]
     fit = sphere_fit(band, moved, diameters_voxels)  # (diameters, peaks)
+    # the blob is centred by the next diameter when that is a small step up (the default 170
+    # after 120 A); a far larger one (--diameter 100 --diameter 290) would reach across a crowd
+    centring = 0
+    if len(diameters_voxels) > 1 and diameters_voxels[1] <= _CENTRING_STEP * diameters_voxels[0]:
+        centring = 1
     strayed = None
-    if len(diameters_voxels) > 1:
+    if centring:
         strayed = np.linalg.norm(moved[1] - peaks, axis=1) > 0.5 * diameters_voxels[0]
-    keep = centres_kept(fit, strayed)
+    keep = centres_kept(fit, strayed, centring)
     blob_fit = fit.copy()
-    blob_fit[min(1, len(diameters_voxels) - 1)] = fit[:2].max(axis=0)
+    blob_fit[centring] = fit[: centring + 1].max(axis=0)
     return moved, keep, blob_fit
 
 

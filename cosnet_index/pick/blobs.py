@@ -26,9 +26,10 @@ density in a sphere of each diameter (:func:`refine_centres`), and each centre i
 tomogram. A peak keeps two centres (:func:`centres_kept`): its blob centred by the
 second-smallest sphere (one step larger than the smallest molecule, so that the lobes of a
 two-lobed or elongated small molecule converge on its centre; the smallest sphere's centre where
-that one strayed off the blob, pulled into a crowd), and the centre of the largest diameter
-above it whose fit is at least 2 (the molecule it is part of: a hollow shell's or a ring's wall
-peaks converge on its centre, a large complex's lobes on its centre of mass). Suppression then
+that one strayed off the blob, pulled into a crowd, or is more than 1.5x the smallest), and the
+centre of the largest diameter above it whose fit is at least 2 (the molecule it is part of: a
+hollow shell's or a ring's wall peaks converge on its centre, a large complex's lobes on its
+centre of mass). Suppression then
 knows the spheres' sizes (:func:`~cosnet_index.pick._peaks.size_aware_suppression`): best score
 first (a peak's copies: the better fit first), a centre merges the centres of its own diameter
 within the fraction of it that ``min_distance`` is of the smallest, and the smaller centres
