@@ -49,13 +49,18 @@ def non_maximum_suppression(xyz: np.ndarray, scores: np.ndarray, min_distance: f
     if len(order) == 0 or min_distance <= 0:
         return order.astype(np.int64)
     tree = cKDTree(xyz)
-    removed = np.zeros(len(xyz), dtype=bool)
+    return _greedy(order, lambda i: tree.query_ball_point(xyz[i], r=min_distance * (1 - 1e-9)))
+
+
+def _greedy(order: np.ndarray, dropped) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Walk ``order``, keep each point not yet removed and remove ``dropped(i)`` of it."""
+    removed = np.zeros(len(order), dtype=bool)
     kept = []
     for i in order:
         if removed[i]:
             continue
         kept.append(i)
-        removed[tree.query_ball_point(xyz[i], r=min_distance * (1 - 1e-9))] = True
+        removed[dropped(i)] = True
     return np.asarray(kept, dtype=np.int64)
 
 
@@ -96,23 +101,19 @@ def size_aware_suppression(
     if len(order) == 0:
         return order.astype(np.int64)
     tree = cKDTree(xyz)
-    removed = np.zeros(len(xyz), dtype=bool)
-    kept = []
-    for i in order:
-        if removed[i]:
-            continue
-        kept.append(i)
+
+    def dropped(i: int) -> np.ndarray:
         reach = max(min_distance, fraction * sizes[i], 0.5 * sizes[i])
         near = np.asarray(tree.query_ball_point(xyz[i], r=reach * (1 - 1e-9)), dtype=np.int64)
-        if len(near):
-            d = np.linalg.norm(xyz[near] - xyz[i], axis=1)
-            drop = (
-                (d < min_distance)
-                | ((sizes[near] == sizes[i]) & (d < fraction * sizes[i]))
-                | ((sizes[near] < sizes[i]) & (fit[near] < fit[i]) & (d < 0.5 * sizes[i]))
-            )
-            removed[near[drop]] = True
-    return np.asarray(kept, dtype=np.int64)
+        d = np.linalg.norm(xyz[near] - xyz[i], axis=1)
+        drop = (
+            (d < min_distance)
+            | ((sizes[near] == sizes[i]) & (d < fraction * sizes[i]))
+            | ((sizes[near] < sizes[i]) & (fit[near] < fit[i]) & (d < 0.5 * sizes[i]))
+        )
+        return near[drop]
+
+    return _greedy(order, dropped)
 
 
 def robust_spread(values: np.ndarray) -> float:
