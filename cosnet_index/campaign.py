@@ -103,6 +103,9 @@ def campaign_config(
         threads=threads,
         seed=seed,
         init_from=init_from,
+        # a restart from committed weights keeps the campaign's hours and steps (the curve's
+        # x axis) and draws new episodes, not chunk 1's again
+        continue_counters=True,
         ema_decay=0.999,
     )
 

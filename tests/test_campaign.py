@@ -227,6 +227,42 @@ def test_the_weight_average_follows_every_step_and_survives_a_resume(
         TrainConfig(ema_decay=1.0)
 
 
+def test_a_restart_from_committed_weights_continues_the_counters_and_warms_up_again(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A campaign whose run folder is gone restarts from its committed weights: the step and the
+    training hours go on from theirs (the curve's x axis), the episode stream goes on from that
+    step, and the warm-up of the fresh optimiser counts from the restart, across a resume."""
+    torch.manual_seed(0)
+    start = tmp_path / "start.pt"
+    save_checkpoint(CosNet(TINY), start, step=40, wall_s=7200.0)
+    config = TrainConfig(steps=44, ways=2, episodes_per_step=1, snrs=(1.0,), snr_weights=(1.0,),
+                         clean_steps=0, checkpoint_every=1, schedule="constant", warmup_steps=4,
+                         lr=1e-3, init_from=str(start), continue_counters=True)  # fmt: skip
+    shapes = ["ball", "cube", "rod"]
+
+    def stop_at_42(row: dict) -> None:
+        if row["step"] == 42:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run = tmp_path / "run"
+    train(run, shapes, TINY, config, simulate=toy_simulate, progress=False, on_step=stop_at_42)
+    path = train(run, shapes, TINY, config, simulate=toy_simulate, progress=False, resume=True)
+    meta = load_checkpoint(path)[1].metadata
+    assert meta["step"] == 44 and meta["wall_s"] >= 7200.0
+    with open(run / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [41, 42, 43, 44]
+    assert [float(r["lr"]) for r in rows] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert all(float(r["wall_s"]) >= 7200.0 for r in rows)
+    # without the flag a run from the same weights starts its own counters
+    plain = dataclasses.replace(config, continue_counters=False, steps=1)
+    path = train(tmp_path / "plain", shapes, TINY, plain, simulate=toy_simulate, progress=False)
+    assert load_checkpoint(path)[1].metadata["step"] == 1
+    assert _lr_factor(41, config, warmup_from=40) == pytest.approx(0.5)
+    assert _lr_factor(3, config) == pytest.approx(1.0)
+
+
 def test_campaign_chunk_resumes_and_the_curve_is_kept(tmp_path: pathlib.Path) -> None:
     from cosnet_index import campaign
 

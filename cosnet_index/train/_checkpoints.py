@@ -56,9 +56,10 @@ def start(
     model_config: CosNetConfig | None,
     resume: bool,
     dev: torch.device,
-) -> tuple[CosNet, torch.optim.Optimizer, int, float]:
-    """The model and optimiser to train, and the step and wall time already done (resume)."""
-    start_step, elapsed_before = 0, 0.0
+) -> tuple[CosNet, torch.optim.Optimizer, int, float, int]:
+    """The model and optimiser to train, the step and wall time already done (resume, or
+    ``TrainConfig.continue_counters``), and the step the learning-rate warm-up counts from."""
+    start_step, elapsed_before, warmup_from = 0, 0.0, 0
     state_path, last_path = out / "train_state.pt", out / "last.pt"
     state: dict[str, Any] = {}
     if resume:
@@ -70,16 +71,23 @@ def start(
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         start_step = int(state["step"])
         elapsed_before = float(state.get("wall_s", 0.0))
+        warmup_from = int(state.get("warmup_from", 0))
     elif config.init_from:
-        model, _ = load_checkpoint(config.init_from)
+        model, info = load_checkpoint(config.init_from)
         logger.info("fine-tuning from %s (hash %s)", config.init_from, model.weights_hash[:8])
+        if config.continue_counters:
+            meta = info.metadata or {}
+            start_step = int(meta.get("step", 0))
+            elapsed_before = float(meta.get("wall_s", 0.0))
+            warmup_from = start_step
+            logger.info("continuing its counters: step %d, %.2f h", start_step, elapsed_before / 3600)
     else:
         model = CosNet(model_config or CosNetConfig())
     model.to(dev).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if resume:
         optimizer.load_state_dict(state["optimizer"])
-    return model, optimizer, start_step, elapsed_before
+    return model, optimizer, start_step, elapsed_before, warmup_from
 
 
 def start_ema(
@@ -175,6 +183,9 @@ class Checkpointer:
         self.metadata, self.elapsed_before, self.metrics = metadata, elapsed_before, metrics
         self.last_path, self.state_path = out / "last.pt", out / "train_state.pt"
         self.t0 = time.perf_counter()
+        # the step the learning-rate warm-up counts from (saved with the state: a resumed run
+        # keeps it; 0 for runs saved before it was recorded)
+        self.warmup_from = 0
 
     def wall_s(self) -> float:
         """Seconds of training over every resume of the run."""
@@ -201,6 +212,11 @@ class Checkpointer:
             ema_meta = dict(meta, ema_decay=self.config.ema_decay)
             self._save_model(self.ema.module, "ema", step_done, ema_meta)
         self._save_model(self.model, "last", step_done, meta)
-        state = {"step": step_done, "optimizer": self.optimizer.state_dict(), "wall_s": wall}
+        state = {
+            "step": step_done,
+            "optimizer": self.optimizer.state_dict(),
+            "wall_s": wall,
+            "warmup_from": self.warmup_from,
+        }
         _atomic_torch_save(state, self.state_path)
         self.metrics.flush()

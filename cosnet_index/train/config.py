@@ -57,6 +57,11 @@ class TrainConfig:
     chunk_minutes: float = 0.0
     # fine-tune: start from this checkpoint's weights and architecture ("" = random init)
     init_from: str = ""
+    # a new run from ``init_from`` continues that checkpoint's step and training-time counters
+    # (its ``step`` / ``wall_s`` metadata): a campaign restarted from its committed weights keeps
+    # its hours, and its episode stream goes on instead of replaying the first steps' episodes;
+    # the learning-rate warm-up still runs (a fresh optimiser), counted from the restart
+    continue_counters: bool = False
     # 0 = off; else an exponential moving average of the weights (and BatchNorm statistics) is
     # kept with this decay per step and written as ``ema.pt`` beside ``last.pt``: the averaged
     # weights are what a constant-learning-rate campaign evaluates and ships (``last.pt`` is the

@@ -57,9 +57,11 @@ def _progress(step: int, wall_s: float, config: TrainConfig) -> float:
     return min(1.0, max(0.0, t))
 
 
-def _lr_factor(step: int, config: TrainConfig, wall_s: float = 0.0) -> float:
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
+def _lr_factor(
+    step: int, config: TrainConfig, wall_s: float = 0.0, warmup_from: int = 0
+) -> float:
+    if 0 <= step - warmup_from < config.warmup_steps:
+        return (step - warmup_from + 1) / config.warmup_steps
     if config.schedule == "constant":
         return 1.0
     t = _progress(step, wall_s, config)
@@ -97,10 +99,11 @@ def _optimise(
     config: TrainConfig,
     step: int,
     wall_s: float,
+    warmup_from: int = 0,
 ) -> dict[str, torch.Tensor]:
     """One optimiser step at the scheduled learning rate; returns the loss parts."""
     for group in optimizer.param_groups:
-        group["lr"] = config.lr * _lr_factor(step, config, wall_s)
+        group["lr"] = config.lr * _lr_factor(step, config, wall_s, warmup_from)
     parts = episode_loss(
         model,
         episodes,
@@ -164,7 +167,9 @@ def train(
 
     if len(class_names) < config.ways:
         raise InputError(f"{len(class_names)} training classes < ways={config.ways}")
-    model, optimizer, start_step, elapsed_before = start(out, config, model_config, resume, dev)
+    model, optimizer, start_step, elapsed_before, warmup_from = start(
+        out, config, model_config, resume, dev
+    )
     draw = episode_source(class_names, config, simulate, simulation_config)
     metadata = run_metadata(class_names, config, command, dev, simulate, simulation_config, mix)
     if config.channels_last:
@@ -175,6 +180,7 @@ def train(
     checkpoints = Checkpointer(
         out, model, optimizer, config, metadata, elapsed_before, metrics_fh, ema
     )
+    checkpoints.warmup_from = warmup_from
     step = start_step
 
     bar = tqdm(total=config.steps, initial=start_step, disable=not progress, desc="train")
@@ -185,7 +191,9 @@ def train(
         with stop.on_signals():
             for step_index, episodes in episodes_iter:
                 assert step_index == step
-                parts = _optimise(model, optimizer, episodes, config, step, checkpoints.wall_s())
+                parts = _optimise(
+                    model, optimizer, episodes, config, step, checkpoints.wall_s(), warmup_from
+                )
                 if ema is not None:
                     ema.update_parameters(model)
                 step += 1
