@@ -56,7 +56,6 @@ def test_imaged_reference_is_dark_seeded_and_wedged(tmp_path) -> None:
         ReferenceImaging(tilt_min_deg=10.0)
 
 
-
 def test_a_phase_flipped_reference_has_the_sign_of_phase_flipped_data(tmp_path) -> None:
     # far from focus and at high resolution the CTF changes sign inside Nyquist: phase-flipped
     # data (and their reference) keep the low-frequency sign at every frequency
@@ -68,6 +67,7 @@ def test_a_phase_flipped_reference_has_the_sign_of_phase_flipped_data(tmp_path) 
     ratio = (flipped * np.conj(plain)).real  # > 0 where both have one sign
     assert ratio[(k > 0.05) & (k < 0.15)].sum() > 0  # before the CTF's first zero: the same
     assert ratio[(k > 0.28) & (k < 0.38)].sum() < 0  # after it: the flipped one is turned over
+
 
 def test_classes_add_map_through_the_cli_records_where_it_came_from(toy_store, tmp_path) -> None:
     path = _write_map(tmp_path / "ring.mrc")

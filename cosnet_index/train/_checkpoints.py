@@ -80,7 +80,9 @@ def start(
             start_step = int(meta.get("step", 0))
             elapsed_before = float(meta.get("wall_s", 0.0))
             warmup_from = start_step
-            logger.info("continuing its counters: step %d, %.2f h", start_step, elapsed_before / 3600)
+            logger.info(
+                "continuing its counters: step %d, %.2f h", start_step, elapsed_before / 3600
+            )
     else:
         model = CosNet(model_config or CosNetConfig())
     model.to(dev).train()

@@ -57,9 +57,7 @@ def _progress(step: int, wall_s: float, config: TrainConfig) -> float:
     return min(1.0, max(0.0, t))
 
 
-def _lr_factor(
-    step: int, config: TrainConfig, wall_s: float = 0.0, warmup_from: int = 0
-) -> float:
+def _lr_factor(step: int, config: TrainConfig, wall_s: float = 0.0, warmup_from: int = 0) -> float:
     if 0 <= step - warmup_from < config.warmup_steps:
         return (step - warmup_from + 1) / config.warmup_steps
     if config.schedule == "constant":
