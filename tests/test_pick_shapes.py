@@ -80,6 +80,29 @@ def test_a_hollow_shell_is_centred_within_a_quarter_of_its_radius(seed: int) -> 
     assert near.sum() <= 4
 
 
+@pytest.mark.parametrize("radius", [17.0, 18.5])
+def test_a_shell_larger_than_the_largest_diameter_is_centred_by_a_grown_sphere(
+    radius: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cosnet_index.pick import _recentre, detect_blobs
+
+    # a 34-37 nm shell: a 33-35 nm capsid whose voxel size is 5-10% smaller than the header's,
+    # larger than the largest default diameter (350 A); that sphere alone leaves it 11-13
+    # voxels off, on its wall, with ~20 candidates (measured before the grown spheres)
+    centre = np.array([40.0, 40.0, 40.0])
+    data = _shell(radius, 0, centre=tuple(centre), shape=(80, 80, 80))
+    found = detect_blobs(data, 10.0, threshold=4.0)
+    xyz = found[["x", "y", "z"]].to_numpy()
+    nearest = np.linalg.norm(xyz - centre, axis=1)
+    assert nearest.min() <= radius / 4
+    assert found["pick_diameter_angstrom"].iloc[nearest.argmin()] > 350.0
+    assert (nearest <= 1.5 * radius).sum() <= 2  # the wall peaks collapse onto the centre
+    # without them the largest default sphere does not centre it: what they add
+    monkeypatch.setattr(_recentre, "GROWTH", ())
+    found = detect_blobs(data, 10.0, threshold=4.0)
+    assert np.linalg.norm(found[["x", "y", "z"]].to_numpy() - centre, axis=1).min() > radius / 2
+
+
 def _balls(centres: np.ndarray, radius: float, seed: int, shape=(48, 80, 80)) -> np.ndarray:
     """Dark balls of ``radius`` voxels at ``centres`` (x, y, z) in white noise, (z, y, x)."""
     rng = np.random.default_rng(seed)

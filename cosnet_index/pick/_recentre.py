@@ -12,11 +12,21 @@ import scipy.ndimage as ndi
 
 from cosnet_index.pick._peaks import robust_spread
 
-__all__ = ["centres_kept", "recentre_peaks", "refine_centres", "sample_grid", "sphere_fit"]
+__all__ = [
+    "GROWTH",
+    "centres_kept",
+    "grown_diameters",
+    "recentre_peaks",
+    "refine_centres",
+    "sample_grid",
+    "sphere_fit",
+]
 
 _SHELL = 1.5  # the sphere-contrast shell's outer radius over the sphere's
 _FIT_SIGNIFICANT = 2.0  # sphere fit (robust z) of a large re-centred copy kept beside the best
 _CENTRING_STEP = 1.5  # the second diameter centres a blob when at most this times the first
+# spheres beyond the largest diameter (factors of it) that may centre a molecule larger than it
+GROWTH = (1.2, 1.44)
 
 
 def refine_centres(
@@ -164,6 +174,24 @@ def centres_kept(
     return keep
 
 
+def grown_diameters(diameters: Sequence[float]) -> list[float]:
+    """The diameters :func:`recentre_peaks` centres with: ``diameters`` and, where there is a
+    diameter above the one that centres the blobs, the largest times each :data:`GROWTH`."""
+    out = [float(d) for d in diameters]
+    if len(out) > 1 + _centring(out):
+        out += [out[-1] * g for g in GROWTH]
+    return out
+
+
+def _centring(diameters: Sequence[float]) -> int:
+    """The diameter (index) that centres a blob: the next one when it is a small step up (the
+    default 170 after 120 A); a far larger one (--diameter 100 --diameter 290) would reach
+    across a crowd."""
+    if len(diameters) > 1 and diameters[1] <= _CENTRING_STEP * diameters[0]:
+        return 1
+    return 0
+
+
 def recentre_peaks(
     band: np.ndarray, peaks: np.ndarray, diameters_voxels: Sequence[float]
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -172,7 +200,9 @@ def recentre_peaks(
     A hollow or ring-shaped molecule peaks on its wall at small scales and is centred by a
     sphere that holds all of it; each centre is scored by how well one filled sphere of that
     diameter explains the density there (:func:`sphere_fit`), and the peak keeps two
-    (:func:`centres_kept`).
+    (:func:`centres_kept`). A molecule larger than the largest diameter (a 35 nm capsid whose
+    voxel size is 15% off) is centred by a larger sphere (:func:`grown_diameters`) where that
+    fits it better than every large diameter searched.
 
     Args:
         band: ``(z, y, x)`` band-passed density, molecules positive.
@@ -180,23 +210,33 @@ def recentre_peaks(
         diameters_voxels: ascending sphere diameters, in voxels of ``band``.
 
     Returns:
-        ``(centres, keep, fit)``: per diameter the ``(n, 3)`` centres; the ``(diameters, n)``
-        mask of those kept; ``(diameters, n)`` sphere fits for the suppression, where a blob's
-        own centre is judged by the better of the two smallest spheres.
+        ``(centres, keep, fit)``: per diameter of :func:`grown_diameters` the ``(n, 3)``
+        centres; the ``(diameters, n)`` mask of those kept; ``(diameters, n)`` sphere fits for
+        the suppression, where a blob's own centre is judged by the better of the two smallest
+        spheres.
     """
+    searched = len(diameters_voxels)
+    diameters_voxels = grown_diameters(diameters_voxels)
     moved = [
         refine_centres(band, peaks, d, 1.0, sigma=0, background=False) for d in diameters_voxels
     ]
     fit = sphere_fit(band, moved, diameters_voxels)  # (diameters, peaks)
-    # the blob is centred by the next diameter when that is a small step up (the default 170
-    # after 120 A); a far larger one (--diameter 100 --diameter 290) would reach across a crowd
-    centring = 0
-    if len(diameters_voxels) > 1 and diameters_voxels[1] <= _CENTRING_STEP * diameters_voxels[0]:
-        centring = 1
+    centring = _centring(diameters_voxels)
     strayed = None
     if centring:
         strayed = np.linalg.norm(moved[1] - peaks, axis=1) > 0.5 * diameters_voxels[0]
-    keep = centres_kept(fit, strayed, centring)
+    keep = np.zeros(fit.shape, dtype=bool)
+    keep[:searched] = centres_kept(fit[:searched], strayed, centring)
+    if len(diameters_voxels) > searched:
+        # a larger sphere takes the molecule's centre where it fits better than every large
+        # diameter searched (and significantly): the molecule outgrows them
+        best = searched + np.argmax(fit[searched:], axis=0)
+        columns = np.arange(fit.shape[1])
+        grown = (fit[best, columns] >= _FIT_SIGNIFICANT) & (
+            fit[best, columns] > fit[centring + 1 : searched].max(axis=0)
+        )
+        keep[centring + 1 : searched, grown] = False
+        keep[best[grown], columns[grown]] = True
     blob_fit = fit.copy()
     blob_fit[centring] = fit[: centring + 1].max(axis=0)
     return moved, keep, blob_fit

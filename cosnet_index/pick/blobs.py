@@ -29,7 +29,9 @@ two-lobed or elongated small molecule converge on its centre; the smallest spher
 that one strayed off the blob, pulled into a crowd, or is more than 1.5x the smallest), and the
 centre of the largest diameter above it whose fit is at least 2 (the molecule it is part of: a
 hollow shell's or a ring's wall peaks converge on its centre, a large complex's lobes on its
-centre of mass). Suppression then
+centre of mass); spheres 1.2x and 1.44x the largest diameter take that centre where one fits
+better than every large diameter searched (a molecule larger than them: a 35 nm capsid whose
+voxel size is off; ``pick_diameter_angstrom`` then says the grown diameter). Suppression then
 knows the spheres' sizes (:func:`~cosnet_index.pick._peaks.size_aware_suppression`): best score
 first (a peak's copies: the better fit first), a centre merges the centres of its own diameter
 within the fraction of it that ``min_distance`` is of the smallest, and the smaller centres
@@ -56,15 +58,26 @@ import scipy.ndimage as ndi
 
 from cosnet_index.errors import InputError
 from cosnet_index.pick._peaks import (
-    local_maxima,
     non_maximum_suppression,
     robust_spread,
     size_aware_suppression,
 )
 from cosnet_index.pick._recentre import (
+    grown_diameters,
     recentre_peaks,
     refine_centres,
     sphere_fit,
+)
+from cosnet_index.pick._scales import (
+    _K,
+    _TRUNCATE,
+    ScaleGroup,
+    _bin,
+    _dog,
+    _scale_peaks,
+    _sigma_voxels,
+    _wide_smooth,
+    scale_groups,
 )
 
 __all__ = [
@@ -91,11 +104,6 @@ DEFAULT_DOG_THRESHOLD = 4.0
 DEFAULT_MIN_DISTANCE_FRACTION = 0.35
 """Candidates are at least this fraction of the smallest diameter apart (docs/picking.md)."""
 
-_K = 1.6  # ratio of the two Gaussians of a DoG
-_TRUNCATE = 3.0  # Gaussian kernels cut at 3 sigma
-_OCTAVE = 2.0  # a scale group spans diameters below this ratio to its smallest
-_MIN_SIGMA_BINNED = 1.5  # a group's smallest sigma in binned voxels, at least
-
 
 def check_diameters(diameters_angstrom: Sequence[float] | None) -> tuple[float, ...]:
     """The diameters to search (the default when None), validated.
@@ -112,114 +120,6 @@ def check_diameters(diameters_angstrom: Sequence[float] | None) -> tuple[float, 
             "e.g. --diameter 150 --diameter 250"
         )
     return tuple(sorted(set(values)))
-
-
-def _bin(block: np.ndarray, factor: int) -> np.ndarray:
-    """Block-average ``(z, y, x)`` by ``factor`` (sizes already multiples of it)."""
-    if factor == 1:
-        return block
-    z, y, x = (s // factor for s in block.shape)
-    return block.reshape(z, factor, y, factor, x, factor).mean(axis=(1, 3, 5))
-
-
-def _dog(block: np.ndarray, sigma: float) -> np.ndarray:
-    """Scale-normalised DoG at ``sigma`` (the pair's geometric mean scale)."""
-    narrow = ndi.gaussian_filter(block, sigma / _K**0.5, mode="reflect", truncate=_TRUNCATE)
-    wide = ndi.gaussian_filter(block, sigma * _K**0.5, mode="reflect", truncate=_TRUNCATE)
-    return (narrow - wide) / (_K - 1.0)
-
-
-def _wide_smooth(volume: np.ndarray, sigma: float) -> np.ndarray:
-    """A Gaussian of a large ``sigma`` approximated by three box filters (their variance is
-    ``sigma^2``); the cost does not grow with ``sigma``."""
-    width = max(1, round(math.sqrt(4.0 * sigma**2 + 1.0)))
-    out = volume
-    for _ in range(3):
-        out = ndi.uniform_filter(out, size=width, mode="reflect")
-    return out
-
-
-def _scale_peaks(
-    block: np.ndarray,
-    sigmas: Sequence[float],
-    spreads: Sequence[float],
-    radius: int,
-    core: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Local maxima of each scale's DoG (in units of its noise spread) in the slab's core, and
-    the maximum over the scales (the response).
-
-    Returns:
-        ``(zyx, values, scale, response)``: ``(n, 3)`` indices, their values, the index of the
-        scale each is a maximum of, and the ``(z, y, x)`` response.
-    """  # fmt: skip
-    response = np.full(block.shape, -np.inf, dtype=np.float32)
-    zyx, values, scales = [], [], []
-    for s, (sigma, spread) in enumerate(zip(sigmas, spreads, strict=True)):
-        dog = _dog(block, sigma) / spread
-        np.maximum(response, dog, out=response)
-        where, value = local_maxima(dog, radius, core)
-        zyx.append(where)
-        values.append(value)
-        scales.append(np.full(len(where), s, dtype=np.int64))
-    return np.concatenate(zyx), np.concatenate(values), np.concatenate(scales), response
-
-
-@dataclass(frozen=True)
-class ScaleGroup:
-    """Diameters computed together at one binning (:func:`scale_groups`)."""
-
-    factor: int
-    """Block-averaging factor of the volume for these scales."""
-    diameters_angstrom: tuple[float, ...]
-    """The group's diameters, ascending."""
-    first: int
-    """Index of the group's first diameter among all the diameters searched."""
-
-
-def scale_groups(
-    diameters_angstrom: Sequence[float],
-    voxel_size_angstrom: float,
-    shape_zyx: Sequence[int] | None = None,
-) -> tuple[ScaleGroup, ...]:
-    """Diameters grouped by octave, each group binned for its own smallest sigma.
-
-    A group starts at the smallest diameter not yet grouped, ``d0``, and takes every diameter
-    below ``2 d0``; it is block-averaged by ``floor(sigma(d0) / 1.5)`` (at least 1), so its
-    smallest sigma stays at least 1.5 binned voxels and a group of large molecules costs
-    ``1 / factor^3`` of the volume. Searching diameters an octave apart thus costs about the sum
-    of searching each alone. With ``shape_zyx``, the factor is capped so that the binned volume
-    keeps at least 3 voxels on every side.
-
-    Args:
-        diameters_angstrom: molecule diameters, as :func:`check_diameters` returns them
-            (ascending, unique).
-        voxel_size_angstrom: the volume's voxel size.
-        shape_zyx: the volume's shape, to cap the binning of small volumes.
-
-    Returns:
-        The groups, finest first.
-    """
-    diameters = sorted(float(d) for d in diameters_angstrom)
-    cap = max(1, min(int(s) for s in shape_zyx) // 3) if shape_zyx is not None else None
-    groups: list[ScaleGroup] = []
-    start = 0
-    while start < len(diameters):
-        d0 = diameters[start]
-        stop = start + 1
-        while stop < len(diameters) and diameters[stop] < _OCTAVE * d0:
-            stop += 1
-        factor = max(1, int(_sigma_voxels(d0, voxel_size_angstrom) / _MIN_SIGMA_BINNED))
-        if cap is not None:
-            factor = min(factor, cap)
-        groups.append(ScaleGroup(factor, tuple(diameters[start:stop]), start))
-        start = stop
-    return tuple(groups)
-
-
-def _sigma_voxels(diameter_angstrom: float, voxel_size_angstrom: float) -> float:
-    """The LoG-optimal sigma of a ball of this diameter, in voxels."""
-    return diameter_angstrom / 2.0 / math.sqrt(3.0) / voxel_size_angstrom
 
 
 def _probe_centres(n: int) -> list[int]:
@@ -404,21 +304,23 @@ def detect_blobs(
         binned = (xyz - (fine - 1) / 2.0) / fine
         d_binned = [d / voxel_size_angstrom / fine for d in diameters]
         moved, keep, fit = recentre_peaks(band, binned, d_binned)
+        centred_by = grown_diameters(diameters)  # and the spheres beyond the largest
         xyz = np.concatenate(moved)[keep.ravel()] * fine + (fine - 1) / 2.0
-        score = np.tile(score, len(diameters))[keep.ravel()]
-        scale = np.repeat(np.arange(len(diameters)), len(first))[keep.ravel()]
+        score = np.tile(score, len(centred_by))[keep.ravel()]
+        scale = np.repeat(np.arange(len(centred_by)), len(first))[keep.ravel()]
         # a centre merges the centres of its own diameter within the same fraction of it as
         # --min-distance is of the smallest (two centres of one molecule), and the smaller ones
         # inside its sphere that fit worse (parts of it)
         order = size_aware_suppression(
             xyz,
             score,
-            np.asarray(diameters)[scale] / voxel_size_angstrom,
+            np.asarray(centred_by)[scale] / voxel_size_angstrom,
             fit.ravel()[keep.ravel()],
             min_distance / voxel_size_angstrom,
             min_distance / diameters[0],
         )
     else:
+        centred_by = list(diameters)
         order = non_maximum_suppression(xyz, score, min_distance / voxel_size_angstrom)
     if max_candidates is not None:
         order = order[: int(max_candidates)]
@@ -435,6 +337,6 @@ def detect_blobs(
             "y": np.round(xyz[order, 1], 2),
             "z": np.round(xyz[order, 2], 2),
             "pick_score": score[order].astype(np.float32),
-            "pick_diameter_angstrom": np.asarray(diameters, dtype=np.float32)[scale[order]],
+            "pick_diameter_angstrom": np.asarray(centred_by, dtype=np.float32)[scale[order]],
         }
     )
