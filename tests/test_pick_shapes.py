@@ -97,7 +97,11 @@ def test_a_shell_larger_than_the_largest_diameter_is_centred_by_a_grown_sphere(
     assert nearest.min() <= radius / 4
     assert found["pick_diameter_angstrom"].iloc[nearest.argmin()] > 350.0
     assert (nearest <= 1.5 * radius).sum() <= 2  # the wall peaks collapse onto the centre
-    # without them the largest default sphere does not centre it: what they add
+    # the same diameters given by the user are not grown (who gives --diameter knows the
+    # sizes), and 350 A alone does not centre it: what the grown spheres add
+    given = detect_blobs(data, 10.0, [120.0, 170.0, 240.0, 350.0], threshold=4.0)
+    assert np.linalg.norm(given[["x", "y", "z"]].to_numpy() - centre, axis=1).min() > radius / 2
+    assert given["pick_diameter_angstrom"].max() <= 350.0
     monkeypatch.setattr(_recentre, "GROWTH", ())
     found = detect_blobs(data, 10.0, threshold=4.0)
     assert np.linalg.norm(found[["x", "y", "z"]].to_numpy() - centre, axis=1).min() > radius / 2

@@ -174,11 +174,11 @@ def centres_kept(
     return keep
 
 
-def grown_diameters(diameters: Sequence[float]) -> list[float]:
-    """The diameters :func:`recentre_peaks` centres with: ``diameters`` and, where there is a
-    diameter above the one that centres the blobs, the largest times each :data:`GROWTH`."""
+def grown_diameters(diameters: Sequence[float], grow: bool = True) -> list[float]:
+    """The diameters :func:`recentre_peaks` centres with: ``diameters`` and, with ``grow`` and
+    a diameter above the one that centres the blobs, the largest times each :data:`GROWTH`."""
     out = [float(d) for d in diameters]
-    if len(out) > 1 + _centring(out):
+    if grow and len(out) > 1 + _centring(out):
         out += [out[-1] * g for g in GROWTH]
     return out
 
@@ -193,7 +193,7 @@ def _centring(diameters: Sequence[float]) -> int:
 
 
 def recentre_peaks(
-    band: np.ndarray, peaks: np.ndarray, diameters_voxels: Sequence[float]
+    band: np.ndarray, peaks: np.ndarray, diameters_voxels: Sequence[float], grow: bool = True
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Re-centre each peak once per diameter and choose the centres it keeps.
 
@@ -202,7 +202,8 @@ def recentre_peaks(
     diameter explains the density there (:func:`sphere_fit`), and the peak keeps two
     (:func:`centres_kept`). A molecule larger than the largest diameter (a 35 nm capsid whose
     voxel size is 15% off) is centred by a larger sphere (:func:`grown_diameters`) where that
-    fits it better than every large diameter searched.
+    fits it better than every large diameter searched (``grow``; the detector grows the default
+    diameters, not a user's: who gives ``--diameter`` knows the sizes).
 
     Args:
         band: ``(z, y, x)`` band-passed density, molecules positive.
@@ -215,31 +216,43 @@ def recentre_peaks(
         the suppression, where a blob's own centre is judged by the better of the two smallest
         spheres.
     """
-    searched = len(diameters_voxels)
-    diameters_voxels = grown_diameters(diameters_voxels)
-    moved = [
-        refine_centres(band, peaks, d, 1.0, sigma=0, background=False) for d in diameters_voxels
-    ]
-    fit = sphere_fit(band, moved, diameters_voxels)  # (diameters, peaks)
-    centring = _centring(diameters_voxels)
+    searched = list(diameters_voxels)
+    moved = [refine_centres(band, peaks, d, 1.0, sigma=0, background=False) for d in searched]
+    fit = sphere_fit(band, moved, searched)  # (diameters, peaks)
+    centring = _centring(searched)
     strayed = None
     if centring:
-        strayed = np.linalg.norm(moved[1] - peaks, axis=1) > 0.5 * diameters_voxels[0]
-    keep = np.zeros(fit.shape, dtype=bool)
-    keep[:searched] = centres_kept(fit[:searched], strayed, centring)
-    if len(diameters_voxels) > searched:
-        # a larger sphere takes the molecule's centre where it fits better than every large
-        # diameter searched (and significantly): the molecule outgrows them
-        best = searched + np.argmax(fit[searched:], axis=0)
-        columns = np.arange(fit.shape[1])
-        grown = (fit[best, columns] >= _FIT_SIGNIFICANT) & (
-            fit[best, columns] > fit[centring + 1 : searched].max(axis=0)
-        )
-        keep[centring + 1 : searched, grown] = False
-        keep[best[grown], columns[grown]] = True
+        strayed = np.linalg.norm(moved[1] - peaks, axis=1) > 0.5 * searched[0]
+    keep = centres_kept(fit, strayed, centring)
     blob_fit = fit.copy()
     blob_fit[centring] = fit[: centring + 1].max(axis=0)
-    return moved, keep, blob_fit
+    grown = grown_diameters(searched, grow)[len(searched) :]
+    if not grown:
+        return moved, keep, blob_fit
+    # a molecule that outgrows the largest sphere is one that sphere fits significantly (its
+    # centre is kept): only those centres are grown, each distinct one once (the wall peaks of a
+    # shell converge on one centre); a larger sphere takes the molecule's centre where it fits
+    # better than every large diameter searched
+    n = len(peaks)
+    grown_moved = [moved[-1].copy() for _ in grown]
+    grown_fit = np.full((len(grown), n), -np.inf)
+    outgrown = np.flatnonzero(keep[-1])
+    if len(outgrown):
+        starts, inverse = np.unique(np.round(moved[-1][outgrown]), axis=0, return_inverse=True)
+        centres = [refine_centres(band, starts, d, 1.0, sigma=0, background=False) for d in grown]
+        scores = sphere_fit(band, centres, grown)
+        for k in range(len(grown)):
+            grown_moved[k][outgrown] = centres[k][inverse.ravel()]
+            grown_fit[k, outgrown] = scores[k, inverse.ravel()]
+    best = np.argmax(grown_fit, axis=0)
+    columns = np.arange(n)
+    wins = (grown_fit[best, columns] >= _FIT_SIGNIFICANT) & (
+        grown_fit[best, columns] > fit[centring + 1 :].max(axis=0)
+    )
+    keep = np.concatenate([keep, np.zeros((len(grown), n), dtype=bool)])
+    keep[centring + 1 : len(searched), wins] = False
+    keep[len(searched) + best[wins], columns[wins]] = True
+    return moved + grown_moved, keep, np.concatenate([blob_fit, grown_fit])
 
 
 def sample_grid(shape_zyx: Sequence[int], n: int = 512) -> np.ndarray:

@@ -29,9 +29,10 @@ two-lobed or elongated small molecule converge on its centre; the smallest spher
 that one strayed off the blob, pulled into a crowd, or is more than 1.5x the smallest), and the
 centre of the largest diameter above it whose fit is at least 2 (the molecule it is part of: a
 hollow shell's or a ring's wall peaks converge on its centre, a large complex's lobes on its
-centre of mass); spheres 1.2x and 1.44x the largest diameter take that centre where one fits
-better than every large diameter searched (a molecule larger than them: a 35 nm capsid whose
-voxel size is off; ``pick_diameter_angstrom`` then says the grown diameter). Suppression then
+centre of mass); with the default diameters, spheres 1.2x and 1.44x the largest take that
+centre where one fits better than every large diameter searched (a molecule larger than them: a
+35 nm capsid whose voxel size is off; ``pick_diameter_angstrom`` then says the grown diameter;
+given ``--diameter``, only those are used). Suppression then
 knows the spheres' sizes (:func:`~cosnet_index.pick._peaks.size_aware_suppression`): best score
 first (a peak's copies: the better fit first), a centre merges the centres of its own diameter
 within the fraction of it that ``min_distance`` is of the smallest, and the smaller centres
@@ -303,8 +304,10 @@ def detect_blobs(
         assert band is not None
         binned = (xyz - (fine - 1) / 2.0) / fine
         d_binned = [d / voxel_size_angstrom / fine for d in diameters]
-        moved, keep, fit = recentre_peaks(band, binned, d_binned)
-        centred_by = grown_diameters(diameters)  # and the spheres beyond the largest
+        # the default diameters grow beyond the largest (a user's --diameter knows the sizes)
+        grow = diameters_angstrom is None
+        moved, keep, fit = recentre_peaks(band, binned, d_binned, grow)
+        centred_by = grown_diameters(diameters, grow)
         xyz = np.concatenate(moved)[keep.ravel()] * fine + (fine - 1) / 2.0
         score = np.tile(score, len(centred_by))[keep.ravel()]
         scale = np.repeat(np.arange(len(centred_by)), len(first))[keep.ravel()]
