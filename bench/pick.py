@@ -269,6 +269,16 @@ def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     detect_blobs(volume, voxel, invert_contrast=True)
     other_s = time.perf_counter() - t0
+    # what the spheres grown beyond the largest default diameter cost (pick/_recentre.py)
+    from cosnet_index.pick import _recentre
+
+    growth, _recentre.GROWTH = _recentre.GROWTH, ()
+    try:
+        t0 = time.perf_counter()
+        detect_blobs(volume, voxel)
+        ungrown_s = time.perf_counter() - t0
+    finally:
+        _recentre.GROWTH = growth
     # diameters an octave apart cost about the sum of each alone (scale groups, pick/blobs.py)
     diameters_s = {}
     for diameters in ([100.0], [290.0], [100.0, 290.0]):
@@ -288,6 +298,7 @@ def timing(root: Path, args) -> dict:  # type: ignore[no-untyped-def]
         "index_without_coords_s": index_s,
         "detect_s": detect_s,
         "contrast_check_other_polarity_s": other_s,
+        "detect_without_grown_spheres_s": ungrown_s,
         "detect_by_diameters_s": diameters_s,
         "candidates": summary.subtomograms_indexed,
         "molecules": len(sim.particles),
