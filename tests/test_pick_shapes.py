@@ -173,6 +173,9 @@ def test_each_peak_keeps_its_blob_centred_by_the_second_sphere_and_its_molecule(
         ],
     )
     np.testing.assert_array_equal(_centres_kept(fit[:1]), [[True] * 4])  # one diameter: itself
+    # a peak whose largest significant sphere is not its best-fitting large one keeps both
+    between = np.array([[9.0], [1.0], [7.0], [2.5]])
+    np.testing.assert_array_equal(_centres_kept(between)[:, 0], [False, True, True, True])
 
 
 def test_sphere_fit_prefers_the_sphere_that_holds_a_shell() -> None:

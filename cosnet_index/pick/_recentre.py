@@ -148,7 +148,8 @@ def centres_kept(
     both); the smallest diameter's centre instead where that larger sphere ``strayed`` off the
     peak's blob (pulled into a crowd of neighbours); and the centre of the largest diameter above
     it whose sphere fit is at least ``_FIT_SIGNIFICANT`` (the molecule the peak is part of: a
-    hollow shell, a ring, a large complex), where there is one.
+    hollow shell, a ring, a large complex), where there is one, and beside it the centre of the
+    best-fitting diameter above the blob's where that is another one.
 
     Args:
         fit: ``(diameters, peaks)`` sphere fits (:func:`sphere_fit`).
@@ -171,6 +172,11 @@ def centres_kept(
     has = significant.any(axis=0)
     largest = n_diameters - 1 - np.argmax(significant[::-1], axis=0)
     keep[largest[has], columns[has]] = True
+    # and the large diameter that fits best, where that is another (a ring or a compact complex
+    # between two diameters: the largest significant sphere reaches past it)
+    if n_diameters > centring + 1:
+        best = centring + 1 + np.argmax(fit[centring + 1 :], axis=0)
+        keep[best[has], columns[has]] = True
     return keep
 
 
