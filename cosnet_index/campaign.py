@@ -75,7 +75,8 @@ def campaign_config(
     - a constant learning rate after 50 warm-up steps (an open-ended run; the schedule does not
       depend on how many chunks there will be): 3e-4 to step 36,553 (chunks 1-5), then 1e-4
       (the headline was flat over chunk 5's 2 hours while the training accuracy still rose;
-      docs/training.md), and an exponential moving average of the
+      docs/training.md), then 3e-5 from step 76,737 (chunk 11: the headline was flat over the
+      4 hours to chunk 10), and an exponential moving average of the
       weights (decay 0.999, a horizon of ~1,000 steps): the average is what is evaluated and
       shipped, the noisy iterate is what training continues from (chunk 2 on);
     - the decoder trains on a quarter of the boxes, masks of the molecular volume; the
@@ -86,7 +87,7 @@ def campaign_config(
         steps=10**9,
         ways=8,
         episodes_per_step=2,
-        lr=1e-4,  # 3e-4 in chunks 1-5 (to step 36,553)
+        lr=3e-5,  # 3e-4 in chunks 1-5 (to step 36,553), 1e-4 in chunks 6-10 (to step 76,737)
         warmup_steps=50,
         schedule="constant",
         clean_steps=0,
