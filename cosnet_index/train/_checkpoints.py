@@ -165,8 +165,8 @@ class Checkpointer:
     """Saves the model, its optimizer state and the metrics so far, and keeps the run's clock.
 
     ``last.pt`` every time, ``step_<k>.pt`` every ``keep_every`` steps, ``train_state.pt``
-    (step, optimizer, wall time); the wall time counts from its creation plus what the resumed
-    run had already spent.
+    (step, optimizer, wall time, warm-up start); the wall time counts from its creation plus
+    what the resumed run had already spent.
     """
 
     def __init__(
@@ -179,6 +179,7 @@ class Checkpointer:
         elapsed_before: float,
         metrics: IO[str],
         ema: torch.optim.swa_utils.AveragedModel | None = None,
+        warmup_from: int = 0,
     ) -> None:
         self.out, self.model, self.optimizer, self.config = out, model, optimizer, config
         self.ema = ema
@@ -187,7 +188,7 @@ class Checkpointer:
         self.t0 = time.perf_counter()
         # the step the learning-rate warm-up counts from (saved with the state: a resumed run
         # keeps it; 0 for runs saved before it was recorded)
-        self.warmup_from = 0
+        self.warmup_from = warmup_from
 
     def wall_s(self) -> float:
         """Seconds of training over every resume of the run."""

@@ -176,9 +176,8 @@ def train(
 
     metrics_fh, writer = open_metrics(out / "metrics.csv", resume)
     checkpoints = Checkpointer(
-        out, model, optimizer, config, metadata, elapsed_before, metrics_fh, ema
+        out, model, optimizer, config, metadata, elapsed_before, metrics_fh, ema, warmup_from
     )
-    checkpoints.warmup_from = warmup_from
     step = start_step
 
     bar = tqdm(total=config.steps, initial=start_step, disable=not progress, desc="train")
